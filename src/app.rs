@@ -1,0 +1,338 @@
+//! The application state shared by every request and background task, how it is built, and
+//! the link resolution chain (local cache → Redis → PostgreSQL) the redirect path uses.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::cache::clicks::{ClickEvent, ClickQueue};
+use crate::cache::limiter::{HotLimiter, SharedLimiter};
+use crate::cache::local::{LocalLinkCache, LocalLookup};
+use crate::cache::{RedisHandle, RedisLookup};
+use crate::config::Config;
+use crate::domain::RedirectTarget;
+use crate::metadata::{FetchPolicy, MetadataFetcher};
+use crate::metrics::{Metrics, Sample, Snapshot};
+use crate::store::{Store, StoreError};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub redis: RedisHandle,
+    pub local: Arc<LocalLinkCache>,
+    pub clicks: Arc<ClickQueue>,
+    pub hot_limiter: Arc<HotLimiter>,
+    pub shared_limiter: SharedLimiter,
+    pub metrics: Metrics,
+    pub metadata: MetadataFetcher,
+    pub started: Instant,
+    pub started_at: DateTime<Utc>,
+    pub in_flight: AtomicU64,
+    /// Set on SIGTERM: readiness answers 503 while in-flight requests drain.
+    pub stopping: std::sync::atomic::AtomicBool,
+}
+
+pub type App = Arc<AppState>;
+
+/// Why a link could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error("link lookup unavailable: {0}")]
+pub struct ResolveError(pub StoreError);
+
+impl AppState {
+    /// Builds the state without touching the network: PostgreSQL and Redis connect lazily.
+    pub fn build(config: Config, route_names: Vec<&'static str>) -> anyhow::Result<App> {
+        let store = Store::connect_lazy(&config.database_url, config.db_pool_size)?;
+        Self::build_with_store(config, store, route_names)
+    }
+
+    pub fn build_with_store(config: Config, store: Store, route_names: Vec<&'static str>) -> anyhow::Result<App> {
+        let redis = RedisHandle::new(&config.redis_url, &config.redis_key_prefix)?;
+        let metadata = MetadataFetcher::new(FetchPolicy {
+            allowed_addrs: config.metadata_allowlist.clone(),
+            ..FetchPolicy::default()
+        })
+        .map_err(|e| anyhow::anyhow!("metadata fetcher: {e}"))?;
+        Ok(Arc::new(AppState {
+            store,
+            shared_limiter: SharedLimiter::new(redis.clone()),
+            redis,
+            local: Arc::new(LocalLinkCache::new(200_000)),
+            clicks: Arc::new(ClickQueue::new(config.click_queue_capacity)),
+            hot_limiter: Arc::new(HotLimiter::new()),
+            metrics: Metrics::new(Box::leak(route_names.into_boxed_slice())),
+            metadata,
+            started: Instant::now(),
+            started_at: Utc::now(),
+            in_flight: AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            config,
+        }))
+    }
+
+    /// Local cache, then Redis, then PostgreSQL. A cache hit touches neither Redis nor
+    /// PostgreSQL. When PostgreSQL fails, a stale local entry is better than an error.
+    pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<RedirectTarget>>, ResolveError> {
+        let now = Instant::now();
+        let stale = match self.local.get(code, now) {
+            LocalLookup::Fresh(v) => {
+                self.metrics.cache_local_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(v);
+            }
+            LocalLookup::Stale(v) => v,
+            LocalLookup::Absent => None,
+        };
+        let ttl = self.config.local_cache_ttl;
+        if self.redis.is_healthy() {
+            match self.redis.get_link(code).await {
+                RedisLookup::Found(t) => {
+                    self.metrics.cache_redis_hits.fetch_add(1, Ordering::Relaxed);
+                    let t = Arc::new(t);
+                    self.local.put(code, Some(t.clone()), ttl, Instant::now());
+                    return Ok(Some(t));
+                }
+                RedisLookup::Missing => {
+                    self.metrics.cache_redis_hits.fetch_add(1, Ordering::Relaxed);
+                    self.local.put(code, None, ttl, Instant::now());
+                    return Ok(None);
+                }
+                RedisLookup::Miss | RedisLookup::Unavailable => {}
+            }
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        match self.store.find_redirect_target(code).await {
+            Ok(found) => {
+                let found = found.map(Arc::new);
+                self.local.put(code, found.clone(), ttl, Instant::now());
+                if self.redis.is_healthy() {
+                    let redis = self.redis.clone();
+                    let code = code.to_string();
+                    let value = found.clone();
+                    let redis_ttl = if value.is_some() {
+                        self.config.redis_cache_ttl
+                    } else {
+                        self.config.negative_cache_ttl
+                    };
+                    tokio::spawn(async move { redis.put_link(&code, value.as_deref(), redis_ttl).await });
+                }
+                Ok(found)
+            }
+            Err(e) => match stale {
+                Some(t) => {
+                    tracing::debug!(link.code = code, "serving a stale cached link: PostgreSQL unavailable");
+                    Ok(Some(t))
+                }
+                None => Err(ResolveError(e)),
+            },
+        }
+    }
+
+    /// Drops a code's cached state here at once, and everywhere else via Redis. A second
+    /// invalidation a second later closes the race with an instance that read the old row
+    /// from PostgreSQL just before our write and writes it to Redis just after our delete.
+    pub async fn invalidate_link(self: &Arc<Self>, code: &str) {
+        self.local.invalidate(code);
+        self.redis.invalidate_link(code).await;
+        let app = self.clone();
+        let code = code.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            app.local.invalidate(&code);
+            app.redis.invalidate_link(&code).await;
+        });
+    }
+
+    /// Records a visit; never waits and never fails the caller.
+    pub fn record_click(&self, event: ClickEvent) {
+        self.clicks.push(event);
+    }
+
+    /// This instance's metrics with its live gauges.
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        let now_ms = Utc::now().timestamp_millis();
+        let lag = self
+            .clicks
+            .oldest_at_ms()
+            .map(|at| (now_ms - at).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let extra = vec![
+            Sample::new("boltlink_clicks_recorded_total", &[], self.clicks.enqueued_total() as f64),
+            Sample::new("boltlink_clicks_delivered_total", &[], self.redis.flushed_events_total() as f64),
+            Sample::new("boltlink_clicks_dropped_total", &[], self.clicks.dropped_total() as f64),
+            Sample::new("boltlink_click_queue_depth", &[], self.clicks.len() as f64),
+            Sample::new("boltlink_click_queue_lag_seconds", &[], lag),
+            Sample::new("boltlink_redis_up", &[], if self.redis.is_healthy() { 1.0 } else { 0.0 }),
+            Sample::new("boltlink_redis_errors_total", &[], self.redis.errors_total() as f64),
+            Sample::new("boltlink_local_cache_entries", &[], self.local.len() as f64),
+            Sample::new("process_start_time_seconds", &[], self.started_at.timestamp() as f64),
+        ];
+        self.metrics.snapshot(&self.config.instance, extra)
+    }
+
+    /// Publishes this instance's heartbeat and metrics snapshot to Redis.
+    pub async fn publish_heartbeat(&self) {
+        let keys = self.redis.keys();
+        let snapshot = match serde_json::to_string(&self.metrics_snapshot()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let instance = &self.config.instance;
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(keys.instance(instance))
+            .arg("started_at")
+            .arg(self.started_at.timestamp_millis())
+            .arg("last_seen")
+            .arg(Utc::now().timestamp_millis())
+            .arg("pid")
+            .arg(std::process::id())
+            .arg("version")
+            .arg(VERSION)
+            .arg("requests")
+            .arg(self.metrics.requests_total())
+            .ignore();
+        pipe.cmd("PEXPIRE").arg(keys.instance(instance)).arg(HEARTBEAT_TTL_MS).ignore();
+        pipe.cmd("SADD").arg(keys.instances()).arg(instance).ignore();
+        pipe.cmd("SET")
+            .arg(keys.instance_metrics(instance))
+            .arg(snapshot)
+            .arg("PX")
+            .arg(HEARTBEAT_TTL_MS)
+            .ignore();
+        let _: Option<()> = self.redis.query_pipe(&pipe).await;
+    }
+
+    /// Removes this instance's heartbeat on a clean stop, so status views do not show it.
+    pub async fn retract_heartbeat(&self) {
+        let keys = self.redis.keys();
+        let instance = &self.config.instance;
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(keys.instance(instance)).ignore();
+        pipe.cmd("DEL").arg(keys.instance_metrics(instance)).ignore();
+        pipe.cmd("SREM").arg(keys.instances()).arg(instance).ignore();
+        let _: Option<()> = self.redis.query_pipe(&pipe).await;
+    }
+}
+
+/// A heartbeat older than this is gone (the instance stopped or is wedged).
+pub const HEARTBEAT_TTL_MS: u64 = 15_000;
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A cloneable shutdown signal: `trigger` once, every `wait` resolves.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self { tx: Arc::new(tx), rx }
+    }
+
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+}
+
+/// Background tasks of an API process. `shutdown` stops the Redis supervisor, invalidation
+/// listener and heartbeat; `flush_stop` (triggered once the server has drained, so no click
+/// can arrive any more) makes the click flusher drain its queue within `drain_deadline`.
+/// The returned handle finishes once all of them have.
+pub fn spawn_background(
+    app: &App,
+    shutdown: &Shutdown,
+    flush_stop: &Shutdown,
+    drain_deadline: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let supervisor = tokio::spawn(app.redis.clone().run_supervisor(flush_stop.wait()));
+    let listener = tokio::spawn(app.redis.clone().run_invalidation_listener(app.local.clone(), shutdown.wait()));
+    let flusher = tokio::spawn(app.redis.clone().run_click_flusher(
+        app.clicks.clone(),
+        app.hot_limiter.clone(),
+        flush_stop.wait(),
+        drain_deadline,
+    ));
+    let heartbeat = {
+        let app = app.clone();
+        let stop = shutdown.wait();
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                app.publish_heartbeat().await;
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+                }
+            }
+            app.retract_heartbeat().await;
+        })
+    };
+    tokio::spawn(async move {
+        let _ = flusher.await;
+        let _ = heartbeat.await;
+        let _ = listener.await;
+        let _ = supervisor.await;
+    })
+}
+
+/// Fills title/description/favicon in the background after a link is created. Failures are
+/// logged at debug level: a page without metadata is normal.
+pub fn spawn_metadata_fill(app: &App, link_id: uuid::Uuid, url: String) {
+    if !app.config.metadata_fetch {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let Ok(parsed) = url::Url::parse(&url) else { return };
+        match app.metadata.fetch(&parsed).await {
+            Ok(meta) => {
+                if let Err(e) = app
+                    .store
+                    .fill_link_metadata(link_id, meta.title.as_deref(), meta.description.as_deref(), meta.favicon.as_deref())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not store fetched link metadata");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "link metadata not fetched"),
+        }
+    });
+}
+
+pub fn in_flight_guard(app: &App) -> InFlight {
+    app.in_flight.fetch_add(1, Ordering::Relaxed);
+    InFlight(app.clone())
+}
+
+/// Counts a request in flight for its lifetime.
+pub struct InFlight(App);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,54 @@
+//! `boltlink-api`: parse config, take the listener, start telemetry, run, map the exit code.
+
+use std::process::ExitCode;
+
+use boltlink::app::Shutdown;
+use boltlink::config::{Config, EXIT_CONFIG};
+
+fn main() -> ExitCode {
+    let config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("boltlink-api: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    // Before the runtime exists: listenfd edits the environment, and capability sets are
+    // per thread, so both must happen while this is the only thread.
+    let (listener, source) = match boltlink::systemd::take_listener(config.bind_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("boltlink-api: cannot listen on BIND_ADDR {}: {e}", config.bind_addr);
+            return ExitCode::from(71); // EX_OSERR
+        }
+    };
+    let dropped = boltlink::ctl::drop_capabilities();
+    boltlink::telemetry::init(&config.log_level, "boltlink-api");
+    tracing::info!(listener.source = ?source, capabilities.dropped = %dropped, "boltlink-api starting");
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .thread_name("boltlink-api")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("boltlink-api: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        boltlink::api::wire_signals(shutdown.clone()).await?;
+        boltlink::api::run(config, listener, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "boltlink-api failed");
+            eprintln!("boltlink-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `boltlinkctl`: operate a BoltLink installation.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use boltlink::config::{Config, EXIT_CONFIG};
+use boltlink::ctl;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "boltlinkctl", version, about = "Operate a BoltLink installation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations (safe to run while the suite is up).
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Run the whole suite in the foreground (development): one boltlink-api per core on one
+    /// shared socket bound to BIND_ADDR, plus worker and aggregator when installed.
+    Run {
+        /// Number of API processes, or "auto" for one per CPU.
+        #[arg(long, default_value = "auto", value_parser = ctl::parse_instances)]
+        instances: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (once) on stdout.
+    Create {
+        /// An admin key sees and manages every key's links and campaigns.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List keys (prefix only; secrets are never stored).
+    List,
+    /// Revoke a key by id or by its 10-character prefix.
+    Revoke { key: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("boltlinkctl: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    boltlink::telemetry::init(&config.log_level, "boltlinkctl");
+    if let Command::Run { instances } = cli.command {
+        return run_suite(&config, instances);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("boltlinkctl: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        match cli.command {
+            Command::Migrate => {
+                ctl::migrate(&config).await?;
+                eprintln!("boltlinkctl: migrations are up to date");
+            }
+            Command::Keys { command } => match command {
+                KeysCommand::Create { admin, name, email } => {
+                    let opts = ctl::KeyOptions {
+                        admin,
+                        name: name.as_deref(),
+                        email: email.as_deref(),
+                    };
+                    let (secret, id) = ctl::create_key(&config, opts).await?;
+                    println!("{secret}");
+                    eprintln!(
+                        "boltlinkctl: created {}key {id}; store it now, it cannot be shown again",
+                        if admin { "admin " } else { "" }
+                    );
+                }
+                KeysCommand::List => print!("{}", ctl::list_keys(&config).await?),
+                KeysCommand::Revoke { key } => match ctl::revoke_key(&config, &key).await? {
+                    0 => anyhow::bail!("no active key matches {key:?}"),
+                    n => eprintln!("boltlinkctl: revoked {n} key(s)"),
+                },
+            },
+            Command::Run { .. } => unreachable!("handled above"),
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("boltlinkctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_suite(config: &Config, instances: usize) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    // Signals arrive on a small runtime thread; the supervisor loop polls the flag.
+    let flag = stop.clone();
+    let signals = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        if flag.load(Ordering::Relaxed) { return; }
+                        continue;
+                    }
+                }
+                flag.store(true, Ordering::Relaxed);
+                return;
+            }
+        });
+    });
+    let result = ctl::run_suite(config, instances, &stop);
+    stop.store(true, Ordering::Relaxed);
+    let _ = signals.join();
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("boltlinkctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Every Redis key and channel name, built in one place from the configured prefix, so tests
+//! can isolate themselves with a prefix and operators can read the key space from this file.
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Cached [`crate::domain::RedirectTarget`] (JSON), or the negative marker.
+    pub fn link(&self, code: &str) -> String {
+        format!("{}link:{code}", self.prefix)
+    }
+
+    /// The click stream the API appends to and the worker/aggregator consume.
+    pub fn click_stream(&self) -> String {
+        format!("{}clicks", self.prefix)
+    }
+
+    /// Pub/sub channel carrying short codes whose cached state changed.
+    pub fn invalidation_channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+
+    /// One fixed window of a rate-limit counter: `{prefix}rl:{name}:{subject}:{window index}`.
+    pub fn rate_window(&self, name: &str, subject: &str, window: i64) -> String {
+        format!("{}rl:{name}:{subject}:{window}", self.prefix)
+    }
+
+    /// Set of API instance names that have published a heartbeat.
+    pub fn instances(&self) -> String {
+        format!("{}instances", self.prefix)
+    }
+
+    /// Hash with one API instance's heartbeat (started, last seen, pid, version).
+    pub fn instance(&self, name: &str) -> String {
+        format!("{}instance:{name}", self.prefix)
+    }
+
+    /// One instance's metrics snapshot (JSON), merged by every `/metrics` scrape.
+    pub fn instance_metrics(&self, name: &str) -> String {
+        format!("{}metrics:{name}", self.prefix)
+    }
+
+    /// Heartbeat hash of a background process (`worker`, `aggregator`).
+    pub fn process_heartbeat(&self, process: &str) -> String {
+        format!("{}heartbeat:{process}", self.prefix)
+    }
+}

@@ -1,0 +1,257 @@
+//! Domain newtypes with `parse` constructors: once a value has one of these types it is valid,
+//! so the rest of the code never re-checks it ("parse, don't validate").
+
+use std::fmt;
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+/// Alphabet of short codes: URL-safe and unambiguous in a path segment.
+pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+pub const GENERATED_CODE_LEN: usize = 8;
+pub const MAX_URL_LEN: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DomainError(pub String);
+
+/// A short code: 3-64 characters of `[A-Za-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShortCode(String);
+
+impl ShortCode {
+    /// Parses a code as it appears in a request path (any length the alphabet allows).
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if (3..=64).contains(&s.len()) && s.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(DomainError(
+                "customCode must be 3-64 characters of A-Z, a-z, 0-9, _ and -".to_string(),
+            ))
+        }
+    }
+
+    /// A random 8-character code; collisions are handled by the store's unique constraint.
+    pub fn generate() -> Self {
+        let mut rng = rand::thread_rng();
+        let code = (0..GENERATED_CODE_LEN)
+            .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+            .collect();
+        Self(code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ShortCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An absolute http(s) URL of at most [`MAX_URL_LEN`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl(String);
+
+impl TargetUrl {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(DomainError("url is required".to_string()));
+        }
+        if s.len() > MAX_URL_LEN {
+            return Err(DomainError(format!("url must be at most {MAX_URL_LEN} characters")));
+        }
+        let url = url::Url::parse(s).map_err(|_| DomainError("url must be an absolute http(s) URL".to_string()))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(DomainError("url must start with http:// or https://".to_string()));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(DomainError("url must have a host".to_string()));
+        }
+        // Keep the caller's spelling (the contract echoes originalUrl back), but it must not
+        // contain characters that would break the Location header.
+        if s.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(DomainError("url must not contain spaces or control characters".to_string()));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Per-link cap: 1 to 1 000 000 clicks per minute.
+pub fn parse_max_clicks_per_min(n: i64) -> Result<i32, DomainError> {
+    if (1..=1_000_000).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(DomainError("maxClicksPerMin must be between 1 and 1000000".to_string()))
+    }
+}
+
+/// A freshly generated API key: 32 random bytes, hex-encoded. Only [`ApiKeySecret::hash`]
+/// is ever stored.
+pub struct ApiKeySecret(String);
+
+impl ApiKeySecret {
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::thread_rng().gen();
+        Self(hex::encode(bytes))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> [u8; 32] {
+        hash_api_key(&self.0)
+    }
+
+    /// First 10 characters, the part settings may show.
+    pub fn prefix(&self) -> String {
+        self.0[..10].to_string()
+    }
+}
+
+/// SHA-256 of a presented key. Lookups go by this digest, so the database compares digests,
+/// never secrets; an attacker learns nothing from timing that a hash preimage would not need.
+pub fn hash_api_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Whether a header value even looks like a key; saves a database round trip on garbage.
+pub fn looks_like_api_key(key: &str) -> bool {
+    key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Argon2id with the crate's default (OWASP-recommended) parameters. CPU-heavy by design:
+/// callers run it on the blocking pool.
+pub fn hash_password(password: &str) -> Result<String, DomainError> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DomainError(format!("cannot hash password: {e}")))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(phc) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Passwords for protected links: 1-256 characters.
+pub fn parse_password(p: &str) -> Result<&str, DomainError> {
+    if p.is_empty() {
+        Err(DomainError("Password required for protected links".to_string()))
+    } else if p.chars().count() > 256 {
+        Err(DomainError("password must be at most 256 characters".to_string()))
+    } else {
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_code_accepts_the_alphabet_within_length() {
+        assert!(ShortCode::parse("abc").is_ok());
+        assert!(ShortCode::parse("aB3_x9Qz-").is_ok());
+        assert!(ShortCode::parse(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn short_code_rejects_bad_length_or_characters() {
+        for bad in ["ab", "", "has space", "slash/x", "dot.x", "ümlaut", &"a".repeat(65)] {
+            assert!(ShortCode::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_codes_are_eight_characters_of_the_alphabet() {
+        for _ in 0..100 {
+            let c = ShortCode::generate();
+            assert_eq!(c.as_str().len(), 8);
+            assert!(ShortCode::parse(c.as_str()).is_ok());
+        }
+    }
+
+    #[test]
+    fn target_url_requires_absolute_http_or_https() {
+        assert!(TargetUrl::parse("https://example.com/page?q=1").is_ok());
+        assert!(TargetUrl::parse("http://127.0.0.1:8080/").is_ok());
+        for bad in ["", "example.com", "ftp://x.example", "javascript:alert(1)", "https://", "http://a b.example"] {
+            assert!(TargetUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn target_url_enforces_the_length_cap() {
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(TargetUrl::parse(&long).is_err());
+        let ok = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN - 20));
+        assert!(TargetUrl::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn max_clicks_per_min_range_is_enforced() {
+        assert!(parse_max_clicks_per_min(0).is_err());
+        assert!(parse_max_clicks_per_min(1_000_001).is_err());
+        assert_eq!(parse_max_clicks_per_min(1).ok(), Some(1));
+        assert_eq!(parse_max_clicks_per_min(1_000_000).ok(), Some(1_000_000));
+    }
+
+    #[test]
+    fn api_keys_are_64_hex_and_hash_deterministically() {
+        let k = ApiKeySecret::generate();
+        assert!(looks_like_api_key(k.expose()));
+        assert_eq!(k.hash(), hash_api_key(k.expose()));
+        assert_eq!(k.prefix().len(), 10);
+        assert!(!looks_like_api_key("xyz"));
+    }
+
+    #[test]
+    fn password_hash_verifies_only_the_right_password() {
+        let h = hash_password("s3cret").expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("s3cret", "not a hash"));
+    }
+}
+
+/// What the redirect path needs to know about a link; the value of every link cache layer.
+/// Deliberately excludes the password hash and anything the redirect does not use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RedirectTarget {
+    pub link_id: uuid::Uuid,
+    pub owner_key_id: uuid::Uuid,
+    pub code: String,
+    pub url: String,
+    pub is_protected: bool,
+    /// Unix milliseconds; `None` for links that never expire.
+    pub expires_at_ms: Option<i64>,
+    pub is_rate_limited: bool,
+    pub max_clicks_per_min: u32,
+}
+
+impl RedirectTarget {
+    pub fn is_expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| e <= now_ms)
+    }
+}

@@ -1,0 +1,265 @@
+//! Request-side helpers: the client address, JSON bodies with field-naming errors, query
+//! parameters, and API-key authentication.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
+
+use super::error::{too_many, ApiError};
+use crate::app::App;
+use crate::domain::{hash_api_key, looks_like_api_key};
+use crate::store::{ApiKeyRecord, Scope};
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Per-request facts every handler may need.
+pub struct RequestCtx {
+    pub parts: Parts,
+    pub client_ip: IpAddr,
+    pub now_ms: i64,
+}
+
+impl RequestCtx {
+    pub fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of query parameter `name`, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let q = self.parts.uri.query()?;
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// An integer query parameter within `[min, max]`, `default` when absent.
+    pub fn query_int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+        match self.query(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!("{name} must be a whole number from {min} to {max}"))),
+            },
+        }
+    }
+}
+
+/// The client address: the peer, or with `TRUST_PROXY = n` the address `n` hops back in
+/// `X-Forwarded-For` (each trusted proxy appends the address it saw).
+pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: usize) -> IpAddr {
+    let peer_ip = canonical(peer.ip());
+    if trust_proxy == 0 {
+        return peer_ip;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(s) = value.to_str() else { return peer_ip };
+        for part in s.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(canonical(ip)),
+                // A malformed chain cannot be trusted at all.
+                Err(_) => return peer_ip,
+            }
+        }
+    }
+    if hops.is_empty() {
+        return peer_ip;
+    }
+    // hops (right to left) are what each trusted proxy saw; the peer is the nearest proxy.
+    let idx = hops.len().saturating_sub(trust_proxy);
+    hops[idx]
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`] (413 past it).
+pub async fn read_body<B>(headers: &HeaderMap, body: B) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if let Some(len) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(ApiError::PayloadTooLarge);
+        }
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge),
+        Err(_) => Err(ApiError::BadRequest("could not read the request body".to_string())),
+    }
+}
+
+/// Parses a JSON body into `T`; errors name the offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("request body must be a JSON object".to_string()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    format!("malformed JSON: {inner}")
+                }
+                _ if path == "." || path.is_empty() => {
+                    // Missing fields are reported at the root; serde's message names them.
+                    let m = strip_position(&inner.to_string());
+                    if m.starts_with("invalid type") {
+                        format!("request body must be a JSON object ({m})")
+                    } else {
+                        m
+                    }
+                }
+                _ => format!("invalid field `{path}`: {}", strip_position(&inner.to_string())),
+            };
+            Err(ApiError::BadRequest(message))
+        }
+    }
+}
+
+fn strip_position(m: &str) -> String {
+    match m.find(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m.to_string(),
+    }
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The authenticated caller.
+pub struct Caller {
+    pub key: ApiKeyRecord,
+}
+
+impl Caller {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            key_id: self.key.id,
+            admin: self.key.is_admin,
+        }
+    }
+}
+
+/// Checks `x-api-key` (401 missing, 403 unknown or revoked) and the key's own rate limits.
+pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiError> {
+    let Some(presented) = ctx.header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) else {
+        return Err(ApiError::KeyMissing);
+    };
+    if !looks_like_api_key(presented) {
+        return Err(ApiError::KeyInvalid);
+    }
+    let key = app
+        .store
+        .find_api_key(&hash_api_key(&presented.to_ascii_lowercase()))
+        .await?
+        .ok_or(ApiError::KeyInvalid)?;
+    let subject = key.id.to_string();
+    let per_min = app
+        .shared_limiter
+        .hit("key-min", &subject, key.rate_limit_per_min.max(1) as u32, Duration::from_secs(60), ctx.now_ms)
+        .await;
+    if !per_min.allowed {
+        return Err(too_many("Too many requests for this API key, please slow down", per_min));
+    }
+    let per_hour = app
+        .shared_limiter
+        .hit("key-hour", &subject, key.rate_limit_per_hour.max(1) as u32, Duration::from_secs(3600), ctx.now_ms)
+        .await;
+    if !per_hour.allowed {
+        return Err(too_many("Hourly request limit for this API key reached", per_hour));
+    }
+    Ok(Caller { key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().expect("header"));
+        }
+        h
+    }
+
+    fn peer() -> SocketAddr {
+        "10.0.0.1:1234".parse().expect("addr")
+    }
+
+    #[test]
+    fn without_trust_proxy_the_peer_is_the_client() {
+        assert_eq!(client_ip(peer(), &headers(&["203.0.113.9"]), 0).to_string(), "10.0.0.1");
+    }
+
+    #[test]
+    fn trusted_hops_pick_the_address_that_many_hops_back() {
+        let h = headers(&["198.51.100.7, 203.0.113.9"]);
+        assert_eq!(client_ip(peer(), &h, 1).to_string(), "203.0.113.9");
+        assert_eq!(client_ip(peer(), &h, 2).to_string(), "198.51.100.7");
+        assert_eq!(client_ip(peer(), &h, 5).to_string(), "198.51.100.7");
+    }
+
+    #[test]
+    fn malformed_forwarded_chains_fall_back_to_the_peer() {
+        assert_eq!(client_ip(peer(), &headers(&["not-an-ip"]), 1).to_string(), "10.0.0.1");
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_are_reported_as_ipv4() {
+        let p: SocketAddr = "[::ffff:192.0.2.5]:80".parse().expect("addr");
+        assert_eq!(client_ip(p, &HeaderMap::new(), 0).to_string(), "192.0.2.5");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        url: String,
+        #[serde(default)]
+        flag: Option<bool>,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_json::<Body>(br#"{"url": 5}"#).expect_err("type");
+        assert!(e.to_string().contains("`url`"), "{e}");
+        let e = parse_json::<Body>(br#"{"url": "x", "flag": "yes"}"#).expect_err("type");
+        assert!(e.to_string().contains("`flag`"), "{e}");
+        let e = parse_json::<Body>(br#"{}"#).expect_err("missing");
+        assert!(e.to_string().contains("missing field `url`"), "{e}");
+        let e = parse_json::<Body>(br#"{"url": "#).expect_err("syntax");
+        assert!(e.to_string().starts_with("malformed JSON"), "{e}");
+        let e = parse_json::<Body>(b"[1]").expect_err("not object");
+        assert!(e.to_string().contains("JSON object"), "{e}");
+    }
+}

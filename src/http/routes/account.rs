@@ -1,0 +1,121 @@
+//! Keys, account, developer settings, and the on-demand metadata fetch.
+
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use serde::Deserialize;
+
+use super::timestamp;
+use crate::app::App;
+use crate::domain::{ApiKeySecret, TargetUrl};
+use crate::http::error::{json, rate_limit_headers, too_many, ApiError, Body};
+use crate::http::request::{authenticate, parse_json, RequestCtx};
+use crate::metadata::MetadataError;
+use crate::store::NewApiKey;
+
+pub async fn generate_key(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let decision = app
+        .shared_limiter
+        .hit(
+            "genkey",
+            &ctx.client_ip.to_string(),
+            app.config.rate_limits.generate_key_per_hour,
+            Duration::from_secs(3600),
+            ctx.now_ms,
+        )
+        .await;
+    if !decision.allowed {
+        return Err(too_many("Too many API keys generated from this IP, please try again later", decision));
+    }
+    let secret = ApiKeySecret::generate();
+    let limits = &app.config.rate_limits;
+    app.store
+        .create_api_key(NewApiKey {
+            hash: secret.hash(),
+            prefix: secret.prefix(),
+            name: None,
+            email: None,
+            is_admin: false,
+            rate_limit_per_min: limits.key_per_min,
+            rate_limit_per_hour: limits.key_per_hour,
+        })
+        .await?;
+    let mut resp = json(StatusCode::OK, &serde_json::json!({ "apiKey": secret.expose() }));
+    rate_limit_headers(&mut resp, &decision, false);
+    Ok(resp)
+}
+
+pub async fn me(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "id": caller.key.id, "email": caller.key.email, "name": caller.key.name }),
+    ))
+}
+
+pub async fn developer_settings(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let k = &caller.key;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "apiKey": format!("{}...", k.key_prefix),
+            "webhookUrl": k.webhook_url,
+            "rateLimitPerMin": k.rate_limit_per_min,
+            "rateLimitPerHour": k.rate_limit_per_hour,
+            "logsEnabled": k.logs_enabled,
+            "analyticsLevel": k.analytics_level,
+            "createdAt": timestamp(k.created_at),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct WebhookBody {
+    url: Option<String>,
+}
+
+pub async fn set_webhook(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let input: WebhookBody = parse_json(body)?;
+    // An empty or null url removes the webhook.
+    let url = match input.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u) => Some(
+            TargetUrl::parse(u)
+                .map_err(|e| ApiError::BadRequest(e.to_string().replacen("url", "webhook url", 1)))?
+                .into_string(),
+        ),
+    };
+    app.store.set_webhook_url(caller.key.id, url.as_deref()).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "success": true,
+            "message": if url.is_some() { "Webhook URL saved" } else { "Webhook URL removed" },
+            "webhookUrl": url,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MetadataBody {
+    url: String,
+}
+
+pub async fn metadata(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    authenticate(app, ctx).await?;
+    let input: MetadataBody = parse_json(body)?;
+    let target = TargetUrl::parse(&input.url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let url = url::Url::parse(target.as_str()).map_err(|_| ApiError::BadRequest("url must be an absolute http(s) URL".to_string()))?;
+    match app.metadata.fetch(&url).await {
+        Ok(meta) => Ok(json(StatusCode::OK, &meta)),
+        Err(e) => Err(match e {
+            MetadataError::InvalidUrl(_) | MetadataError::ForbiddenAddress(_) => ApiError::BadRequest(e.to_string()),
+            MetadataError::Timeout => ApiError::GatewayTimeout(e.to_string()),
+            MetadataError::TooManyRedirects | MetadataError::UpstreamStatus(_) | MetadataError::Network(_) => {
+                ApiError::BadGateway(e.to_string())
+            }
+        }),
+    }
+}

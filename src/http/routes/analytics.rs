@@ -1,0 +1,93 @@
+//! Analytics routes: answered from hourly rollups (never raw click rows), owner-scoped.
+
+use chrono::Utc;
+use http::{Response, StatusCode};
+
+use super::timestamp;
+use crate::analytics::{daily_points, day_start, percent_change, summarize, top_regions, weekday_points};
+use crate::app::App;
+use crate::http::error::{json, ApiError, Body};
+use crate::http::request::{authenticate, RequestCtx};
+use crate::store::RollupFilter;
+
+/// Days of history in a link's `points`.
+const LINK_HISTORY_DAYS: i64 = 30;
+
+pub async fn link(app: &App, ctx: &RequestCtx, code: &str) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let link = app
+        .store
+        .get_link_by_code(caller.scope(), code)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Link not found".to_string()))?;
+    let now = Utc::now();
+    let filter = RollupFilter::Link(link.id);
+    let totals = app.store.rollup_totals(filter).await?;
+    let daily = app.store.rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1)).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "summary": summarize(&totals, None),
+            "points": daily_points(&daily, None, now.date_naive()),
+            "topRegions": top_regions(&totals, 10),
+            "shortCode": link.short_code,
+            "originalUrl": link.original_url,
+            "title": link.title,
+            "favicon": link.favicon,
+        }),
+    ))
+}
+
+pub async fn global(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let scope = caller.scope();
+    let now = Utc::now();
+    let filter = RollupFilter::Owner(scope);
+    let totals = app.store.rollup_totals(filter).await?;
+    let first_day = day_start(now, 6);
+    let daily = app.store.rollup_daily(filter, first_day).await?;
+    let counts = app.store.owner_link_counts(scope).await?;
+    let last_updated = app.store.rollups_last_updated(scope).await?.unwrap_or(now);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "summary": summarize(&totals, Some(counts.total_links)),
+            "points": daily_points(&daily, Some(first_day.date_naive()), now.date_naive()),
+            "topRegions": top_regions(&totals, 5),
+            "lastUpdated": timestamp(last_updated),
+        }),
+    ))
+}
+
+/// `trend.clicks`: percent change of clicks, last 7 days against the 7 before.
+/// `trend.active`: the same for the number of links that received clicks.
+pub async fn overview(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let scope = caller.scope();
+    let now = Utc::now();
+    let filter = RollupFilter::Owner(scope);
+    let daily = app.store.rollup_daily(filter, day_start(now, 13)).await?;
+    let this_week_start = day_start(now, 6).date_naive();
+    let (this_week, last_week): (Vec<_>, Vec<_>) = daily.iter().cloned().partition(|d| d.day >= this_week_start);
+    let clicks_now: i64 = this_week.iter().map(|d| d.clicks).sum();
+    let clicks_before: i64 = last_week.iter().map(|d| d.clicks).sum();
+    let tomorrow = day_start(now, -1);
+    let active_now = app.store.links_clicked_between(scope, day_start(now, 6), tomorrow).await?;
+    let active_before = app.store.links_clicked_between(scope, day_start(now, 13), day_start(now, 6)).await?;
+    let counts = app.store.owner_link_counts(scope).await?;
+    let totals = app.store.rollup_totals(filter).await?;
+    let summary = summarize(&totals, None);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "totalClicks": counts.total_clicks,
+            "activeLinks": counts.active_links,
+            "topRegion": summary.top_region,
+            "trend": {
+                "clicks": percent_change(clicks_before, clicks_now),
+                "active": percent_change(active_before, active_now),
+            },
+            "points": weekday_points(&this_week, now.date_naive()),
+        }),
+    ))
+}

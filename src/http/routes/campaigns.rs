@@ -1,0 +1,141 @@
+//! Campaigns: owner-scoped CRUD and link assignment.
+
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::links::link_response;
+use super::{parse_id, timestamp};
+use crate::app::App;
+use crate::http::error::{json, ApiError, Body};
+use crate::http::request::{authenticate, double_option, parse_json, RequestCtx};
+use crate::store::{AssignOutcome, CampaignRecord};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CampaignView<'a> {
+    id: Uuid,
+    name: &'a str,
+    description: Option<&'a str>,
+    created_at: String,
+    total_links: i64,
+    total_clicks: i64,
+}
+
+impl<'a> From<&'a CampaignRecord> for CampaignView<'a> {
+    fn from(c: &'a CampaignRecord) -> Self {
+        Self {
+            id: c.id,
+            name: &c.name,
+            description: c.description.as_deref(),
+            created_at: timestamp(c.created_at),
+            total_links: c.total_links,
+            total_clicks: c.total_clicks,
+        }
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("Campaign not found".to_string())
+}
+
+fn parse_name(name: &str) -> Result<&str, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        Err(ApiError::BadRequest("Campaign name is required".to_string()))
+    } else if name.chars().count() > 200 {
+        Err(ApiError::BadRequest("name must be at most 200 characters".to_string()))
+    } else {
+        Ok(name)
+    }
+}
+
+fn parse_description(d: Option<&str>) -> Result<Option<&str>, ApiError> {
+    match d {
+        Some(d) if d.chars().count() > 2000 => Err(ApiError::BadRequest("description must be at most 2000 characters".to_string())),
+        other => Ok(other),
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+pub async fn create(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let input: CreateBody = parse_json(body)?;
+    let name = parse_name(input.name.as_deref().unwrap_or(""))?;
+    let description = parse_description(input.description.as_deref())?;
+    let c = app.store.create_campaign(caller.key.id, name, description).await?;
+    Ok(json(StatusCode::CREATED, &CampaignView::from(&c)))
+}
+
+pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let campaigns = app.store.list_campaigns(caller.scope()).await?;
+    let views: Vec<CampaignView<'_>> = campaigns.iter().map(CampaignView::from).collect();
+    Ok(json(StatusCode::OK, &views))
+}
+
+pub async fn get(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Campaign")?;
+    let c = app.store.get_campaign(caller.scope(), id).await?.ok_or_else(not_found)?;
+    Ok(json(StatusCode::OK, &CampaignView::from(&c)))
+}
+
+#[derive(Deserialize)]
+struct PatchBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    description: Option<Option<String>>,
+}
+
+pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Campaign")?;
+    let input: PatchBody = parse_json(body)?;
+    let name = input.name.as_deref().map(parse_name).transpose()?;
+    let description = match &input.description {
+        None => None,
+        Some(d) => Some(parse_description(d.as_deref())?),
+    };
+    let c = app
+        .store
+        .update_campaign(caller.scope(), id, name, description)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(json(StatusCode::OK, &CampaignView::from(&c)))
+}
+
+pub async fn delete(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Campaign")?;
+    if app.store.delete_campaign(caller.scope(), id).await? {
+        Ok(json(StatusCode::OK, &serde_json::json!({"success": true, "message": "Campaign deleted"})))
+    } else {
+        Err(not_found())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignBody {
+    campaign_id: Uuid,
+    link_id: Uuid,
+}
+
+pub async fn assign_link(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let input: AssignBody = parse_json(body)?;
+    match app.store.assign_link_to_campaign(caller.scope(), input.campaign_id, input.link_id).await? {
+        AssignOutcome::Assigned(link) => Ok(link_response(app, StatusCode::OK, &link)),
+        AssignOutcome::LinkNotFound => Err(ApiError::NotFound("Link not found".to_string())),
+        AssignOutcome::CampaignNotFound => Err(not_found()),
+    }
+}

@@ -1,0 +1,306 @@
+//! Link management: shorten, list, read, change, delete, top links. Owner-scoped throughout
+//! (the store filters by key); another key's link answers 404 as if it did not exist.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{parse_id, timestamp};
+use crate::app::{spawn_metadata_fill, App};
+use crate::domain::{hash_password, parse_max_clicks_per_min, parse_password, ShortCode, TargetUrl};
+use crate::http::error::{json, rate_limit_headers, too_many, ApiError, Body};
+use crate::http::is_reserved_code;
+use crate::http::request::{authenticate, double_option, parse_json, RequestCtx};
+use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLinkOutcome};
+
+/// The link object of the contract. Deliberately has no password field of any kind.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkView<'a> {
+    id: Uuid,
+    short_code: &'a str,
+    short_url: String,
+    original_url: &'a str,
+    clicks: i64,
+    title: Option<&'a str>,
+    description: Option<&'a str>,
+    favicon: Option<&'a str>,
+    is_protected: bool,
+    is_expiring: bool,
+    expires_at: Option<String>,
+    is_rate_limited: bool,
+    max_clicks_per_min: i32,
+    campaign_id: Option<Uuid>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> LinkView<'a> {
+    pub fn new(app: &App, l: &'a LinkRecord) -> Self {
+        Self {
+            id: l.id,
+            short_code: &l.short_code,
+            short_url: format!("{}/{}", app.config.public_base_url, l.short_code),
+            original_url: &l.original_url,
+            clicks: l.clicks,
+            title: l.title.as_deref(),
+            description: l.description.as_deref(),
+            favicon: l.favicon.as_deref(),
+            is_protected: l.is_protected,
+            is_expiring: l.is_expiring,
+            expires_at: l.expires_at.map(timestamp),
+            is_rate_limited: l.is_rate_limited,
+            max_clicks_per_min: l.max_clicks_per_min,
+            campaign_id: l.campaign_id,
+            created_at: timestamp(l.created_at),
+            updated_at: timestamp(l.updated_at),
+        }
+    }
+}
+
+pub fn link_response(app: &App, status: StatusCode, l: &LinkRecord) -> Response<Body> {
+    json(status, &LinkView::new(app, l))
+}
+
+fn parse_future_date(value: &str, now_ms: i64) -> Result<DateTime<Utc>, ApiError> {
+    let t = DateTime::parse_from_rfc3339(value.trim())
+        .map_err(|_| ApiError::BadRequest("expiresAt must be an RFC 3339 date-time".to_string()))?
+        .with_timezone(&Utc);
+    if t.timestamp_millis() <= now_ms {
+        return Err(ApiError::BadRequest("Expiration date must be in the future".to_string()));
+    }
+    Ok(t)
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+async fn hash_in_background(password: &str) -> Result<String, ApiError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShortenBody {
+    url: String,
+    #[serde(default)]
+    custom_code: Option<String>,
+    #[serde(default)]
+    is_protected: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    is_expiring: Option<bool>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    is_rate_limited: Option<bool>,
+    #[serde(default)]
+    max_clicks_per_min: Option<i64>,
+    #[serde(default)]
+    campaign_id: Option<Uuid>,
+}
+
+pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let decision = app
+        .shared_limiter
+        .hit(
+            "shorten",
+            &ctx.client_ip.to_string(),
+            app.config.rate_limits.shorten_per_5min,
+            Duration::from_secs(300),
+            ctx.now_ms,
+        )
+        .await;
+    if !decision.allowed {
+        return Err(too_many("Too many links created from this IP, please try again later", decision));
+    }
+    let input: ShortenBody = parse_json(body)?;
+    let url = TargetUrl::parse(&input.url).map_err(bad)?;
+    let custom_code = match input.custom_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => {
+            let code = ShortCode::parse(c).map_err(bad)?;
+            if is_reserved_code(code.as_str()) {
+                return Err(ApiError::BadRequest(format!("customCode {c:?} is reserved")));
+            }
+            Some(code)
+        }
+    };
+    let password_hash = if input.is_protected.unwrap_or(false) {
+        let Some(p) = input.password.as_deref().filter(|p| !p.is_empty()) else {
+            return Err(ApiError::BadRequest("Password required for protected links".to_string()));
+        };
+        Some(hash_in_background(parse_password(p).map_err(bad)?).await?)
+    } else {
+        None
+    };
+    let expires_at = if input.is_expiring.unwrap_or(false) {
+        let Some(e) = input.expires_at.as_deref().filter(|e| !e.trim().is_empty()) else {
+            return Err(ApiError::BadRequest("Expiration date required".to_string()));
+        };
+        Some(parse_future_date(e, ctx.now_ms)?)
+    } else {
+        None
+    };
+    let max_clicks_per_min = match input.max_clicks_per_min {
+        Some(n) => parse_max_clicks_per_min(n).map_err(bad)?,
+        None => 100,
+    };
+    let new = NewLink {
+        owner_key_id: caller.key.id,
+        custom_code,
+        original_url: url.into_string(),
+        password_hash,
+        expires_at,
+        is_rate_limited: input.is_rate_limited.unwrap_or(false),
+        max_clicks_per_min,
+        campaign_id: input.campaign_id,
+    };
+    match app.store.create_link(new).await? {
+        CreateLinkOutcome::Created(link) => {
+            // A negative cache entry for this code may exist anywhere: drop it.
+            app.invalidate_link(&link.short_code).await;
+            spawn_metadata_fill(app, link.id, link.original_url.clone());
+            let mut resp = link_response(app, StatusCode::CREATED, &link);
+            rate_limit_headers(&mut resp, &decision, false);
+            Ok(resp)
+        }
+        CreateLinkOutcome::CodeTaken => Err(ApiError::Conflict("Custom code already in use".to_string())),
+        CreateLinkOutcome::CampaignNotFound => {
+            Err(ApiError::BadRequest("campaignId does not name one of your campaigns".to_string()))
+        }
+    }
+}
+
+pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let limit = ctx.query_int("limit", 100, 1, 500)?;
+    let offset = ctx.query_int("offset", 0, 0, i64::MAX / 2)?;
+    let (links, total) = app.store.list_links(caller.scope(), limit, offset).await?;
+    let views: Vec<LinkView<'_>> = links.iter().map(|l| LinkView::new(app, l)).collect();
+    let mut resp = json(StatusCode::OK, &views);
+    resp.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    Ok(resp)
+}
+
+pub async fn top(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let limit = ctx.query_int("limit", 10, 1, 100)?;
+    let links = app.store.top_links(caller.scope(), limit).await?;
+    let views: Vec<LinkView<'_>> = links.iter().map(|l| LinkView::new(app, l)).collect();
+    Ok(json(StatusCode::OK, &views))
+}
+
+pub async fn get(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Link")?;
+    match app.store.get_link(caller.scope(), id).await? {
+        Some(link) => Ok(link_response(app, StatusCode::OK, &link)),
+        None => Err(ApiError::NotFound("Link not found".to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchBody {
+    #[serde(default)]
+    original_url: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    is_protected: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    is_expiring: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    expires_at: Option<Option<String>>,
+    #[serde(default)]
+    is_rate_limited: Option<bool>,
+    #[serde(default)]
+    max_clicks_per_min: Option<i64>,
+    #[serde(default, deserialize_with = "double_option")]
+    campaign_id: Option<Option<Uuid>>,
+}
+
+fn clean_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.chars().count() > max => Err(ApiError::BadRequest(format!("{field} must be at most {max} characters"))),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
+pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Link")?;
+    let input: PatchBody = parse_json(body)?;
+    let mut changes = LinkChanges::default();
+    if let Some(u) = input.original_url {
+        changes.original_url = Some(TargetUrl::parse(&u).map_err(bad)?.into_string());
+    }
+    if let Some(t) = input.title {
+        changes.title = Some(clean_text("title", t, 500)?);
+    }
+    if let Some(d) = input.description {
+        changes.description = Some(clean_text("description", d, 2000)?);
+    }
+    match (input.is_protected, input.password.as_deref().filter(|p| !p.is_empty())) {
+        (Some(true), Some(p)) | (None, Some(p)) => {
+            changes.protection = Some(Some(hash_in_background(parse_password(p).map_err(bad)?).await?));
+        }
+        (Some(true), None) => {
+            return Err(ApiError::BadRequest("Password required for protected links".to_string()));
+        }
+        (Some(false), _) => changes.protection = Some(None),
+        (None, None) => {}
+    }
+    match (input.is_expiring, input.expires_at) {
+        (Some(false), _) => changes.expiry = Some(None),
+        (Some(true), Some(Some(e))) | (None, Some(Some(e))) if !e.trim().is_empty() => {
+            changes.expiry = Some(Some(parse_future_date(&e, ctx.now_ms)?));
+        }
+        (Some(true), _) => return Err(ApiError::BadRequest("Expiration date required".to_string())),
+        (None, Some(_)) => changes.expiry = Some(None),
+        (None, None) => {}
+    }
+    changes.is_rate_limited = input.is_rate_limited;
+    if let Some(n) = input.max_clicks_per_min {
+        changes.max_clicks_per_min = Some(parse_max_clicks_per_min(n).map_err(bad)?);
+    }
+    changes.campaign_id = input.campaign_id;
+    match app.store.update_link(caller.scope(), id, changes).await? {
+        UpdateLinkOutcome::Updated(link) => {
+            app.invalidate_link(&link.short_code).await;
+            Ok(link_response(app, StatusCode::OK, &link))
+        }
+        UpdateLinkOutcome::LinkNotFound => Err(ApiError::NotFound("Link not found".to_string())),
+        UpdateLinkOutcome::CampaignNotFound => {
+            Err(ApiError::BadRequest("campaignId does not name one of your campaigns".to_string()))
+        }
+    }
+}
+
+pub async fn delete(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Link")?;
+    match app.store.delete_link(caller.scope(), id).await? {
+        Some(code) => {
+            app.invalidate_link(&code).await;
+            Ok(json(StatusCode::OK, &serde_json::json!({"message": "Link deleted"})))
+        }
+        None => Err(ApiError::NotFound("Link not found".to_string())),
+    }
+}

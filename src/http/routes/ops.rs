@@ -1,0 +1,231 @@
+//! Operations: health, readiness, system health from real checks and heartbeats, the OpenAPI
+//! document, and cluster-wide metrics.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use super::timestamp;
+use crate::app::{App, VERSION};
+use crate::cache::Heartbeat;
+use crate::http::error::{json, ApiError, Body};
+use crate::http::request::{authenticate, RequestCtx};
+use crate::metrics::{render, Sample, Snapshot};
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub static OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+async fn check_database(app: &App) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, app.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+pub async fn health(app: &App) -> Result<Response<Body>, ApiError> {
+    let (db, redis) = tokio::join!(check_database(app), app.redis.ping());
+    let healthy = db.is_ok() && redis.is_ok();
+    let mut errors = serde_json::Map::new();
+    if let Err(e) = &db {
+        errors.insert("database".into(), e.clone().into());
+    }
+    if let Err(e) = &redis {
+        errors.insert("redis".into(), e.clone().into());
+    }
+    let mut body = serde_json::json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "timestamp": timestamp(Utc::now()),
+        "uptime": app.started.elapsed().as_secs_f64().floor(),
+        "service": "boltlink-api",
+        "version": VERSION,
+        "instance": app.config.instance,
+        "checks": {
+            "database": if db.is_ok() { "ok" } else { "failing" },
+            "redis": if redis.is_ok() { "ok" } else { "failing" },
+        },
+    });
+    if !errors.is_empty() {
+        body["errors"] = serde_json::Value::Object(errors);
+    }
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok(json(status, &body))
+}
+
+/// Ready when this process serves and PostgreSQL answers; Redis being down is a degraded
+/// mode, not unreadiness. Not ready once shutdown has begun.
+pub async fn ready(app: &App) -> Result<Response<Body>, ApiError> {
+    if app.stopping.load(Ordering::Relaxed) {
+        return Ok(json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"ready": false, "error": "shutting down"}),
+        ));
+    }
+    match check_database(app).await {
+        Ok(()) => Ok(json(StatusCode::OK, &serde_json::json!({"ready": true}))),
+        Err(e) => Ok(json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"ready": false, "error": format!("database: {e}")}),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceHealth {
+    service: String,
+    status: &'static str,
+    /// Seconds the service has been up, when known.
+    uptime: Option<i64>,
+    last_check: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+fn ms_field(h: &Heartbeat, field: &str) -> Option<i64> {
+    h.get(field).and_then(|v| v.parse().ok())
+}
+
+/// Status from a heartbeat's age: fresh is healthy, late is a warning, missing is an error.
+fn heartbeat_health(service: String, beat: Option<&Heartbeat>, now: DateTime<Utc>) -> ServiceHealth {
+    let now_ms = now.timestamp_millis();
+    match beat {
+        None => ServiceHealth {
+            service,
+            status: "error",
+            uptime: None,
+            last_check: timestamp(now),
+            detail: Some("no heartbeat: not running".to_string()),
+        },
+        Some(h) => {
+            let last_seen = ms_field(h, "last_seen").unwrap_or(0);
+            let age_ms = now_ms - last_seen;
+            let status = if age_ms <= 10_000 {
+                "healthy"
+            } else if age_ms <= 60_000 {
+                "warning"
+            } else {
+                "error"
+            };
+            ServiceHealth {
+                service,
+                status,
+                uptime: ms_field(h, "started_at").map(|s| (now_ms - s) / 1000),
+                last_check: timestamp(DateTime::from_timestamp_millis(last_seen).unwrap_or(now)),
+                detail: (status != "healthy").then(|| format!("last heartbeat {}s ago", age_ms / 1000)),
+            }
+        }
+    }
+}
+
+pub async fn system_health(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    authenticate(app, ctx).await?;
+    let now = Utc::now();
+    let mut out = Vec::new();
+
+    match app.redis.instance_heartbeats().await {
+        Some(instances) => {
+            for (name, beat) in instances {
+                out.push(heartbeat_health(format!("api:{name}"), beat.as_ref(), now));
+            }
+        }
+        None => out.push(ServiceHealth {
+            service: format!("api:{}", app.config.instance),
+            status: "warning",
+            uptime: Some(app.started.elapsed().as_secs() as i64),
+            last_check: timestamp(now),
+            detail: Some("other instances unknown while Redis is unreachable".to_string()),
+        }),
+    }
+
+    let db = match tokio::time::timeout(CHECK_TIMEOUT, app.store.server_uptime_secs()).await {
+        Ok(Ok(uptime)) => ServiceHealth {
+            service: "database".into(),
+            status: "healthy",
+            uptime: Some(uptime),
+            last_check: timestamp(now),
+            detail: None,
+        },
+        Ok(Err(e)) => error_entry("database", e.to_string(), now),
+        Err(_) => error_entry("database", "timed out".into(), now),
+    };
+    out.push(db);
+
+    let cache = match app.redis.ping().await {
+        Ok(rtt) => ServiceHealth {
+            service: "cache".into(),
+            status: if rtt > Duration::from_millis(100) { "warning" } else { "healthy" },
+            uptime: app.redis.server_uptime_secs().await.map(|u| u as i64),
+            last_check: timestamp(now),
+            detail: (rtt > Duration::from_millis(100)).then(|| format!("ping took {} ms", rtt.as_millis())),
+        },
+        Err(e) => error_entry("cache", e, now),
+    };
+    out.push(cache);
+
+    for (service, process) in [("analytics-worker", "worker"), ("aggregator", "aggregator")] {
+        match app.redis.process_heartbeat(process).await {
+            Some(beat) => out.push(heartbeat_health(service.to_string(), beat.as_ref(), now)),
+            None => out.push(ServiceHealth {
+                service: service.into(),
+                status: "warning",
+                uptime: None,
+                last_check: timestamp(now),
+                detail: Some("heartbeat unknown while Redis is unreachable".into()),
+            }),
+        }
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+fn error_entry(service: &str, detail: String, now: DateTime<Utc>) -> ServiceHealth {
+    ServiceHealth {
+        service: service.into(),
+        status: "error",
+        uptime: None,
+        last_check: timestamp(now),
+        detail: Some(detail),
+    }
+}
+
+pub fn openapi() -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    resp
+}
+
+/// This instance's live counters plus every other live instance's last published snapshot.
+pub async fn metrics(app: &App) -> Response<Body> {
+    let own = app.metrics_snapshot();
+    let mut snapshots = vec![own];
+    let mut cluster = Vec::new();
+    if let Some(instances) = app.redis.instance_heartbeats().await {
+        let others: Vec<String> = instances
+            .into_iter()
+            .filter(|(name, beat)| beat.is_some() && *name != app.config.instance)
+            .map(|(name, _)| name)
+            .collect();
+        for raw in app.redis.metrics_snapshots(&others).await.unwrap_or_default() {
+            if let Ok(s) = serde_json::from_str::<Snapshot>(&raw) {
+                snapshots.push(s);
+            }
+        }
+    }
+    if let Some(len) = app.redis.click_stream_len().await {
+        cluster.push(Sample::new("boltlink_click_stream_length", &[], len as f64));
+    }
+    let text = render(&snapshots, &cluster);
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,261 @@
+//! The redirect hot path, password verification, and the per-link rate-limit status.
+//!
+//! Architecture invariant: the redirect never waits on analytics. A cache hit costs a local
+//! hash lookup, two in-memory rate-limit counters and a push onto the click queue; Redis and
+//! PostgreSQL are not touched until the flusher ships the batch.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::cache::clicks::{clip, ClickEvent, ClickKind};
+use crate::cache::limiter::HotSubject;
+use crate::domain::{verify_password, RedirectTarget, ShortCode};
+use crate::http::error::{json, too_many, ApiError, Body};
+use crate::http::request::{parse_json, RequestCtx};
+
+const MINUTE_MS: i64 = 60_000;
+const VERIFY_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+fn is_xhr(ctx: &RequestCtx) -> bool {
+    ctx.header("x-requested-with")
+        .is_some_and(|v| v.eq_ignore_ascii_case("XMLHttpRequest"))
+        || ctx.query("xhr").is_some_and(|v| v == "1" || v == "true")
+}
+
+/// Region from Cloudflare's `cf-ipcountry`, else `UNKNOWN`. Only two-letter codes pass.
+fn region(ctx: &RequestCtx) -> String {
+    match ctx.header("cf-ipcountry") {
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphanumeric()) => c.to_ascii_uppercase(),
+        _ => "UNKNOWN".to_string(),
+    }
+}
+
+fn click(ctx: &RequestCtx, target: &RedirectTarget, kind: ClickKind, started: Instant) -> ClickEvent {
+    ClickEvent {
+        id: Uuid::now_v7(),
+        link_id: target.link_id,
+        owner_key_id: target.owner_key_id,
+        at_ms: ctx.now_ms,
+        region: region(ctx),
+        user_agent: clip(ctx.header("user-agent").unwrap_or(""), 512),
+        referer: clip(ctx.header("referer").unwrap_or(""), 1024),
+        latency_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
+        kind,
+    }
+}
+
+fn found(location: &str) -> Result<Response<Body>, ApiError> {
+    let value = HeaderValue::from_str(location)
+        .map_err(|_| ApiError::Internal("stored URL is not a valid Location header".to_string()))?;
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::FOUND;
+    resp.headers_mut().insert(header::LOCATION, value);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok(resp)
+}
+
+fn per_ip_check(app: &App, ctx: &RequestCtx) -> Result<(), ApiError> {
+    let d = app.hot_limiter.check(
+        HotSubject::ClientIp(ctx.client_ip),
+        app.config.rate_limits.redirect_per_min,
+        MINUTE_MS,
+        ctx.now_ms,
+    );
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(too_many("Too many requests from this IP, please try again later", d))
+    }
+}
+
+/// Per-link cap: `Ok(true)` when this visit may go through (and is counted).
+fn link_cap_allows(app: &App, ctx: &RequestCtx, target: &RedirectTarget) -> (bool, crate::cache::limiter::Decision) {
+    let d = app
+        .hot_limiter
+        .check(HotSubject::Link(target.link_id), target.max_clicks_per_min, MINUTE_MS, ctx.now_ms);
+    (d.allowed, d)
+}
+
+async fn lookup(app: &App, code: &str) -> Result<std::sync::Arc<RedirectTarget>, ApiError> {
+    // Codes outside the alphabet cannot exist: answer without any lookup.
+    if ShortCode::parse(code).is_err() {
+        return Err(ApiError::LinkNotFound);
+    }
+    app.resolve_link(code).await?.ok_or(ApiError::LinkNotFound)
+}
+
+pub async fn redirect(app: &App, ctx: &RequestCtx, code: &str, head: bool, started: Instant) -> Result<Response<Body>, ApiError> {
+    per_ip_check(app, ctx)?;
+    let target = lookup(app, code).await?;
+    if target.is_expired_at(ctx.now_ms) {
+        return Err(ApiError::Gone("Link has expired".to_string()));
+    }
+    // HEAD is a probe (link unfurlers, monitors), not a visit: it records nothing.
+    let record = |kind| {
+        if !head {
+            app.record_click(click(ctx, &target, kind, started));
+        }
+    };
+    if target.is_protected {
+        record(ClickKind::Gated);
+        return match &app.config.frontend_url {
+            Some(front) => found(&format!("{front}/verify?code={}", target.code)),
+            None => Ok(password_form(&target.code)),
+        };
+    }
+    if target.is_rate_limited {
+        let (allowed, decision) = link_cap_allows(app, ctx, &target);
+        if !allowed {
+            record(ClickKind::Gated);
+            return match &app.config.frontend_url {
+                Some(front) => found(&format!("{front}/rate-limit?code={}", target.code)),
+                None => Err(too_many("This link has reached its click limit, please try again later", decision)),
+            };
+        }
+    }
+    record(ClickKind::Click);
+    if is_xhr(ctx) {
+        return Ok(json(StatusCode::OK, &serde_json::json!({ "redirect": target.url })));
+    }
+    found(&target.url)
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub async fn verify(app: &App, ctx: &RequestCtx, code: &str, body: &[u8], started: Instant) -> Result<Response<Body>, ApiError> {
+    per_ip_check(app, ctx)?;
+    let input: VerifyBody = if body.iter().all(u8::is_ascii_whitespace) {
+        VerifyBody { password: None }
+    } else {
+        parse_json(body)?
+    };
+    let target = lookup(app, code).await?;
+    if target.is_expired_at(ctx.now_ms) {
+        return Err(ApiError::Gone("Link has expired".to_string()));
+    }
+    if target.is_protected {
+        let Some(password) = input.password.filter(|p| !p.is_empty()) else {
+            return Err(ApiError::BadRequest("Password required".to_string()));
+        };
+        let limits = &app.config.rate_limits;
+        let link_subject = target.link_id.to_string();
+        let client_subject = format!("{}:{}", target.link_id, ctx.client_ip);
+        for (subject, limit) in [
+            (&client_subject, limits.verify_failures_per_client),
+            (&link_subject, limits.verify_failures_per_link),
+        ] {
+            let d = app
+                .shared_limiter
+                .peek("verifyfail", subject, limit, VERIFY_FAILURE_WINDOW, ctx.now_ms)
+                .await;
+            if !d.allowed {
+                return Err(too_many("Too many wrong passwords, please try again later", d));
+            }
+        }
+        // The hash must come from PostgreSQL: caches never hold it.
+        let protected = app
+            .store
+            .find_protected_target(code)
+            .await?
+            .ok_or(ApiError::LinkNotFound)?;
+        let hash = protected.password_hash.unwrap_or_default();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?;
+        if !ok {
+            for subject in [&client_subject, &link_subject] {
+                app.shared_limiter
+                    .hit("verifyfail", subject, u32::MAX, VERIFY_FAILURE_WINDOW, ctx.now_ms)
+                    .await;
+            }
+            return Err(ApiError::Forbidden("Incorrect password".to_string()));
+        }
+    }
+    if target.is_rate_limited {
+        let (allowed, decision) = link_cap_allows(app, ctx, &target);
+        if !allowed {
+            app.record_click(click(ctx, &target, ClickKind::Gated, started));
+            return Err(too_many("This link has reached its click limit, please try again later", decision));
+        }
+    }
+    app.record_click(click(ctx, &target, ClickKind::Click, started));
+    Ok(json(StatusCode::OK, &serde_json::json!({ "redirect": target.url })))
+}
+
+pub async fn rate_limit_status(app: &App, ctx: &RequestCtx, code: &str) -> Result<Response<Body>, ApiError> {
+    let target = lookup(app, code).await?;
+    let window_ms = MINUTE_MS;
+    let now = ctx.now_ms;
+    // Ask Redis for the cluster-wide count; fall back to what this instance has seen.
+    let decision = app
+        .shared_limiter
+        .peek("linkcap", &target.link_id.to_string(), target.max_clicks_per_min, Duration::from_millis(window_ms as u64), now)
+        .await;
+    let local = app.hot_limiter.peek(HotSubject::Link(target.link_id), window_ms, now);
+    let clicks = decision.count.max(local);
+    let max = target.max_clicks_per_min as u64;
+    let reset = chrono::DateTime::from_timestamp_millis(now + decision.reset_after.as_millis() as i64).unwrap_or_default();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "shortCode": target.code,
+            "isRateLimited": target.is_rate_limited,
+            "maxClicksPerMin": target.max_clicks_per_min,
+            "clicksInLastMinute": clicks,
+            "remainingClicks": max.saturating_sub(clicks),
+            "isCurrentlyLimited": target.is_rate_limited && clicks >= max,
+            "resetTime": super::timestamp(reset),
+        }),
+    ))
+}
+
+/// The password page served when no `FRONTEND_URL` is configured.
+fn password_form(code: &str) -> Response<Body> {
+    // `code` passed ShortCode::parse, so it contains only [A-Za-z0-9_-]: safe in HTML and JS.
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Protected link</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}input,button{{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box;margin-top:.5rem}}#e{{color:#b00}}</style>
+</head><body>
+<h1>Protected link</h1>
+<form id="f"><label for="p">This link needs a password.</label>
+<input id="p" name="password" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Continue</button></form>
+<p id="e" role="alert"></p>
+<script>
+document.getElementById('f').addEventListener('submit', async function (ev) {{
+  ev.preventDefault();
+  var r = await fetch('/api/verify/{code}', {{method: 'POST', headers: {{'Content-Type': 'application/json'}},
+    body: JSON.stringify({{password: document.getElementById('p').value}})}});
+  var b = await r.json().catch(function () {{ return {{}}; }});
+  if (r.ok && b.redirect) {{ window.location.href = b.redirect; }}
+  else {{ document.getElementById('e').textContent = b.error || 'Something went wrong'; }}
+}});
+</script>
+</body></html>
+"#
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'",
+        ),
+    );
+    resp
+}

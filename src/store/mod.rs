@@ -1,0 +1,130 @@
+//! PostgreSQL access. The only module that uses sqlx; everything above it sees plain records
+//! and a [`StoreError`] that says whether the database was unreachable (503) or something else.
+//!
+//! Ownership is enforced here, in the SQL: every query on links and campaigns takes a
+//! [`Scope`] and filters by owner unless the key is an admin key, so a route cannot forget it.
+
+pub mod analytics;
+pub mod campaigns;
+pub mod keys;
+pub mod links;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use analytics::*;
+pub use campaigns::*;
+pub use keys::*;
+pub use links::*;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+                Some("57P01" | "57P02" | "57P03" | "53300") => StoreError::Unavailable(e),
+                _ => StoreError::Other(e),
+            },
+            _ => StoreError::Other(e),
+        }
+    }
+}
+
+impl StoreError {
+    pub fn is_unique_violation(e: &sqlx::Error) -> Option<String> {
+        match e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+                Some(db.constraint().unwrap_or("unique").to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Whose rows a request may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    pub key_id: Uuid,
+    pub admin: bool,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Builds a lazily connecting pool: the process can start (and serve cached redirects)
+    /// while PostgreSQL is down. `acquire_timeout` bounds how long a request waits for it.
+    pub fn connect_lazy(database_url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = database_url.parse()?;
+        let options = options.application_name("boltlink");
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(2))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. sqlx takes a PostgreSQL advisory lock around the run, so
+    /// several instances starting at once apply each migration exactly once.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e)) => match StoreError::from(e) {
+                StoreError::Other(e) => Err(StoreError::Migration(e.to_string())),
+                unavailable => Err(unavailable),
+            },
+            Err(e) => Err(StoreError::Migration(e.to_string())),
+        }
+    }
+
+    /// `SELECT 1` with the pool's timeout; used by `/health` and readiness.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Seconds since the PostgreSQL server started, for `/api/system/health`.
+    pub async fn server_uptime_secs(&self) -> StoreResult<i64> {
+        let secs: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(secs as i64)
+    }
+}
