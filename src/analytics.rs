@@ -81,17 +81,25 @@ pub fn summarize(totals: &[RegionDeviceTotal], total_links: Option<i64>) -> Summ
 /// Regions by clicks, descending, with their share as a one-decimal string.
 pub fn top_regions(totals: &[RegionDeviceTotal], limit: usize) -> Vec<RegionShare> {
     let total: i64 = totals.iter().map(|t| t.clicks).sum();
-    let mut regions: Vec<(String, i64)> = sum_by(totals.iter().map(|t| (t.region.as_str(), t.clicks)))
-        .into_iter()
-        .filter(|(_, c)| *c > 0)
-        .map(|(r, c)| (r.to_string(), c))
-        .collect();
+    let mut regions: Vec<(String, i64)> =
+        sum_by(totals.iter().map(|t| (t.region.as_str(), t.clicks)))
+            .into_iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(r, c)| (r.to_string(), c))
+            .collect();
     regions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     regions
         .into_iter()
         .take(limit)
         .map(|(region, clicks)| RegionShare {
-            percentage: format!("{:.1}", if total > 0 { clicks as f64 * 100.0 / total as f64 } else { 0.0 }),
+            percentage: format!(
+                "{:.1}",
+                if total > 0 {
+                    clicks as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                }
+            ),
             region,
             clicks,
         })
@@ -100,10 +108,17 @@ pub fn top_regions(totals: &[RegionDeviceTotal], limit: usize) -> Vec<RegionShar
 
 /// One point per day that had clicks (`zero_fill_from`: `Some(first day)` to emit every day
 /// from there to `today` including zeros). `region` is that day's top region.
-pub fn daily_points(daily: &[DailyRegionTotal], zero_fill_from: Option<NaiveDate>, today: NaiveDate) -> Vec<DayPoint> {
+pub fn daily_points(
+    daily: &[DailyRegionTotal],
+    zero_fill_from: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Vec<DayPoint> {
     let mut per_day: HashMap<NaiveDate, Vec<(&str, i64)>> = HashMap::new();
     for row in daily {
-        per_day.entry(row.day).or_default().push((row.region.as_str(), row.clicks));
+        per_day
+            .entry(row.day)
+            .or_default()
+            .push((row.region.as_str(), row.clicks));
     }
     let days: Vec<NaiveDate> = match zero_fill_from {
         Some(first) => first.iter_days().take_while(|d| *d <= today).collect(),
@@ -228,17 +243,31 @@ mod tests {
 
     #[test]
     fn top_regions_are_sorted_with_percentages() {
-        let rows = [t("US", "desktop", 3, 0, 0), t("DE", "mobile", 1, 0, 0), t("FR", "mobile", 0, 2, 0)];
+        let rows = [
+            t("US", "desktop", 3, 0, 0),
+            t("DE", "mobile", 1, 0, 0),
+            t("FR", "mobile", 0, 2, 0),
+        ];
         let r = top_regions(&rows, 5);
         assert_eq!(r.len(), 2);
-        assert_eq!((r[0].region.as_str(), r[0].clicks, r[0].percentage.as_str()), ("US", 3, "75.0"));
-        assert_eq!((r[1].region.as_str(), r[1].percentage.as_str()), ("DE", "25.0"));
+        assert_eq!(
+            (r[0].region.as_str(), r[0].clicks, r[0].percentage.as_str()),
+            ("US", 3, "75.0")
+        );
+        assert_eq!(
+            (r[1].region.as_str(), r[1].percentage.as_str()),
+            ("DE", "25.0")
+        );
     }
 
     #[test]
     fn daily_points_zero_fill_every_day_when_asked() {
         let today: NaiveDate = "2026-11-23".parse().expect("date");
-        let rows = [d("2026-11-21", "US", 2), d("2026-11-21", "DE", 5), d("2026-11-23", "US", 1)];
+        let rows = [
+            d("2026-11-21", "US", 2),
+            d("2026-11-21", "DE", 5),
+            d("2026-11-23", "US", 1),
+        ];
         let p = daily_points(&rows, Some(today - Duration::days(6)), today);
         assert_eq!(p.len(), 7);
         assert_eq!(p[0].timestamp, "2026-11-17");

@@ -9,8 +9,8 @@ use anyhow::Context;
 
 use crate::app::{spawn_background, AppState, Shutdown};
 use crate::config::Config;
-use crate::store::StoreError;
 use crate::http::{route_names, server};
+use crate::store::StoreError;
 use crate::systemd::{notify, NotifyState};
 
 /// Upper bound on delivering queued clicks after the server has drained.
@@ -31,7 +31,9 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
                 tracing::warn!(error = %e, "PostgreSQL unreachable at start: serving in degraded mode, migrations pending")
             }
             Ok(Err(e)) => return Err(e).context("applying database migrations"),
-            Err(_) => tracing::warn!("PostgreSQL did not answer within 30 s: serving in degraded mode"),
+            Err(_) => {
+                tracing::warn!("PostgreSQL did not answer within 30 s: serving in degraded mode")
+            }
         }
     }
     if !app.redis.connect_now().await {
@@ -40,7 +42,8 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
 
     let flush_stop = Shutdown::new();
     let background = spawn_background(&app, &shutdown, &flush_stop, CLICK_DRAIN_DEADLINE);
-    let listener = tokio::net::TcpListener::from_std(listener).context("registering the listener with tokio")?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .context("registering the listener with tokio")?;
     let addr = listener.local_addr().ok();
 
     {
@@ -49,7 +52,10 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
         tokio::spawn(async move {
             stop.await;
             app.stopping.store(true, Ordering::Relaxed);
-            notify(&[NotifyState::Stopping, NotifyState::Status("stopping: draining connections")]);
+            notify(&[
+                NotifyState::Stopping,
+                NotifyState::Status("stopping: draining connections"),
+            ]);
             tracing::info!("shutdown requested: draining in-flight requests");
         });
     }
@@ -62,7 +68,11 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
     );
     let left_open = server::serve(app.clone(), listener, shutdown.clone(), shutdown_timeout).await;
     flush_stop.trigger();
-    let _ = tokio::time::timeout(CLICK_DRAIN_DEADLINE + Duration::from_millis(250), background).await;
+    let _ = tokio::time::timeout(
+        CLICK_DRAIN_DEADLINE + Duration::from_millis(250),
+        background,
+    )
+    .await;
     tracing::info!(connections.left_open = left_open, "boltlink-api stopped");
     Ok(())
 }

@@ -51,7 +51,11 @@ impl AppState {
         Self::build_with_store(config, store, route_names)
     }
 
-    pub fn build_with_store(config: Config, store: Store, route_names: Vec<&'static str>) -> anyhow::Result<App> {
+    pub fn build_with_store(
+        config: Config,
+        store: Store,
+        route_names: Vec<&'static str>,
+    ) -> anyhow::Result<App> {
         let redis = RedisHandle::new(&config.redis_url, &config.redis_key_prefix)?;
         let metadata = MetadataFetcher::new(FetchPolicy {
             allowed_addrs: config.metadata_allowlist.clone(),
@@ -77,11 +81,16 @@ impl AppState {
 
     /// Local cache, then Redis, then PostgreSQL. A cache hit touches neither Redis nor
     /// PostgreSQL. When PostgreSQL fails, a stale local entry is better than an error.
-    pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<RedirectTarget>>, ResolveError> {
+    pub async fn resolve_link(
+        &self,
+        code: &str,
+    ) -> Result<Option<Arc<RedirectTarget>>, ResolveError> {
         let now = Instant::now();
         let stale = match self.local.get(code, now) {
             LocalLookup::Fresh(v) => {
-                self.metrics.cache_local_hits.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .cache_local_hits
+                    .fetch_add(1, Ordering::Relaxed);
                 return Ok(v);
             }
             LocalLookup::Stale(v) => v,
@@ -91,13 +100,17 @@ impl AppState {
         if self.redis.is_healthy() {
             match self.redis.get_link(code).await {
                 RedisLookup::Found(t) => {
-                    self.metrics.cache_redis_hits.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .cache_redis_hits
+                        .fetch_add(1, Ordering::Relaxed);
                     let t = Arc::new(t);
                     self.local.put(code, Some(t.clone()), ttl, Instant::now());
                     return Ok(Some(t));
                 }
                 RedisLookup::Missing => {
-                    self.metrics.cache_redis_hits.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .cache_redis_hits
+                        .fetch_add(1, Ordering::Relaxed);
                     self.local.put(code, None, ttl, Instant::now());
                     return Ok(None);
                 }
@@ -118,13 +131,18 @@ impl AppState {
                     } else {
                         self.config.negative_cache_ttl
                     };
-                    tokio::spawn(async move { redis.put_link(&code, value.as_deref(), redis_ttl).await });
+                    tokio::spawn(async move {
+                        redis.put_link(&code, value.as_deref(), redis_ttl).await
+                    });
                 }
                 Ok(found)
             }
             Err(e) => match stale {
                 Some(t) => {
-                    tracing::debug!(link.code = code, "serving a stale cached link: PostgreSQL unavailable");
+                    tracing::debug!(
+                        link.code = code,
+                        "serving a stale cached link: PostgreSQL unavailable"
+                    );
                     Ok(Some(t))
                 }
                 None => Err(ResolveError(e)),
@@ -161,15 +179,39 @@ impl AppState {
             .map(|at| (now_ms - at).max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         let extra = vec![
-            Sample::new("boltlink_clicks_recorded_total", &[], self.clicks.enqueued_total() as f64),
-            Sample::new("boltlink_clicks_delivered_total", &[], self.redis.flushed_events_total() as f64),
-            Sample::new("boltlink_clicks_dropped_total", &[], self.clicks.dropped_total() as f64),
+            Sample::new(
+                "boltlink_clicks_recorded_total",
+                &[],
+                self.clicks.enqueued_total() as f64,
+            ),
+            Sample::new(
+                "boltlink_clicks_delivered_total",
+                &[],
+                self.redis.flushed_events_total() as f64,
+            ),
+            Sample::new(
+                "boltlink_clicks_dropped_total",
+                &[],
+                self.clicks.dropped_total() as f64,
+            ),
             Sample::new("boltlink_click_queue_depth", &[], self.clicks.len() as f64),
             Sample::new("boltlink_click_queue_lag_seconds", &[], lag),
-            Sample::new("boltlink_redis_up", &[], if self.redis.is_healthy() { 1.0 } else { 0.0 }),
-            Sample::new("boltlink_redis_errors_total", &[], self.redis.errors_total() as f64),
+            Sample::new(
+                "boltlink_redis_up",
+                &[],
+                if self.redis.is_healthy() { 1.0 } else { 0.0 },
+            ),
+            Sample::new(
+                "boltlink_redis_errors_total",
+                &[],
+                self.redis.errors_total() as f64,
+            ),
             Sample::new("boltlink_local_cache_entries", &[], self.local.len() as f64),
-            Sample::new("process_start_time_seconds", &[], self.started_at.timestamp() as f64),
+            Sample::new(
+                "process_start_time_seconds",
+                &[],
+                self.started_at.timestamp() as f64,
+            ),
         ];
         self.metrics.snapshot(&self.config.instance, extra)
     }
@@ -196,8 +238,14 @@ impl AppState {
             .arg("requests")
             .arg(self.metrics.requests_total())
             .ignore();
-        pipe.cmd("PEXPIRE").arg(keys.instance(instance)).arg(HEARTBEAT_TTL_MS).ignore();
-        pipe.cmd("SADD").arg(keys.instances()).arg(instance).ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(keys.instance(instance))
+            .arg(HEARTBEAT_TTL_MS)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg(keys.instances())
+            .arg(instance)
+            .ignore();
         pipe.cmd("SET")
             .arg(keys.instance_metrics(instance))
             .arg(snapshot)
@@ -213,8 +261,13 @@ impl AppState {
         let instance = &self.config.instance;
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(keys.instance(instance)).ignore();
-        pipe.cmd("DEL").arg(keys.instance_metrics(instance)).ignore();
-        pipe.cmd("SREM").arg(keys.instances()).arg(instance).ignore();
+        pipe.cmd("DEL")
+            .arg(keys.instance_metrics(instance))
+            .ignore();
+        pipe.cmd("SREM")
+            .arg(keys.instances())
+            .arg(instance)
+            .ignore();
         let _: Option<()> = self.redis.query_pipe(&pipe).await;
     }
 }
@@ -239,7 +292,10 @@ impl Default for Shutdown {
 impl Shutdown {
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(false);
-        Self { tx: Arc::new(tx), rx }
+        Self {
+            tx: Arc::new(tx),
+            rx,
+        }
     }
 
     pub fn trigger(&self) {
@@ -269,7 +325,11 @@ pub fn spawn_background(
     drain_deadline: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let supervisor = tokio::spawn(app.redis.clone().run_supervisor(flush_stop.wait()));
-    let listener = tokio::spawn(app.redis.clone().run_invalidation_listener(app.local.clone(), shutdown.wait()));
+    let listener = tokio::spawn(
+        app.redis
+            .clone()
+            .run_invalidation_listener(app.local.clone(), shutdown.wait()),
+    );
     let flusher = tokio::spawn(app.redis.clone().run_click_flusher(
         app.clicks.clone(),
         app.hot_limiter.clone(),
@@ -307,12 +367,19 @@ pub fn spawn_metadata_fill(app: &App, link_id: uuid::Uuid, url: String) {
     }
     let app = app.clone();
     tokio::spawn(async move {
-        let Ok(parsed) = url::Url::parse(&url) else { return };
+        let Ok(parsed) = url::Url::parse(&url) else {
+            return;
+        };
         match app.metadata.fetch(&parsed).await {
             Ok(meta) => {
                 if let Err(e) = app
                     .store
-                    .fill_link_metadata(link_id, meta.title.as_deref(), meta.description.as_deref(), meta.favicon.as_deref())
+                    .fill_link_metadata(
+                        link_id,
+                        meta.title.as_deref(),
+                        meta.description.as_deref(),
+                        meta.favicon.as_deref(),
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, "could not store fetched link metadata");

@@ -124,11 +124,7 @@ impl Config {
 
     /// Validates a complete variable map (env file already merged in).
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            vars.get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
 
         let database_url = match get("DATABASE_URL") {
             Some(v) => parse_database_url(v)?,
@@ -140,10 +136,14 @@ impl Config {
             }
         };
         let redis_url = parse_redis_url(get("REDIS_URL").unwrap_or("redis://127.0.0.1:6379/"))?;
-        let bind_addr: SocketAddr = parse_with("BIND_ADDR", get("BIND_ADDR").unwrap_or("127.0.0.1:5000"), |v| {
-            v.parse::<SocketAddr>()
-                .map_err(|_| "expected IP:PORT, for example 127.0.0.1:5000".to_string())
-        })?;
+        let bind_addr: SocketAddr = parse_with(
+            "BIND_ADDR",
+            get("BIND_ADDR").unwrap_or("127.0.0.1:5000"),
+            |v| {
+                v.parse::<SocketAddr>()
+                    .map_err(|_| "expected IP:PORT, for example 127.0.0.1:5000".to_string())
+            },
+        )?;
         let public_base_url = match get("PUBLIC_BASE_URL") {
             Some(v) => parse_base_url("PUBLIC_BASE_URL", v)?,
             None => format!("http://{bind_addr}"),
@@ -155,7 +155,10 @@ impl Config {
         let trust_proxy = parse_trust_proxy(get("TRUST_PROXY").unwrap_or("0"))?;
         let db_pool_size = parse_number("DB_POOL_SIZE", get("DB_POOL_SIZE"), 10, 1, 500)?;
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("boltlink:").to_string();
-        if redis_key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if redis_key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ConfigError::new(
                 "REDIS_KEY_PREFIX",
                 "must not contain whitespace or control characters",
@@ -256,10 +259,20 @@ impl Config {
             100,
             100_000_000,
         )?;
-        let worker_threads = parse_number("API_WORKER_THREADS", get("API_WORKER_THREADS"), 2usize, 1, 256)?;
+        let worker_threads = parse_number(
+            "API_WORKER_THREADS",
+            get("API_WORKER_THREADS"),
+            2usize,
+            1,
+            256,
+        )?;
         let instance = match get("BOLTLINK_INSTANCE") {
             Some(v) => {
-                if v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+                if v.len() > 64
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+                {
                     return Err(ConfigError::new(
                         "BOLTLINK_INSTANCE",
                         "must be at most 64 characters of A-Z a-z 0-9 - _ . @",
@@ -278,7 +291,10 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(|s| {
                     s.parse::<SocketAddr>().map_err(|_| {
-                        ConfigError::new("METADATA_ALLOWLIST", format!("{s:?} is not an IP:PORT address"))
+                        ConfigError::new(
+                            "METADATA_ALLOWLIST",
+                            format!("{s:?} is not an IP:PORT address"),
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -312,16 +328,22 @@ impl Config {
 
 /// Loads the env file named by `BOLTLINK_ENV_FILE`, or the default one when it exists.
 /// An explicitly named file that is missing is an error; a missing default file is not.
-pub fn read_env_file_for(env: &HashMap<String, String>) -> Result<HashMap<String, String>, ConfigError> {
+pub fn read_env_file_for(
+    env: &HashMap<String, String>,
+) -> Result<HashMap<String, String>, ConfigError> {
     let (path, explicit) = match env.get("BOLTLINK_ENV_FILE").filter(|p| !p.is_empty()) {
         Some(p) => (p.as_str(), true),
         None => (DEFAULT_ENV_FILE, false),
     };
     match std::fs::read_to_string(Path::new(path)) {
-        Ok(text) => parse_env_file(&text)
-            .map_err(|(line, msg)| ConfigError::new("BOLTLINK_ENV_FILE", format!("{path}:{line}: {msg}"))),
+        Ok(text) => parse_env_file(&text).map_err(|(line, msg)| {
+            ConfigError::new("BOLTLINK_ENV_FILE", format!("{path}:{line}: {msg}"))
+        }),
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
-        Err(e) => Err(ConfigError::new("BOLTLINK_ENV_FILE", format!("cannot read {path}: {e}"))),
+        Err(e) => Err(ConfigError::new(
+            "BOLTLINK_ENV_FILE",
+            format!("cannot read {path}: {e}"),
+        )),
     }
 }
 
@@ -345,7 +367,8 @@ pub fn parse_env_file(text: &str) -> Result<HashMap<String, String>, (usize, Str
         }
         let value = value.trim();
         let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"')) || (value.starts_with('\'') && value.ends_with('\'')))
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
         {
             &value[1..value.len() - 1]
         } else {
@@ -356,15 +379,27 @@ pub fn parse_env_file(text: &str) -> Result<HashMap<String, String>, (usize, Str
     Ok(out)
 }
 
-fn parse_with<T>(var: &str, value: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+fn parse_with<T>(
+    var: &str,
+    value: &str,
+    f: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
     f(value).map_err(|m| ConfigError::new(var, format!("{value:?}: {m}")))
 }
 
-fn parse_number<T>(var: &str, value: Option<&str>, default: T, min: T, max: T) -> Result<T, ConfigError>
+fn parse_number<T>(
+    var: &str,
+    value: Option<&str>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    let Some(value) = value else { return Ok(default) };
+    let Some(value) = value else {
+        return Ok(default);
+    };
     match value.parse::<T>() {
         Ok(n) if n >= min && n <= max => Ok(n),
         _ => Err(ConfigError::new(
@@ -380,19 +415,30 @@ fn parse_bool(var: &str, value: Option<&str>, default: bool) -> Result<bool, Con
         Some(v) => match v.as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::new(var, format!("{v:?} is not a boolean (true/false)"))),
+            _ => Err(ConfigError::new(
+                var,
+                format!("{v:?} is not a boolean (true/false)"),
+            )),
         },
     }
 }
 
 fn parse_database_url(value: &str) -> Result<String, ConfigError> {
     let url = Url::parse(value).map_err(|e| {
-        ConfigError::new("DATABASE_URL", format!("is not a valid URL ({e}); expected postgres://user:password@host:port/database"))
+        ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "is not a valid URL ({e}); expected postgres://user:password@host:port/database"
+            ),
+        )
     })?;
     if url.scheme() != "postgres" && url.scheme() != "postgresql" {
         return Err(ConfigError::new(
             "DATABASE_URL",
-            format!("scheme {:?} is not supported; expected postgres://", url.scheme()),
+            format!(
+                "scheme {:?} is not supported; expected postgres://",
+                url.scheme()
+            ),
         ));
     }
     if url.host_str().is_none_or(str::is_empty) && !url.query().unwrap_or("").contains("host=") {
@@ -402,8 +448,12 @@ fn parse_database_url(value: &str) -> Result<String, ConfigError> {
 }
 
 fn parse_redis_url(value: &str) -> Result<String, ConfigError> {
-    let url = Url::parse(value)
-        .map_err(|e| ConfigError::new("REDIS_URL", format!("is not a valid URL ({e}); expected redis://host:port/")))?;
+    let url = Url::parse(value).map_err(|e| {
+        ConfigError::new(
+            "REDIS_URL",
+            format!("is not a valid URL ({e}); expected redis://host:port/"),
+        )
+    })?;
     match url.scheme() {
         "redis" | "rediss" => {
             if url.host_str().is_none_or(str::is_empty) {
@@ -425,10 +475,16 @@ fn parse_base_url(var: &str, value: &str) -> Result<String, ConfigError> {
     let url = Url::parse(value)
         .map_err(|e| ConfigError::new(var, format!("{value:?} is not an absolute URL ({e})")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(ConfigError::new(var, format!("{value:?} must start with http:// or https://")));
+        return Err(ConfigError::new(
+            var,
+            format!("{value:?} must start with http:// or https://"),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::new(var, format!("{value:?} must not have a query or fragment")));
+        return Err(ConfigError::new(
+            var,
+            format!("{value:?} must not have a query or fragment"),
+        ));
     }
     Ok(value.trim_end_matches('/').to_string())
 }
@@ -439,15 +495,25 @@ fn parse_origins(value: &str) -> Result<AllowedOrigins, ConfigError> {
     }
     let mut list = Vec::new();
     for origin in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let url = Url::parse(origin)
-            .map_err(|_| ConfigError::new("ALLOWED_ORIGINS", format!("{origin:?} is not an origin like https://app.example")))?;
+        let url = Url::parse(origin).map_err(|_| {
+            ConfigError::new(
+                "ALLOWED_ORIGINS",
+                format!("{origin:?} is not an origin like https://app.example"),
+            )
+        })?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(ConfigError::new("ALLOWED_ORIGINS", format!("{origin:?} must be http(s)")));
+            return Err(ConfigError::new(
+                "ALLOWED_ORIGINS",
+                format!("{origin:?} must be http(s)"),
+            ));
         }
         list.push(origin.trim_end_matches('/').to_string());
     }
     if list.is_empty() {
-        return Err(ConfigError::new("ALLOWED_ORIGINS", "is empty; use * or a comma-separated list of origins"));
+        return Err(ConfigError::new(
+            "ALLOWED_ORIGINS",
+            "is empty; use * or a comma-separated list of origins",
+        ));
     }
     Ok(AllowedOrigins::List(list))
 }
@@ -471,7 +537,10 @@ mod tests {
     use super::*;
 
     fn base() -> HashMap<String, String> {
-        HashMap::from([("DATABASE_URL".to_string(), "postgres://u:p@127.0.0.1:5432/db".to_string())])
+        HashMap::from([(
+            "DATABASE_URL".to_string(),
+            "postgres://u:p@127.0.0.1:5432/db".to_string(),
+        )])
     }
 
     fn with(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -535,21 +604,37 @@ mod tests {
     fn trust_proxy_accepts_numbers_and_booleans() {
         assert_eq!(with(&[("TRUST_PROXY", "2")]).expect("ok").trust_proxy, 2);
         assert_eq!(with(&[("TRUST_PROXY", "true")]).expect("ok").trust_proxy, 1);
-        assert_eq!(with(&[("TRUST_PROXY", "false")]).expect("ok").trust_proxy, 0);
+        assert_eq!(
+            with(&[("TRUST_PROXY", "false")]).expect("ok").trust_proxy,
+            0
+        );
     }
 
     #[test]
     fn origin_list_is_parsed_and_matched_exactly() {
-        let c = with(&[("ALLOWED_ORIGINS", "https://a.example, http://b.example:3000/")]).expect("ok");
-        assert_eq!(c.allowed_origins.allow("https://a.example"), Some("https://a.example"));
-        assert_eq!(c.allowed_origins.allow("http://b.example:3000"), Some("http://b.example:3000"));
+        let c = with(&[(
+            "ALLOWED_ORIGINS",
+            "https://a.example, http://b.example:3000/",
+        )])
+        .expect("ok");
+        assert_eq!(
+            c.allowed_origins.allow("https://a.example"),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            c.allowed_origins.allow("http://b.example:3000"),
+            Some("http://b.example:3000")
+        );
         assert_eq!(c.allowed_origins.allow("https://evil.example"), None);
     }
 
     #[test]
     fn base_urls_lose_their_trailing_slash() {
-        let c = with(&[("PUBLIC_BASE_URL", "https://bl.example/"), ("FRONTEND_URL", "https://app.example/")])
-            .expect("ok");
+        let c = with(&[
+            ("PUBLIC_BASE_URL", "https://bl.example/"),
+            ("FRONTEND_URL", "https://app.example/"),
+        ])
+        .expect("ok");
         assert_eq!(c.public_base_url, "https://bl.example");
         assert_eq!(c.frontend_url.as_deref(), Some("https://app.example"));
     }
@@ -574,7 +659,10 @@ mod tests {
 
     #[test]
     fn explicit_env_file_that_is_missing_is_an_error() {
-        let env = HashMap::from([("BOLTLINK_ENV_FILE".to_string(), "/nonexistent/boltlink.env".to_string())]);
+        let env = HashMap::from([(
+            "BOLTLINK_ENV_FILE".to_string(),
+            "/nonexistent/boltlink.env".to_string(),
+        )]);
         let err = read_env_file_for(&env).expect_err("missing");
         assert_eq!(err.var, "BOLTLINK_ENV_FILE");
     }

@@ -49,7 +49,10 @@ pub struct KeyOptions<'a> {
 }
 
 /// Creates a key and returns the secret (shown once; only its hash is stored).
-pub async fn create_key(config: &Config, opts: KeyOptions<'_>) -> anyhow::Result<(String, uuid::Uuid)> {
+pub async fn create_key(
+    config: &Config,
+    opts: KeyOptions<'_>,
+) -> anyhow::Result<(String, uuid::Uuid)> {
     let store = Store::connect_lazy(&config.database_url, 2)?;
     let secret = ApiKeySecret::generate();
     let record = store
@@ -70,14 +73,21 @@ pub async fn create_key(config: &Config, opts: KeyOptions<'_>) -> anyhow::Result
 pub async fn list_keys(config: &Config) -> anyhow::Result<String> {
     let store = Store::connect_lazy(&config.database_url, 2)?;
     let keys = store.list_api_keys().await.context("listing keys")?;
-    let mut out = format!("{:<36}  {:<13}  {:<5}  {:<8}  {:<20}  {}\n", "ID", "KEY", "ADMIN", "STATE", "CREATED", "NAME");
+    let mut out = format!(
+        "{:<36}  {:<13}  {:<5}  {:<8}  {:<20}  {}\n",
+        "ID", "KEY", "ADMIN", "STATE", "CREATED", "NAME"
+    );
     for k in keys {
         out.push_str(&format!(
             "{:<36}  {:<13}  {:<5}  {:<8}  {:<20}  {}\n",
             k.id,
             format!("{}...", k.key_prefix),
             if k.is_admin { "yes" } else { "no" },
-            if k.revoked_at.is_some() { "revoked" } else { "active" },
+            if k.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
             k.created_at.format("%Y-%m-%d %H:%M:%S"),
             k.name.unwrap_or_default()
         ));
@@ -87,19 +97,26 @@ pub async fn list_keys(config: &Config) -> anyhow::Result<String> {
 
 pub async fn revoke_key(config: &Config, id_or_prefix: &str) -> anyhow::Result<u64> {
     let store = Store::connect_lazy(&config.database_url, 2)?;
-    Ok(store.revoke_api_key(id_or_prefix).await.context("revoking the key")?)
+    store
+        .revoke_api_key(id_or_prefix)
+        .await
+        .context("revoking the key")
 }
 
 /// The directory of the running executable, where sibling binaries live.
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating boltlinkctl")?;
-    let dir = exe.parent().context("boltlinkctl has no parent directory")?;
+    let dir = exe
+        .parent()
+        .context("boltlinkctl has no parent directory")?;
     Ok(dir.join(name))
 }
 
 /// Instances for `auto`: the CPUs this process may run on.
 pub fn auto_instances() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 struct Supervised {
@@ -110,17 +127,15 @@ struct Supervised {
     restarts: u32,
 }
 
-fn spawn_one(
-    listener: &std::net::TcpListener,
-    unit: &Supervised,
-) -> anyhow::Result<Child> {
+fn spawn_one(listener: &std::net::TcpListener, unit: &Supervised) -> anyhow::Result<Child> {
     let mut cmd = if unit.shares_socket {
         crate::systemd::spawn_with_listener(listener, &unit.program)?
     } else {
         std::process::Command::new(&unit.program)
     };
     cmd.env("BOLTLINK_INSTANCE", &unit.name);
-    cmd.spawn().with_context(|| format!("starting {}", unit.program.display()))
+    cmd.spawn()
+        .with_context(|| format!("starting {}", unit.program.display()))
 }
 
 fn terminate(child: &Child) {
@@ -134,7 +149,11 @@ fn terminate(child: &Child) {
 /// socket bound to `BIND_ADDR`, plus `boltlink-worker` and `boltlink-aggregator` when those
 /// binaries exist. A process that exits is restarted after a second, except on exit 78
 /// (configuration error), which stops everything: restarting cannot fix configuration.
-pub fn run_suite(config: &Config, instances: usize, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<i32> {
+pub fn run_suite(
+    config: &Config,
+    instances: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<i32> {
     let listener = crate::systemd::bind(config.bind_addr)
         .with_context(|| format!("binding BIND_ADDR {}", config.bind_addr))?;
     let api = sibling_binary("boltlink-api")?;
@@ -166,28 +185,42 @@ pub fn run_suite(config: &Config, instances: usize, stop: &std::sync::atomic::At
         "boltlinkctl: started {} API instance(s) on http://{} sharing one socket{}",
         instances,
         config.bind_addr,
-        if units.len() > instances { ", plus worker and aggregator" } else { "" }
+        if units.len() > instances {
+            ", plus worker and aggregator"
+        } else {
+            ""
+        }
     );
     let mut exit_code = 0;
     let mut pending_restart: Vec<(usize, Instant)> = Vec::new();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         for (i, u) in units.iter_mut().enumerate() {
-            let Some(child) = u.child.as_mut() else { continue };
+            let Some(child) = u.child.as_mut() else {
+                continue;
+            };
             if let Ok(Some(status)) = child.try_wait() {
                 u.child = None;
                 if status.code() == Some(crate::config::EXIT_CONFIG) {
-                    eprintln!("boltlinkctl: {} exited with a configuration error (78); stopping", u.name);
+                    eprintln!(
+                        "boltlinkctl: {} exited with a configuration error (78); stopping",
+                        u.name
+                    );
                     exit_code = crate::config::EXIT_CONFIG;
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 } else {
-                    eprintln!("boltlinkctl: {} exited ({}); restarting in 1 s", u.name, describe(status));
+                    eprintln!(
+                        "boltlinkctl: {} exited ({}); restarting in 1 s",
+                        u.name,
+                        describe(status)
+                    );
                     pending_restart.push((i, Instant::now() + Duration::from_secs(1)));
                 }
             }
         }
         let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = pending_restart.into_iter().partition(|(_, at)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) =
+            pending_restart.into_iter().partition(|(_, at)| *at <= now);
         pending_restart = later;
         if !stop.load(std::sync::atomic::Ordering::Relaxed) {
             for (i, _) in due {
@@ -208,11 +241,15 @@ pub fn run_suite(config: &Config, instances: usize, stop: &std::sync::atomic::At
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for u in &mut units {
-        let Some(child) = u.child.as_mut() else { continue };
+        let Some(child) = u.child.as_mut() else {
+            continue;
+        };
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     eprintln!("boltlinkctl: {} did not stop in time; killing it", u.name);
                     let _ = child.kill();
@@ -245,4 +282,3 @@ pub fn parse_instances(v: &str) -> Result<usize, String> {
         _ => Err(format!("{v:?} is not a number from 1 to 256 or \"auto\"")),
     }
 }
-

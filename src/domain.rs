@@ -7,7 +7,8 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 /// Alphabet of short codes: URL-safe and unambiguous in a path segment.
-pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+pub const CODE_ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 pub const GENERATED_CODE_LEN: usize = 8;
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -62,11 +63,16 @@ impl TargetUrl {
             return Err(DomainError("url is required".to_string()));
         }
         if s.len() > MAX_URL_LEN {
-            return Err(DomainError(format!("url must be at most {MAX_URL_LEN} characters")));
+            return Err(DomainError(format!(
+                "url must be at most {MAX_URL_LEN} characters"
+            )));
         }
-        let url = url::Url::parse(s).map_err(|_| DomainError("url must be an absolute http(s) URL".to_string()))?;
+        let url = url::Url::parse(s)
+            .map_err(|_| DomainError("url must be an absolute http(s) URL".to_string()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(DomainError("url must start with http:// or https://".to_string()));
+            return Err(DomainError(
+                "url must start with http:// or https://".to_string(),
+            ));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(DomainError("url must have a host".to_string()));
@@ -74,7 +80,9 @@ impl TargetUrl {
         // Keep the caller's spelling (the contract echoes originalUrl back), but it must not
         // contain characters that would break the Location header.
         if s.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(DomainError("url must not contain spaces or control characters".to_string()));
+            return Err(DomainError(
+                "url must not contain spaces or control characters".to_string(),
+            ));
         }
         Ok(Self(s.to_string()))
     }
@@ -93,7 +101,9 @@ pub fn parse_max_clicks_per_min(n: i64) -> Result<i32, DomainError> {
     if (1..=1_000_000).contains(&n) {
         Ok(n as i32)
     } else {
-        Err(DomainError("maxClicksPerMin must be between 1 and 1000000".to_string()))
+        Err(DomainError(
+            "maxClicksPerMin must be between 1 and 1000000".to_string(),
+        ))
     }
 }
 
@@ -156,9 +166,13 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// Passwords for protected links: 1-256 characters.
 pub fn parse_password(p: &str) -> Result<&str, DomainError> {
     if p.is_empty() {
-        Err(DomainError("Password required for protected links".to_string()))
+        Err(DomainError(
+            "Password required for protected links".to_string(),
+        ))
     } else if p.chars().count() > 256 {
-        Err(DomainError("password must be at most 256 characters".to_string()))
+        Err(DomainError(
+            "password must be at most 256 characters".to_string(),
+        ))
     } else {
         Ok(p)
     }
@@ -177,7 +191,15 @@ mod tests {
 
     #[test]
     fn short_code_rejects_bad_length_or_characters() {
-        for bad in ["ab", "", "has space", "slash/x", "dot.x", "ümlaut", &"a".repeat(65)] {
+        for bad in [
+            "ab",
+            "",
+            "has space",
+            "slash/x",
+            "dot.x",
+            "ümlaut",
+            &"a".repeat(65),
+        ] {
             assert!(ShortCode::parse(bad).is_err(), "{bad}");
         }
     }
@@ -195,7 +217,14 @@ mod tests {
     fn target_url_requires_absolute_http_or_https() {
         assert!(TargetUrl::parse("https://example.com/page?q=1").is_ok());
         assert!(TargetUrl::parse("http://127.0.0.1:8080/").is_ok());
-        for bad in ["", "example.com", "ftp://x.example", "javascript:alert(1)", "https://", "http://a b.example"] {
+        for bad in [
+            "",
+            "example.com",
+            "ftp://x.example",
+            "javascript:alert(1)",
+            "https://",
+            "http://a b.example",
+        ] {
             assert!(TargetUrl::parse(bad).is_err(), "{bad}");
         }
     }

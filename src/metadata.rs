@@ -669,7 +669,7 @@ pub fn extract_metadata(
                     continue;
                 };
                 if let Some(priority) = icon_priority(rel) {
-                    if icon.map_or(true, |(best, _)| priority < best) {
+                    if icon.is_none_or(|(best, _)| priority < best) {
                         icon = Some((priority, href));
                     }
                 }
@@ -969,9 +969,9 @@ fn find_end_tag(bytes: &[u8], from: usize, name: &str) -> Option<usize> {
         let name_matches = bytes
             .get(name_start..name_start + name.len())
             .is_some_and(|candidate| candidate.eq_ignore_ascii_case(name.as_bytes()));
-        let boundary = bytes.get(name_start + name.len()).map_or(true, |byte| {
-            is_html_space(*byte) || *byte == b'/' || *byte == b'>'
-        });
+        let boundary = bytes
+            .get(name_start + name.len())
+            .is_none_or(|byte| is_html_space(*byte) || *byte == b'/' || *byte == b'>');
         if name_matches && boundary {
             return Some(at);
         }

@@ -13,27 +13,90 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 const STATUSES: [u16; 21] = [
-    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 410, 413, 415, 429, 500, 502, 503, 504, 0,
+    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 410, 413, 415, 429, 500, 502, 503,
+    504, 0,
 ];
-const BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// Family name, type, help — in render order.
 pub const FAMILIES: &[(&str, &str, &str)] = &[
-    ("http_requests_total", "counter", "HTTP requests answered, by route and status."),
-    ("http_request_duration_seconds", "histogram", "Time from request to response head, by route."),
-    ("boltlink_clicks_recorded_total", "counter", "Click events accepted into the in-memory queue."),
-    ("boltlink_clicks_delivered_total", "counter", "Click events appended to the Redis click stream."),
-    ("boltlink_clicks_dropped_total", "counter", "Click events dropped because the queue was full."),
-    ("boltlink_click_queue_depth", "gauge", "Click events waiting in memory for Redis."),
-    ("boltlink_click_queue_lag_seconds", "gauge", "Age of the oldest click event waiting in memory."),
-    ("boltlink_click_stream_length", "gauge", "Entries in the Redis click stream (cluster-wide)."),
-    ("boltlink_cache_hits_total", "counter", "Link lookups answered by a cache, by layer."),
-    ("boltlink_cache_misses_total", "counter", "Link lookups that went to PostgreSQL."),
-    ("boltlink_redis_up", "gauge", "1 when this instance reaches Redis."),
-    ("boltlink_redis_errors_total", "counter", "Failed Redis calls."),
-    ("boltlink_local_cache_entries", "gauge", "Entries in the in-process link cache."),
-    ("process_resident_memory_bytes", "gauge", "Resident set size of the process."),
-    ("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch."),
+    (
+        "http_requests_total",
+        "counter",
+        "HTTP requests answered, by route and status.",
+    ),
+    (
+        "http_request_duration_seconds",
+        "histogram",
+        "Time from request to response head, by route.",
+    ),
+    (
+        "boltlink_clicks_recorded_total",
+        "counter",
+        "Click events accepted into the in-memory queue.",
+    ),
+    (
+        "boltlink_clicks_delivered_total",
+        "counter",
+        "Click events appended to the Redis click stream.",
+    ),
+    (
+        "boltlink_clicks_dropped_total",
+        "counter",
+        "Click events dropped because the queue was full.",
+    ),
+    (
+        "boltlink_click_queue_depth",
+        "gauge",
+        "Click events waiting in memory for Redis.",
+    ),
+    (
+        "boltlink_click_queue_lag_seconds",
+        "gauge",
+        "Age of the oldest click event waiting in memory.",
+    ),
+    (
+        "boltlink_click_stream_length",
+        "gauge",
+        "Entries in the Redis click stream (cluster-wide).",
+    ),
+    (
+        "boltlink_cache_hits_total",
+        "counter",
+        "Link lookups answered by a cache, by layer.",
+    ),
+    (
+        "boltlink_cache_misses_total",
+        "counter",
+        "Link lookups that went to PostgreSQL.",
+    ),
+    (
+        "boltlink_redis_up",
+        "gauge",
+        "1 when this instance reaches Redis.",
+    ),
+    (
+        "boltlink_redis_errors_total",
+        "counter",
+        "Failed Redis calls.",
+    ),
+    (
+        "boltlink_local_cache_entries",
+        "gauge",
+        "Entries in the in-process link cache.",
+    ),
+    (
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident set size of the process.",
+    ),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch.",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +113,10 @@ impl Sample {
         Self {
             family: family.to_string(),
             suffix: String::new(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             value,
         }
     }
@@ -82,7 +148,8 @@ impl Histogram {
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -101,7 +168,10 @@ impl Metrics {
     pub fn new(routes: &'static [&'static str]) -> Self {
         Self {
             routes,
-            requests: routes.iter().map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            requests: routes
+                .iter()
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
             durations: routes.iter().map(|_| Histogram::new()).collect(),
             cache_local_hits: AtomicU64::new(0),
             cache_redis_hits: AtomicU64::new(0),
@@ -110,7 +180,10 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, route: usize, status: u16, elapsed: Duration) {
-        let slot = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1);
+        let slot = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len() - 1);
         if let (Some(counts), Some(h)) = (self.requests.get(route), self.durations.get(route)) {
             counts[slot].fetch_add(1, Ordering::Relaxed);
             h.observe(elapsed);
@@ -132,8 +205,16 @@ impl Metrics {
             for (slot, status) in STATUSES.iter().enumerate() {
                 let v = self.requests[route_idx][slot].load(Ordering::Relaxed);
                 if v > 0 {
-                    let status = if *status == 0 { "other".to_string() } else { status.to_string() };
-                    samples.push(Sample::new("http_requests_total", &[("route", route), ("status", &status)], v as f64));
+                    let status = if *status == 0 {
+                        "other".to_string()
+                    } else {
+                        status.to_string()
+                    };
+                    samples.push(Sample::new(
+                        "http_requests_total",
+                        &[("route", route), ("status", &status)],
+                        v as f64,
+                    ));
                 }
             }
             let h = &self.durations[route_idx];
@@ -155,7 +236,11 @@ impl Metrics {
             }
             samples.push(Sample {
                 suffix: "_bucket".into(),
-                ..Sample::new("http_request_duration_seconds", &[("route", route), ("le", "+Inf")], count as f64)
+                ..Sample::new(
+                    "http_request_duration_seconds",
+                    &[("route", route), ("le", "+Inf")],
+                    count as f64,
+                )
             });
             samples.push(Sample {
                 suffix: "_sum".into(),
@@ -167,15 +252,35 @@ impl Metrics {
             });
             samples.push(Sample {
                 suffix: "_count".into(),
-                ..Sample::new("http_request_duration_seconds", &[("route", route)], count as f64)
+                ..Sample::new(
+                    "http_request_duration_seconds",
+                    &[("route", route)],
+                    count as f64,
+                )
             });
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        samples.push(Sample::new("boltlink_cache_hits_total", &[("layer", "local")], load(&self.cache_local_hits)));
-        samples.push(Sample::new("boltlink_cache_hits_total", &[("layer", "redis")], load(&self.cache_redis_hits)));
-        samples.push(Sample::new("boltlink_cache_misses_total", &[], load(&self.cache_misses)));
+        samples.push(Sample::new(
+            "boltlink_cache_hits_total",
+            &[("layer", "local")],
+            load(&self.cache_local_hits),
+        ));
+        samples.push(Sample::new(
+            "boltlink_cache_hits_total",
+            &[("layer", "redis")],
+            load(&self.cache_redis_hits),
+        ));
+        samples.push(Sample::new(
+            "boltlink_cache_misses_total",
+            &[],
+            load(&self.cache_misses),
+        ));
         if let Some(rss) = resident_memory_bytes() {
-            samples.push(Sample::new("process_resident_memory_bytes", &[], rss as f64));
+            samples.push(Sample::new(
+                "process_resident_memory_bytes",
+                &[],
+                rss as f64,
+            ));
         }
         samples.extend(extra);
         Snapshot {
@@ -190,9 +295,11 @@ pub fn render(snapshots: &[Snapshot], cluster: &[Sample]) -> String {
     let mut out = String::with_capacity(16 * 1024);
     for (family, kind, help) in FAMILIES {
         let mut header_written = false;
-        let per_instance = snapshots
-            .iter()
-            .flat_map(|s| s.samples.iter().map(move |x| (Some(s.instance.as_str()), x)));
+        let per_instance = snapshots.iter().flat_map(|s| {
+            s.samples
+                .iter()
+                .map(move |x| (Some(s.instance.as_str()), x))
+        });
         let cluster_wide = cluster.iter().map(|x| (None, x));
         for (instance, sample) in per_instance.chain(cluster_wide) {
             if sample.family != *family {
@@ -226,7 +333,9 @@ pub fn render(snapshots: &[Snapshot], cluster: &[Sample]) -> String {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// RSS from `/proc/self/statm` (pages x page size, assumed 4 KiB as on x86_64/aarch64 Linux).
@@ -251,11 +360,20 @@ mod tests {
         m.observe_request(1, 999, Duration::from_millis(20));
         assert_eq!(m.requests_total(), 4);
         let text = render(&[m.snapshot("a", vec![])], &[]);
-        assert!(text.contains("http_requests_total{instance=\"a\",route=\"redirect\",status=\"302\"} 2"), "{text}");
+        assert!(
+            text.contains(
+                "http_requests_total{instance=\"a\",route=\"redirect\",status=\"302\"} 2"
+            ),
+            "{text}"
+        );
         assert!(text.contains("status=\"other\"} 1"));
         assert!(text.contains("http_request_duration_seconds_bucket{instance=\"a\",route=\"redirect\",le=\"0.0005\"} 1"));
-        assert!(text.contains("http_request_duration_seconds_count{instance=\"a\",route=\"redirect\"} 2"));
-        assert_eq!(text.matches("# TYPE http_requests_total counter").count(), 1);
+        assert!(text
+            .contains("http_request_duration_seconds_count{instance=\"a\",route=\"redirect\"} 2"));
+        assert_eq!(
+            text.matches("# TYPE http_requests_total counter").count(),
+            1
+        );
     }
 
     #[test]

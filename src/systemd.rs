@@ -54,7 +54,11 @@ pub fn take_listener(bind_addr: SocketAddr) -> std::io::Result<(TcpListener, Lis
 
 /// Binds a listening socket with a sized backlog, non-blocking.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
@@ -76,7 +80,10 @@ pub fn notify(states: &[NotifyState<'_>]) {
 /// child's own pid and `LISTEN_FDNAMES`. A tiny `sh` wrapper does what systemd does between
 /// fork and exec (move the fd to 3, learn its pid), so no unsafe `pre_exec` is needed.
 /// The listener must outlive the spawn; it is made inheritable (no `FD_CLOEXEC`).
-pub fn spawn_with_listener(listener: &TcpListener, program: &std::path::Path) -> std::io::Result<Command> {
+pub fn spawn_with_listener(
+    listener: &TcpListener,
+    program: &std::path::Path,
+) -> std::io::Result<Command> {
     let sock = socket2::SockRef::from(listener);
     sock.set_cloexec(false)?;
     let fd = listener.as_raw_fd();

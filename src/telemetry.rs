@@ -12,9 +12,15 @@ use tracing_subscriber::EnvFilter;
 /// proof (a child with redirected stderr inherits it), so compare its `device:inode` with
 /// stderr's.
 pub fn stderr_is_journal() -> bool {
-    let Ok(value) = std::env::var("JOURNAL_STREAM") else { return false };
-    let Some((dev, ino)) = value.split_once(':') else { return false };
-    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
     match std::fs::metadata("/proc/self/fd/2") {
         Ok(m) => m.dev() == dev && m.ino() == ino,
         Err(_) => false,
@@ -27,12 +33,19 @@ pub fn init(level: &str, identifier: &str) {
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
             let journald = journald.with_syslog_identifier(identifier.to_string());
-            let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(journald)
+                .try_init();
             return;
         }
     }
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
         .try_init();
 }

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     let (listener, source) = match boltlink::systemd::take_listener(config.bind_addr) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("boltlink-api: cannot listen on BIND_ADDR {}: {e}", config.bind_addr);
+            eprintln!(
+                "boltlink-api: cannot listen on BIND_ADDR {}: {e}",
+                config.bind_addr
+            );
             return ExitCode::from(71); // EX_OSERR
         }
     };

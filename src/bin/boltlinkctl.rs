@@ -9,7 +9,11 @@ use boltlink::ctl;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "boltlinkctl", version, about = "Operate a BoltLink installation")]
+#[command(
+    name = "boltlinkctl",
+    version,
+    about = "Operate a BoltLink installation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,7 +68,10 @@ fn main() -> ExitCode {
     if let Command::Run { instances } = cli.command {
         return run_suite(&config, instances);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("boltlinkctl: cannot start the runtime: {e}");
@@ -115,10 +122,18 @@ fn run_suite(config: &Config, instances: usize) -> ExitCode {
     // Signals arrive on a small runtime thread; the supervisor loop polls the flag.
     let flag = stop.clone();
     let signals = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
         rt.block_on(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             loop {

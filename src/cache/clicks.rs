@@ -146,7 +146,10 @@ impl ClickQueue {
         }
         if dropped > 0 {
             let n = self.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
-            tracing::error!(clicks.dropped_total = n, "click queue overflowed while Redis was unreachable");
+            tracing::error!(
+                clicks.dropped_total = n,
+                "click queue overflowed while Redis was unreachable"
+            );
         }
     }
 
@@ -160,7 +163,11 @@ impl ClickQueue {
 
     /// Timestamp (ms) of the oldest undelivered event.
     pub fn oldest_at_ms(&self) -> Option<i64> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).front().map(|e| e.at_ms)
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front()
+            .map(|e| e.at_ms)
     }
 
     pub fn dropped_total(&self) -> u64 {

@@ -145,7 +145,10 @@ impl HotLimiter {
         let window = window_index(now_ms, window_ms);
         let mut newly_dirty = false;
         let d = {
-            let mut shard = self.shard(&subject).lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = self
+                .shard(&subject)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let e = shard.entry(subject).or_default();
             e.roll(window);
             let cur = e.known + e.unflushed as u64 + e.inflight as u64;
@@ -162,18 +165,29 @@ impl HotLimiter {
             }
         };
         if newly_dirty {
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).push((subject, window_ms));
+            self.dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((subject, window_ms));
         }
         d
     }
 
     /// The current sliding count without counting anything.
     pub fn peek(&self, subject: HotSubject, window_ms: i64, now_ms: i64) -> u64 {
-        let mut shard = self.shard(&subject).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self
+            .shard(&subject)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match shard.get_mut(&subject) {
             Some(e) => {
                 e.roll(window_index(now_ms, window_ms));
-                sliding_count(e.prev, e.known + e.unflushed as u64 + e.inflight as u64, now_ms, window_ms)
+                sliding_count(
+                    e.prev,
+                    e.known + e.unflushed as u64 + e.inflight as u64,
+                    now_ms,
+                    window_ms,
+                )
             }
             None => 0,
         }
@@ -184,7 +198,10 @@ impl HotLimiter {
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         let mut out = Vec::with_capacity(dirty.len());
         for (subject, window_ms) in dirty {
-            let mut shard = self.shard(&subject).lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = self
+                .shard(&subject)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(e) = shard.get_mut(&subject) {
                 e.dirty = false;
                 if e.unflushed > 0 {
@@ -205,7 +222,10 @@ impl HotLimiter {
     /// Applies Redis's answer to a shipped increment: `Some(total)` is the cluster-wide count
     /// of that window; `None` (Redis unreachable) keeps the count local only.
     pub fn report(&self, inc: &PendingIncrement, total: Option<u64>) {
-        let mut shard = self.shard(&inc.subject).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self
+            .shard(&inc.subject)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(e) = shard.get_mut(&inc.subject) {
             if e.window == inc.window {
                 e.inflight = e.inflight.saturating_sub(inc.delta);
@@ -220,15 +240,21 @@ impl HotLimiter {
     /// Forgets subjects idle for two windows (keeps memory bounded by active clients).
     pub fn evict_idle(&self, now_ms: i64) {
         for shard in &self.shards {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| {
-                // Windows differ per subject kind; both are at most 1 minute on the hot path.
-                e.dirty || e.inflight > 0 || window_index(now_ms, 60_000) - e.window <= 2
-            });
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, e| {
+                    // Windows differ per subject kind; both are at most 1 minute on the hot path.
+                    e.dirty || e.inflight > 0 || window_index(now_ms, 60_000) - e.window <= 2
+                });
         }
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -252,12 +278,26 @@ impl SharedLimiter {
     }
 
     /// Counts one request and decides. `name` is the limit's name, `subject` who is limited.
-    pub async fn hit(&self, name: &str, subject: &str, limit: u32, window: Duration, now_ms: i64) -> Decision {
+    pub async fn hit(
+        &self,
+        name: &str,
+        subject: &str,
+        limit: u32,
+        window: Duration,
+        now_ms: i64,
+    ) -> Decision {
         self.apply(name, subject, limit, window, now_ms, 1).await
     }
 
     /// Decides without counting (e.g. "may this client try another password?").
-    pub async fn peek(&self, name: &str, subject: &str, limit: u32, window: Duration, now_ms: i64) -> Decision {
+    pub async fn peek(
+        &self,
+        name: &str,
+        subject: &str,
+        limit: u32,
+        window: Duration,
+        now_ms: i64,
+    ) -> Decision {
         let d = self.apply(name, subject, limit, window, now_ms, 0).await;
         Decision {
             allowed: d.count < limit as u64,
@@ -265,7 +305,15 @@ impl SharedLimiter {
         }
     }
 
-    async fn apply(&self, name: &str, subject: &str, limit: u32, window: Duration, now_ms: i64, delta: u64) -> Decision {
+    async fn apply(
+        &self,
+        name: &str,
+        subject: &str,
+        limit: u32,
+        window: Duration,
+        now_ms: i64,
+        delta: u64,
+    ) -> Decision {
         let window_ms = window.as_millis().max(1) as i64;
         let idx = window_index(now_ms, window_ms);
         let keys = self.redis.keys();
@@ -274,7 +322,10 @@ impl SharedLimiter {
         let mut pipe = redis::pipe();
         if delta > 0 {
             pipe.cmd("INCRBY").arg(&cur_key).arg(delta);
-            pipe.cmd("PEXPIRE").arg(&cur_key).arg(window_ms * 2).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&cur_key)
+                .arg(window_ms * 2)
+                .ignore();
         } else {
             pipe.cmd("GET").arg(&cur_key);
         }
@@ -288,7 +339,14 @@ impl SharedLimiter {
         decision(limit, count, count <= limit as u64, now_ms, window_ms)
     }
 
-    fn local_counts(&self, cur_key: &str, idx: i64, name: &str, subject: &str, delta: u64) -> (u64, u64) {
+    fn local_counts(
+        &self,
+        cur_key: &str,
+        idx: i64,
+        name: &str,
+        subject: &str,
+        delta: u64,
+    ) -> (u64, u64) {
         // Keyed without the window index so one entry rolls over from window to window.
         let _ = cur_key;
         let key = format!("{name}:{subject}");

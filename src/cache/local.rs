@@ -75,7 +75,11 @@ impl LocalLinkCache {
             }
         }
         // Negative entries are never served stale: a code created during an outage must work.
-        let stale_until = if value.is_some() { now + STALE_FOR } else { now + ttl };
+        let stale_until = if value.is_some() {
+            now + STALE_FOR
+        } else {
+            now + ttl
+        };
         shard.insert(
             code.into(),
             Entry {
@@ -87,7 +91,10 @@ impl LocalLinkCache {
     }
 
     pub fn invalidate(&self, code: &str) {
-        self.shard(code).lock().unwrap_or_else(|p| p.into_inner()).remove(code);
+        self.shard(code)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(code);
     }
 
     /// Drops everything, e.g. after the invalidation channel reconnects (messages may be lost).
@@ -98,7 +105,10 @@ impl LocalLinkCache {
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,8 +139,14 @@ mod tests {
         let t0 = Instant::now();
         c.put("abc", Some(target("abc")), Duration::from_secs(1), t0);
         assert!(matches!(c.get("abc", t0), LocalLookup::Fresh(Some(_))));
-        assert!(matches!(c.get("abc", t0 + Duration::from_secs(2)), LocalLookup::Stale(Some(_))));
-        assert!(matches!(c.get("abc", t0 + STALE_FOR + Duration::from_secs(2)), LocalLookup::Absent));
+        assert!(matches!(
+            c.get("abc", t0 + Duration::from_secs(2)),
+            LocalLookup::Stale(Some(_))
+        ));
+        assert!(matches!(
+            c.get("abc", t0 + STALE_FOR + Duration::from_secs(2)),
+            LocalLookup::Absent
+        ));
     }
 
     #[test]
@@ -139,7 +155,10 @@ mod tests {
         let t0 = Instant::now();
         c.put("nope", None, Duration::from_secs(1), t0);
         assert!(matches!(c.get("nope", t0), LocalLookup::Fresh(None)));
-        assert!(matches!(c.get("nope", t0 + Duration::from_secs(2)), LocalLookup::Absent));
+        assert!(matches!(
+            c.get("nope", t0 + Duration::from_secs(2)),
+            LocalLookup::Absent
+        ));
     }
 
     #[test]
@@ -156,7 +175,12 @@ mod tests {
         let c = LocalLinkCache::new(16 * 16);
         let t0 = Instant::now();
         for i in 0..10_000 {
-            c.put(&format!("code{i}"), Some(target("x")), Duration::from_secs(60), t0);
+            c.put(
+                &format!("code{i}"),
+                Some(target("x")),
+                Duration::from_secs(60),
+                t0,
+            );
         }
         assert!(c.len() <= 16 * 16);
     }

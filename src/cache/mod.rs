@@ -92,13 +92,19 @@ impl RedisHandle {
     }
 
     fn conn(&self) -> Option<ConnectionManager> {
-        self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_healthy(&self, healthy: bool) {
         let was = self.inner.healthy.swap(healthy, Ordering::Relaxed);
         if was && !healthy {
-            tracing::warn!("redis unreachable: serving from PostgreSQL and local caches, buffering clicks");
+            tracing::warn!(
+                "redis unreachable: serving from PostgreSQL and local caches, buffering clicks"
+            );
         } else if !was && healthy {
             tracing::info!("redis reachable");
         }
@@ -136,7 +142,9 @@ impl RedisHandle {
             return Err("not connected".to_string());
         };
         let start = std::time::Instant::now();
-        match tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut c)).await {
+        match tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut c))
+            .await
+        {
             Ok(Ok(_)) => Ok(start.elapsed()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_string()),
@@ -152,7 +160,11 @@ impl RedisHandle {
             if ok {
                 self.retry_pending_invalidations().await;
             }
-            let pause = if ok { Duration::from_secs(1) } else { Duration::from_millis(250) };
+            let pause = if ok {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(250)
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(pause) => {}
@@ -176,7 +188,10 @@ impl RedisHandle {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
-                if !matches!(e.kind(), redis::ErrorKind::TypeError | redis::ErrorKind::ResponseError) {
+                if !matches!(
+                    e.kind(),
+                    redis::ErrorKind::TypeError | redis::ErrorKind::ResponseError
+                ) {
                     self.set_healthy(false);
                 }
                 Err(e.to_string())
@@ -234,7 +249,10 @@ impl RedisHandle {
     pub async fn invalidate_link(&self, code: &str) {
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(self.keys().link(code)).ignore();
-        pipe.cmd("PUBLISH").arg(self.keys().invalidation_channel()).arg(code).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(self.keys().invalidation_channel())
+            .arg(code)
+            .ignore();
         if self.query_pipe::<()>(&pipe).await.is_none() {
             self.inner
                 .pending_invalidations
@@ -269,11 +287,17 @@ impl RedisHandle {
         let channel = self.keys().invalidation_channel();
         loop {
             let subscribed = async {
-                let mut pubsub = tokio::time::timeout(Duration::from_secs(2), self.inner.client.get_async_pubsub())
+                let mut pubsub = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    self.inner.client.get_async_pubsub(),
+                )
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+                pubsub
+                    .subscribe(&channel)
                     .await
-                    .map_err(|_| "timed out".to_string())?
                     .map_err(|e| e.to_string())?;
-                pubsub.subscribe(&channel).await.map_err(|e| e.to_string())?;
                 Ok::<_, String>(pubsub)
             };
             let mut pubsub = tokio::select! {
@@ -369,14 +393,22 @@ impl RedisHandle {
             let (name, subject) = inc.subject.key_parts();
             let key = self.keys().rate_window(name, &subject, inc.window);
             pipe.cmd("INCRBY").arg(&key).arg(inc.delta);
-            pipe.cmd("PEXPIRE").arg(&key).arg(inc.window_ms * 2).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(inc.window_ms * 2)
+                .ignore();
         }
         match self.try_pipe::<Vec<u64>>(&pipe).await {
             Ok(totals) => {
-                for (inc, total) in increments.iter().zip(totals.into_iter().map(Some).chain(std::iter::repeat(None))) {
+                for (inc, total) in increments
+                    .iter()
+                    .zip(totals.into_iter().map(Some).chain(std::iter::repeat(None)))
+                {
                     limiter.report(inc, total);
                 }
-                self.inner.flushed_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.inner
+                    .flushed_total
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 FlushOutcome::Delivered
             }
             Err(_) => {
@@ -421,7 +453,11 @@ impl RedisHandle {
         for name in &names {
             pipe.cmd("HGETALL").arg(self.keys().instance(name));
         }
-        let beats: Vec<Heartbeat> = if names.is_empty() { Vec::new() } else { self.query_pipe(&pipe).await? };
+        let beats: Vec<Heartbeat> = if names.is_empty() {
+            Vec::new()
+        } else {
+            self.query_pipe(&pipe).await?
+        };
         let mut out = Vec::new();
         let mut expired = Vec::new();
         for (name, beat) in names.into_iter().zip(beats) {
@@ -433,7 +469,10 @@ impl RedisHandle {
             }
         }
         if !expired.is_empty() {
-            let cmd = redis::cmd("SREM").arg(self.keys().instances()).arg(&expired).clone();
+            let cmd = redis::cmd("SREM")
+                .arg(self.keys().instances())
+                .arg(&expired)
+                .clone();
             let _: Option<u64> = self.query_cmd(&cmd).await;
         }
         Some(out)
@@ -441,7 +480,9 @@ impl RedisHandle {
 
     /// The heartbeat of a background process, `Some(None)` if it has none.
     pub async fn process_heartbeat(&self, process: &str) -> Option<Option<Heartbeat>> {
-        let cmd = redis::cmd("HGETALL").arg(self.keys().process_heartbeat(process)).clone();
+        let cmd = redis::cmd("HGETALL")
+            .arg(self.keys().process_heartbeat(process))
+            .clone();
         let h: Heartbeat = self.query_cmd(&cmd).await?;
         Some(if h.is_empty() { None } else { Some(h) })
     }
@@ -460,7 +501,10 @@ impl RedisHandle {
         if instances.is_empty() {
             return Some(Vec::new());
         }
-        let keys: Vec<String> = instances.iter().map(|i| self.keys().instance_metrics(i)).collect();
+        let keys: Vec<String> = instances
+            .iter()
+            .map(|i| self.keys().instance_metrics(i))
+            .collect();
         let cmd = redis::cmd("MGET").arg(keys).clone();
         let values: Vec<Option<String>> = self.query_cmd(&cmd).await?;
         Some(values.into_iter().flatten().collect())

@@ -101,11 +101,15 @@ impl ApiError {
         let mut resp = json(status, &serde_json::json!({ "error": message }));
         match self {
             ApiError::MethodNotAllowed(allow) => {
-                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::TooManyRequests { decision, .. } => rate_limit_headers(&mut resp, &decision, true),
+            ApiError::TooManyRequests { decision, .. } => {
+                rate_limit_headers(&mut resp, &decision, true)
+            }
             ApiError::Unavailable(_) => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -138,8 +142,10 @@ pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp
         Ok(bytes) => {
             let mut resp = Response::new(Full::new(Bytes::from(bytes)));
             *resp.status_mut() = status;
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
             resp
         }
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
@@ -149,8 +155,10 @@ pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -161,6 +169,8 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 }
 
 pub fn retry_after(resp: &mut Response<Body>, after: Duration) {
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(after.as_secs().max(1)),
+    );
 }

@@ -80,30 +80,120 @@ macro_rules! route {
 }
 
 pub static ROUTES: &[RouteSpec] = &[
-    route!("/{code}", GET_HEAD, Redirect, "redirect", "GET, HEAD, OPTIONS"),
-    route!("/api/{code}", GET_HEAD, ApiRedirect, "redirect_api", "GET, HEAD, OPTIONS"),
-    route!("/api/verify/{code}", POST, Verify, "verify", "POST, OPTIONS"),
+    route!(
+        "/{code}",
+        GET_HEAD,
+        Redirect,
+        "redirect",
+        "GET, HEAD, OPTIONS"
+    ),
+    route!(
+        "/api/{code}",
+        GET_HEAD,
+        ApiRedirect,
+        "redirect_api",
+        "GET, HEAD, OPTIONS"
+    ),
+    route!(
+        "/api/verify/{code}",
+        POST,
+        Verify,
+        "verify",
+        "POST, OPTIONS"
+    ),
     route!("/api/shorten", POST, Shorten, "shorten", "POST, OPTIONS"),
     route!("/api/links", GET, Links, "links_list", "GET, OPTIONS"),
-    route!("/api/links/{id}", GET_PATCH_DELETE, Link, "link", "GET, PATCH, DELETE, OPTIONS"),
+    route!(
+        "/api/links/{id}",
+        GET_PATCH_DELETE,
+        Link,
+        "link",
+        "GET, PATCH, DELETE, OPTIONS"
+    ),
     route!("/api/top-links", GET, TopLinks, "top_links", "GET, OPTIONS"),
-    route!("/api/rate-limit-status/{code}", GET, RateLimitStatus, "rate_limit_status", "GET, OPTIONS"),
-    route!("/api/analytics/{code}", GET, LinkAnalytics, "analytics_link", "GET, OPTIONS"),
-    route!("/api/analytics/global", GET, GlobalAnalytics, "analytics_global", "GET, OPTIONS"),
-    route!("/api/stats/overview", GET, StatsOverview, "stats_overview", "GET, OPTIONS"),
-    route!("/api/campaigns", GET_POST, Campaigns, "campaigns", "GET, POST, OPTIONS"),
-    route!("/api/campaigns/{id}", GET_PATCH_DELETE, Campaign, "campaign", "GET, PATCH, DELETE, OPTIONS"),
-    route!("/api/campaigns/link", POST, CampaignLink, "campaign_link", "POST, OPTIONS"),
-    route!("/api/generate-key", POST, GenerateKey, "generate_key", "POST, OPTIONS"),
+    route!(
+        "/api/rate-limit-status/{code}",
+        GET,
+        RateLimitStatus,
+        "rate_limit_status",
+        "GET, OPTIONS"
+    ),
+    route!(
+        "/api/analytics/{code}",
+        GET,
+        LinkAnalytics,
+        "analytics_link",
+        "GET, OPTIONS"
+    ),
+    route!(
+        "/api/analytics/global",
+        GET,
+        GlobalAnalytics,
+        "analytics_global",
+        "GET, OPTIONS"
+    ),
+    route!(
+        "/api/stats/overview",
+        GET,
+        StatsOverview,
+        "stats_overview",
+        "GET, OPTIONS"
+    ),
+    route!(
+        "/api/campaigns",
+        GET_POST,
+        Campaigns,
+        "campaigns",
+        "GET, POST, OPTIONS"
+    ),
+    route!(
+        "/api/campaigns/{id}",
+        GET_PATCH_DELETE,
+        Campaign,
+        "campaign",
+        "GET, PATCH, DELETE, OPTIONS"
+    ),
+    route!(
+        "/api/campaigns/link",
+        POST,
+        CampaignLink,
+        "campaign_link",
+        "POST, OPTIONS"
+    ),
+    route!(
+        "/api/generate-key",
+        POST,
+        GenerateKey,
+        "generate_key",
+        "POST, OPTIONS"
+    ),
     route!("/api/auth/me", GET, AuthMe, "auth_me", "GET, OPTIONS"),
-    route!("/api/settings/developer", GET, DeveloperSettings, "settings_developer", "GET, OPTIONS"),
-    route!("/api/settings/developer/webhook", PATCH, Webhook, "settings_webhook", "PATCH, OPTIONS"),
+    route!(
+        "/api/settings/developer",
+        GET,
+        DeveloperSettings,
+        "settings_developer",
+        "GET, OPTIONS"
+    ),
+    route!(
+        "/api/settings/developer/webhook",
+        PATCH,
+        Webhook,
+        "settings_webhook",
+        "PATCH, OPTIONS"
+    ),
     route!("/api/metadata", POST, Metadata, "metadata", "POST, OPTIONS"),
     route!("/health", GET, Health, "health", "GET, OPTIONS"),
     route!("/api/health", GET, Health, "health", "GET, OPTIONS"),
     route!("/ready", GET, Ready, "ready", "GET, OPTIONS"),
     route!("/api/ready", GET, Ready, "ready", "GET, OPTIONS"),
-    route!("/api/system/health", GET, SystemHealth, "system_health", "GET, OPTIONS"),
+    route!(
+        "/api/system/health",
+        GET,
+        SystemHealth,
+        "system_health",
+        "GET, OPTIONS"
+    ),
     route!("/api/openapi.json", GET, OpenApi, "openapi", "GET, OPTIONS"),
     route!("/metrics", GET, Metrics, "metrics", "GET, OPTIONS"),
 ];
@@ -113,13 +203,22 @@ const UNMATCHED: &str = "unmatched";
 
 /// Route names indexed like [`ROUTES`], plus [`UNMATCHED`] last.
 pub fn route_names() -> Vec<&'static str> {
-    ROUTES.iter().map(|r| r.name).chain(std::iter::once(UNMATCHED)).collect()
+    ROUTES
+        .iter()
+        .map(|r| r.name)
+        .chain(std::iter::once(UNMATCHED))
+        .collect()
 }
 
 /// Top-level path segments the router serves; a custom code may not take one.
 pub fn is_reserved_code(code: &str) -> bool {
     ROUTES.iter().any(|r| {
-        let first = r.path.trim_start_matches('/').split('/').next().unwrap_or("");
+        let first = r
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
         !first.starts_with('{') && first.eq_ignore_ascii_case(code)
     })
 }
@@ -131,7 +230,8 @@ fn router() -> &'static matchit::Router<usize> {
         for (i, spec) in ROUTES.iter().enumerate() {
             // The table is static and covered by tests; a conflict is a programming error.
             #[allow(clippy::expect_used)]
-            r.insert(spec.path, i).expect("route table has no conflicts");
+            r.insert(spec.path, i)
+                .expect("route table has no conflicts");
         }
         r
     })
@@ -145,7 +245,11 @@ static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = incoming {
         if let Ok(s) = v.to_str() {
-            if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            if !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            {
                 return v.clone();
             }
         }
@@ -153,7 +257,8 @@ fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
     static PREFIX: OnceLock<String> = OnceLock::new();
     let prefix = PREFIX.get_or_init(|| format!("{:08x}", rand::random::<u32>()));
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}-{n:x}")).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_str(&format!("{prefix}-{n:x}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Serves one request. Never fails: every error becomes a response.
@@ -181,12 +286,16 @@ where
     };
 
     let mut resp = match matched {
-        None => error::json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "Not found"})),
+        None => error::json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "Not found"}),
+        ),
         Some((idx, param)) => {
             let spec = &ROUTES[idx];
             if method == Method::OPTIONS {
                 let mut r = error::empty(StatusCode::NO_CONTENT);
-                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(spec.allow));
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(spec.allow));
                 r
             } else if !spec.methods.contains(&method) {
                 ApiError::MethodNotAllowed(spec.allow).into_response()
@@ -217,20 +326,36 @@ where
 }
 
 /// Headers every response carries, and CORS for allowed origins.
-fn decorate(app: &App, resp: &mut Response<Body>, rid: HeaderValue, origin: Option<&HeaderValue>, method: &Method) {
+fn decorate(
+    app: &App,
+    resp: &mut Response<Body>,
+    rid: HeaderValue,
+    origin: Option<&HeaderValue>,
+    method: &Method,
+) {
     let h = resp.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "strict-transport-security",
         HeaderValue::from_static("max-age=31536000; includeSubDomains"),
     );
     h.insert("x-request-id", rid);
-    let Some(origin) = origin.and_then(|o| o.to_str().ok()) else { return };
-    let Some(allowed) = app.config.allowed_origins.allow(origin) else { return };
+    let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+        return;
+    };
+    let Some(allowed) = app.config.allowed_origins.allow(origin) else {
+        return;
+    };
     if let Ok(v) = HeaderValue::from_str(allowed) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("X-Total-Count, X-Request-Id"),
@@ -245,7 +370,10 @@ fn decorate(app: &App, resp: &mut Response<Body>, rid: HeaderValue, origin: Opti
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
                 HeaderValue::from_static("Content-Type, Authorization, x-api-key"),
             );
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("3600"));
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("3600"),
+            );
         }
     }
 }
@@ -257,12 +385,30 @@ mod tests {
     #[test]
     fn the_route_table_builds_a_router() {
         let r = router();
-        assert_eq!(ROUTES[*r.at("/abc").expect("match").value].route, Route::Redirect);
-        assert_eq!(ROUTES[*r.at("/api/abc").expect("match").value].route, Route::ApiRedirect);
-        assert_eq!(ROUTES[*r.at("/api/analytics/global").expect("match").value].route, Route::GlobalAnalytics);
-        assert_eq!(ROUTES[*r.at("/api/analytics/abc").expect("match").value].route, Route::LinkAnalytics);
-        assert_eq!(ROUTES[*r.at("/api/campaigns/link").expect("match").value].route, Route::CampaignLink);
-        assert_eq!(ROUTES[*r.at("/health").expect("match").value].route, Route::Health);
+        assert_eq!(
+            ROUTES[*r.at("/abc").expect("match").value].route,
+            Route::Redirect
+        );
+        assert_eq!(
+            ROUTES[*r.at("/api/abc").expect("match").value].route,
+            Route::ApiRedirect
+        );
+        assert_eq!(
+            ROUTES[*r.at("/api/analytics/global").expect("match").value].route,
+            Route::GlobalAnalytics
+        );
+        assert_eq!(
+            ROUTES[*r.at("/api/analytics/abc").expect("match").value].route,
+            Route::LinkAnalytics
+        );
+        assert_eq!(
+            ROUTES[*r.at("/api/campaigns/link").expect("match").value].route,
+            Route::CampaignLink
+        );
+        assert_eq!(
+            ROUTES[*r.at("/health").expect("match").value].route,
+            Route::Health
+        );
         assert!(r.at("/a/b/c/d").is_err());
     }
 

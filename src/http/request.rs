@@ -47,7 +47,9 @@ impl RequestCtx {
             None => Ok(default),
             Some(v) => match v.trim().parse::<i64>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::BadRequest(format!("{name} must be a whole number from {min} to {max}"))),
+                _ => Err(ApiError::BadRequest(format!(
+                    "{name} must be a whole number from {min} to {max}"
+                ))),
             },
         }
     }
@@ -62,7 +64,9 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: usize) -> I
     }
     let mut hops: Vec<IpAddr> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let Ok(s) = value.to_str() else { return peer_ip };
+        let Ok(s) = value.to_str() else {
+            return peer_ip;
+        };
         for part in s.split(',') {
             match part.trim().parse::<IpAddr>() {
                 Ok(ip) => hops.push(canonical(ip)),
@@ -81,7 +85,10 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: usize) -> I
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -103,15 +110,33 @@ where
     }
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge),
-        Err(_) => Err(ApiError::BadRequest("could not read the request body".to_string())),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Err(_) => Err(ApiError::BadRequest(
+            "could not read the request body".to_string(),
+        )),
     }
 }
 
 /// Parses a JSON body into `T`; errors name the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("request body must be a JSON object".to_string()));
+    // serde would also accept an array for a struct (fields by position): insist on an object.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde_json::Value>(bytes).is_err() => {
+            return Err(ApiError::BadRequest(
+                "malformed JSON: request body is not valid JSON".to_string(),
+            ));
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "request body must be a JSON object".to_string(),
+            ))
+        }
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -132,7 +157,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                         m
                     }
                 }
-                _ => format!("invalid field `{path}`: {}", strip_position(&inner.to_string())),
+                _ => format!(
+                    "invalid field `{path}`: {}",
+                    strip_position(&inner.to_string())
+                ),
             };
             Err(ApiError::BadRequest(message))
         }
@@ -172,7 +200,11 @@ impl Caller {
 
 /// Checks `x-api-key` (401 missing, 403 unknown or revoked) and the key's own rate limits.
 pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiError> {
-    let Some(presented) = ctx.header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) else {
+    let Some(presented) = ctx
+        .header("x-api-key")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    else {
         return Err(ApiError::KeyMissing);
     };
     if !looks_like_api_key(presented) {
@@ -186,17 +218,35 @@ pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiErro
     let subject = key.id.to_string();
     let per_min = app
         .shared_limiter
-        .hit("key-min", &subject, key.rate_limit_per_min.max(1) as u32, Duration::from_secs(60), ctx.now_ms)
+        .hit(
+            "key-min",
+            &subject,
+            key.rate_limit_per_min.max(1) as u32,
+            Duration::from_secs(60),
+            ctx.now_ms,
+        )
         .await;
     if !per_min.allowed {
-        return Err(too_many("Too many requests for this API key, please slow down", per_min));
+        return Err(too_many(
+            "Too many requests for this API key, please slow down",
+            per_min,
+        ));
     }
     let per_hour = app
         .shared_limiter
-        .hit("key-hour", &subject, key.rate_limit_per_hour.max(1) as u32, Duration::from_secs(3600), ctx.now_ms)
+        .hit(
+            "key-hour",
+            &subject,
+            key.rate_limit_per_hour.max(1) as u32,
+            Duration::from_secs(3600),
+            ctx.now_ms,
+        )
         .await;
     if !per_hour.allowed {
-        return Err(too_many("Hourly request limit for this API key reached", per_hour));
+        return Err(too_many(
+            "Hourly request limit for this API key reached",
+            per_hour,
+        ));
     }
     Ok(Caller { key })
 }
@@ -219,7 +269,10 @@ mod tests {
 
     #[test]
     fn without_trust_proxy_the_peer_is_the_client() {
-        assert_eq!(client_ip(peer(), &headers(&["203.0.113.9"]), 0).to_string(), "10.0.0.1");
+        assert_eq!(
+            client_ip(peer(), &headers(&["203.0.113.9"]), 0).to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]
@@ -232,7 +285,10 @@ mod tests {
 
     #[test]
     fn malformed_forwarded_chains_fall_back_to_the_peer() {
-        assert_eq!(client_ip(peer(), &headers(&["not-an-ip"]), 1).to_string(), "10.0.0.1");
+        assert_eq!(
+            client_ip(peer(), &headers(&["not-an-ip"]), 1).to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]

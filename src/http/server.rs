@@ -26,7 +26,12 @@ pub const ACCEPT_GRACE: Duration = Duration::from_millis(250);
 
 /// Serves until `shutdown`, then drains within `deadline`. Returns how many connections were
 /// still open when the deadline passed (0 on a clean drain).
-pub async fn serve(app: App, listener: TcpListener, shutdown: Shutdown, deadline: Duration) -> usize {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: Shutdown,
+    deadline: Duration,
+) -> usize {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

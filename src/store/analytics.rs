@@ -65,7 +65,11 @@ impl Store {
     }
 
     /// Clicks per UTC day and region from `since` on.
-    pub async fn rollup_daily(&self, filter: RollupFilter, since: DateTime<Utc>) -> StoreResult<Vec<DailyRegionTotal>> {
+    pub async fn rollup_daily(
+        &self,
+        filter: RollupFilter,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DailyRegionTotal>> {
         let (link, owner, admin) = filter_binds(filter);
         let sql = format!(
             "SELECT (bucket AT TIME ZONE 'UTC')::date AS day, region, sum(clicks)::bigint AS clicks \
@@ -81,7 +85,12 @@ impl Store {
     }
 
     /// Number of distinct links with clicks in `[from, to)`.
-    pub async fn links_clicked_between(&self, scope: Scope, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<i64> {
+    pub async fn links_clicked_between(
+        &self,
+        scope: Scope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
             "SELECT count(DISTINCT link_id) FROM click_rollups_hourly \
              WHERE (owner_key_id = $1 OR $2) AND bucket >= $3 AND bucket < $4 AND clicks > 0",

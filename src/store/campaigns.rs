@@ -28,24 +28,31 @@ pub enum AssignOutcome {
 
 impl Store {
     pub async fn campaign_owned_by(&self, campaign_id: Uuid, key_id: Uuid) -> StoreResult<bool> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND owner_key_id = $2)")
-                .bind(campaign_id)
-                .bind(key_id)
-                .fetch_one(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND owner_key_id = $2)",
         )
+        .bind(campaign_id)
+        .bind(key_id)
+        .fetch_one(self.pool())
+        .await?)
     }
 
-    pub async fn create_campaign(&self, owner: Uuid, name: &str, description: Option<&str>) -> StoreResult<CampaignRecord> {
+    pub async fn create_campaign(
+        &self,
+        owner: Uuid,
+        name: &str,
+        description: Option<&str>,
+    ) -> StoreResult<CampaignRecord> {
         let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO campaigns (id, owner_key_id, name, description) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(owner)
-            .bind(name)
-            .bind(description)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO campaigns (id, owner_key_id, name, description) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(name)
+        .bind(description)
+        .execute(self.pool())
+        .await?;
         Ok(CampaignRecord {
             id,
             name: name.to_string(),
@@ -65,7 +72,11 @@ impl Store {
             .await?)
     }
 
-    pub async fn get_campaign(&self, scope: Scope, id: Uuid) -> StoreResult<Option<CampaignRecord>> {
+    pub async fn get_campaign(
+        &self,
+        scope: Scope,
+        id: Uuid,
+    ) -> StoreResult<Option<CampaignRecord>> {
         let sql = format!("{CAMPAIGN_SELECT} WHERE c.id = $1 AND (c.owner_key_id = $2 OR $3)");
         Ok(sqlx::query_as::<_, CampaignRecord>(&sql)
             .bind(id)
@@ -104,16 +115,22 @@ impl Store {
 
     /// Deletes the campaign; its links stay, unassigned (`ON DELETE SET NULL`).
     pub async fn delete_campaign(&self, scope: Scope, id: Uuid) -> StoreResult<bool> {
-        let deleted = sqlx::query("DELETE FROM campaigns WHERE id = $1 AND (owner_key_id = $2 OR $3)")
-            .bind(id)
-            .bind(scope.key_id)
-            .bind(scope.admin)
-            .execute(self.pool())
-            .await?;
+        let deleted =
+            sqlx::query("DELETE FROM campaigns WHERE id = $1 AND (owner_key_id = $2 OR $3)")
+                .bind(id)
+                .bind(scope.key_id)
+                .bind(scope.admin)
+                .execute(self.pool())
+                .await?;
         Ok(deleted.rows_affected() > 0)
     }
 
-    pub async fn assign_link_to_campaign(&self, scope: Scope, campaign_id: Uuid, link_id: Uuid) -> StoreResult<AssignOutcome> {
+    pub async fn assign_link_to_campaign(
+        &self,
+        scope: Scope,
+        campaign_id: Uuid,
+        link_id: Uuid,
+    ) -> StoreResult<AssignOutcome> {
         let Some(_) = self.get_campaign(scope, campaign_id).await? else {
             return Ok(AssignOutcome::CampaignNotFound);
         };

@@ -31,7 +31,8 @@ pub struct NewApiKey<'a> {
     pub rate_limit_per_hour: u32,
 }
 
-const KEY_COLUMNS: &str = "id, key_prefix, name, email, is_admin, webhook_url, rate_limit_per_min, \
+const KEY_COLUMNS: &str =
+    "id, key_prefix, name, email, is_admin, webhook_url, rate_limit_per_min, \
      rate_limit_per_hour, logs_enabled, analytics_level, created_at, revoked_at";
 
 impl Store {
@@ -55,7 +56,9 @@ impl Store {
 
     /// The live (not revoked) key with this digest.
     pub async fn find_api_key(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiKeyRecord>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL");
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+        );
         Ok(sqlx::query_as::<_, ApiKeyRecord>(&sql)
             .bind(&hash[..])
             .fetch_optional(self.pool())
@@ -64,7 +67,9 @@ impl Store {
 
     pub async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at");
-        Ok(sqlx::query_as::<_, ApiKeyRecord>(&sql).fetch_all(self.pool()).await?)
+        Ok(sqlx::query_as::<_, ApiKeyRecord>(&sql)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Revokes by id or by the 10-character prefix; returns how many keys were revoked.

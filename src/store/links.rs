@@ -76,12 +76,14 @@ pub struct LinkChanges {
     pub campaign_id: Option<Option<Uuid>>,
 }
 
+#[allow(clippy::large_enum_variant)]
 pub enum CreateLinkOutcome {
     Created(LinkRecord),
     CodeTaken,
     CampaignNotFound,
 }
 
+#[allow(clippy::large_enum_variant)]
 pub enum UpdateLinkOutcome {
     Updated(LinkRecord),
     LinkNotFound,
@@ -97,7 +99,10 @@ pub struct ProtectedTarget {
 impl Store {
     pub async fn create_link(&self, new: NewLink) -> StoreResult<CreateLinkOutcome> {
         if let Some(campaign_id) = new.campaign_id {
-            if !self.campaign_owned_by(campaign_id, new.owner_key_id).await? {
+            if !self
+                .campaign_owned_by(campaign_id, new.owner_key_id)
+                .await?
+            {
                 return Ok(CreateLinkOutcome::CampaignNotFound);
             }
         }
@@ -133,11 +138,14 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::Conflict("could not find a free short code".to_string()))
+        Err(StoreError::Conflict(
+            "could not find a free short code".to_string(),
+        ))
     }
 
     pub async fn get_link(&self, scope: Scope, id: Uuid) -> StoreResult<Option<LinkRecord>> {
-        let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3)");
+        let sql =
+            format!("SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3)");
         Ok(sqlx::query_as::<_, LinkRecord>(&sql)
             .bind(id)
             .bind(scope.key_id)
@@ -146,8 +154,14 @@ impl Store {
             .await?)
     }
 
-    pub async fn get_link_by_code(&self, scope: Scope, code: &str) -> StoreResult<Option<LinkRecord>> {
-        let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE short_code = $1 AND (owner_key_id = $2 OR $3)");
+    pub async fn get_link_by_code(
+        &self,
+        scope: Scope,
+        code: &str,
+    ) -> StoreResult<Option<LinkRecord>> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE short_code = $1 AND (owner_key_id = $2 OR $3)"
+        );
         Ok(sqlx::query_as::<_, LinkRecord>(&sql)
             .bind(code)
             .bind(scope.key_id)
@@ -168,7 +182,10 @@ impl Store {
 
     pub async fn find_protected_target(&self, code: &str) -> StoreResult<Option<ProtectedTarget>> {
         let sql = format!("SELECT {LINK_COLUMNS}, password_hash FROM links WHERE short_code = $1");
-        let row = sqlx::query(&sql).bind(code).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&sql)
+            .bind(code)
+            .fetch_optional(self.pool())
+            .await?;
         let Some(row) = row else { return Ok(None) };
         use sqlx::{FromRow, Row};
         let link = LinkRecord::from_row(&row)?;
@@ -180,7 +197,12 @@ impl Store {
     }
 
     /// Newest first; returns the page and the total count for `X-Total-Count`.
-    pub async fn list_links(&self, scope: Scope, limit: i64, offset: i64) -> StoreResult<(Vec<LinkRecord>, i64)> {
+    pub async fn list_links(
+        &self,
+        scope: Scope,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<LinkRecord>, i64)> {
         let sql = format!(
             "SELECT {LINK_COLUMNS} FROM links WHERE (owner_key_id = $1 OR $2) \
              ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
@@ -192,11 +214,12 @@ impl Store {
             .bind(offset)
             .fetch_all(self.pool())
             .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM links WHERE (owner_key_id = $1 OR $2)")
-            .bind(scope.key_id)
-            .bind(scope.admin)
-            .fetch_one(self.pool())
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM links WHERE (owner_key_id = $1 OR $2)")
+                .bind(scope.key_id)
+                .bind(scope.admin)
+                .fetch_one(self.pool())
+                .await?;
         Ok((links, total))
     }
 
@@ -213,7 +236,12 @@ impl Store {
             .await?)
     }
 
-    pub async fn update_link(&self, scope: Scope, id: Uuid, changes: LinkChanges) -> StoreResult<UpdateLinkOutcome> {
+    pub async fn update_link(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        changes: LinkChanges,
+    ) -> StoreResult<UpdateLinkOutcome> {
         let mut tx = self.pool().begin().await?;
         let sql = format!(
             "SELECT {LINK_COLUMNS}, password_hash FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3) FOR UPDATE"
@@ -224,7 +252,9 @@ impl Store {
             .bind(scope.admin)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = row else { return Ok(UpdateLinkOutcome::LinkNotFound) };
+        let Some(row) = row else {
+            return Ok(UpdateLinkOutcome::LinkNotFound);
+        };
         use sqlx::{FromRow, Row};
         let mut link = LinkRecord::from_row(&row)?;
         let mut password_hash: Option<String> = row.try_get("password_hash")?;
@@ -293,14 +323,14 @@ impl Store {
 
     /// Deletes and returns the code (for cache invalidation), or `None` if not the caller's.
     pub async fn delete_link(&self, scope: Scope, id: Uuid) -> StoreResult<Option<String>> {
-        Ok(
-            sqlx::query_scalar("DELETE FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3) RETURNING short_code")
-                .bind(id)
-                .bind(scope.key_id)
-                .bind(scope.admin)
-                .fetch_optional(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "DELETE FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3) RETURNING short_code",
         )
+        .bind(id)
+        .bind(scope.key_id)
+        .bind(scope.admin)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Background metadata fill: never overwrites what the owner set in the meantime.

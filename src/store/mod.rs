@@ -122,9 +122,11 @@ impl Store {
 
     /// Seconds since the PostgreSQL server started, for `/api/system/health`.
     pub async fn server_uptime_secs(&self) -> StoreResult<i64> {
-        let secs: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8")
-            .fetch_one(&self.pool)
-            .await?;
+        let secs: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(secs as i64)
     }
 }

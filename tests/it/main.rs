@@ -1,1 +1,12 @@
-fn main(){}
+//! One integration-test binary (link time on 2 cores), one module per area.
+//! Every test gets its own database and Redis key prefix (see `support`).
+
+mod support;
+
+mod account;
+mod analytics;
+mod campaigns;
+mod conventions;
+mod links;
+mod ops;
+mod redirect;

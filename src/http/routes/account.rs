@@ -25,7 +25,10 @@ pub async fn generate_key(app: &App, ctx: &RequestCtx) -> Result<Response<Body>,
         )
         .await;
     if !decision.allowed {
-        return Err(too_many("Too many API keys generated from this IP, please try again later", decision));
+        return Err(too_many(
+            "Too many API keys generated from this IP, please try again later",
+            decision,
+        ));
     }
     let secret = ApiKeySecret::generate();
     let limits = &app.config.rate_limits;
@@ -40,7 +43,10 @@ pub async fn generate_key(app: &App, ctx: &RequestCtx) -> Result<Response<Body>,
             rate_limit_per_hour: limits.key_per_hour,
         })
         .await?;
-    let mut resp = json(StatusCode::OK, &serde_json::json!({ "apiKey": secret.expose() }));
+    let mut resp = json(
+        StatusCode::OK,
+        &serde_json::json!({ "apiKey": secret.expose() }),
+    );
     rate_limit_headers(&mut resp, &decision, false);
     Ok(resp)
 }
@@ -75,11 +81,20 @@ struct WebhookBody {
     url: Option<String>,
 }
 
-pub async fn set_webhook(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn set_webhook(
+    app: &App,
+    ctx: &RequestCtx,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let input: WebhookBody = parse_json(body)?;
     // An empty or null url removes the webhook.
-    let url = match input.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+    let url = match input
+        .url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
         None => None,
         Some(u) => Some(
             TargetUrl::parse(u)
@@ -87,7 +102,9 @@ pub async fn set_webhook(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Res
                 .into_string(),
         ),
     };
-    app.store.set_webhook_url(caller.key.id, url.as_deref()).await?;
+    app.store
+        .set_webhook_url(caller.key.id, url.as_deref())
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -103,19 +120,26 @@ struct MetadataBody {
     url: String,
 }
 
-pub async fn metadata(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn metadata(
+    app: &App,
+    ctx: &RequestCtx,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     authenticate(app, ctx).await?;
     let input: MetadataBody = parse_json(body)?;
     let target = TargetUrl::parse(&input.url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let url = url::Url::parse(target.as_str()).map_err(|_| ApiError::BadRequest("url must be an absolute http(s) URL".to_string()))?;
+    let url = url::Url::parse(target.as_str())
+        .map_err(|_| ApiError::BadRequest("url must be an absolute http(s) URL".to_string()))?;
     match app.metadata.fetch(&url).await {
         Ok(meta) => Ok(json(StatusCode::OK, &meta)),
         Err(e) => Err(match e {
-            MetadataError::InvalidUrl(_) | MetadataError::ForbiddenAddress(_) => ApiError::BadRequest(e.to_string()),
-            MetadataError::Timeout => ApiError::GatewayTimeout(e.to_string()),
-            MetadataError::TooManyRedirects | MetadataError::UpstreamStatus(_) | MetadataError::Network(_) => {
-                ApiError::BadGateway(e.to_string())
+            MetadataError::InvalidUrl(_) | MetadataError::ForbiddenAddress(_) => {
+                ApiError::BadRequest(e.to_string())
             }
+            MetadataError::Timeout => ApiError::GatewayTimeout(e.to_string()),
+            MetadataError::TooManyRedirects
+            | MetadataError::UpstreamStatus(_)
+            | MetadataError::Network(_) => ApiError::BadGateway(e.to_string()),
         }),
     }
 }

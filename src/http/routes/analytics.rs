@@ -4,7 +4,9 @@ use chrono::Utc;
 use http::{Response, StatusCode};
 
 use super::timestamp;
-use crate::analytics::{daily_points, day_start, percent_change, summarize, top_regions, weekday_points};
+use crate::analytics::{
+    daily_points, day_start, percent_change, summarize, top_regions, weekday_points,
+};
 use crate::app::App;
 use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, RequestCtx};
@@ -23,7 +25,10 @@ pub async fn link(app: &App, ctx: &RequestCtx, code: &str) -> Result<Response<Bo
     let now = Utc::now();
     let filter = RollupFilter::Link(link.id);
     let totals = app.store.rollup_totals(filter).await?;
-    let daily = app.store.rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1)).await?;
+    let daily = app
+        .store
+        .rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1))
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -68,12 +73,21 @@ pub async fn overview(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, Api
     let filter = RollupFilter::Owner(scope);
     let daily = app.store.rollup_daily(filter, day_start(now, 13)).await?;
     let this_week_start = day_start(now, 6).date_naive();
-    let (this_week, last_week): (Vec<_>, Vec<_>) = daily.iter().cloned().partition(|d| d.day >= this_week_start);
+    let (this_week, last_week): (Vec<_>, Vec<_>) = daily
+        .iter()
+        .cloned()
+        .partition(|d| d.day >= this_week_start);
     let clicks_now: i64 = this_week.iter().map(|d| d.clicks).sum();
     let clicks_before: i64 = last_week.iter().map(|d| d.clicks).sum();
     let tomorrow = day_start(now, -1);
-    let active_now = app.store.links_clicked_between(scope, day_start(now, 6), tomorrow).await?;
-    let active_before = app.store.links_clicked_between(scope, day_start(now, 13), day_start(now, 6)).await?;
+    let active_now = app
+        .store
+        .links_clicked_between(scope, day_start(now, 6), tomorrow)
+        .await?;
+    let active_before = app
+        .store
+        .links_clicked_between(scope, day_start(now, 13), day_start(now, 6))
+        .await?;
     let counts = app.store.owner_link_counts(scope).await?;
     let totals = app.store.rollup_totals(filter).await?;
     let summary = summarize(&totals, None);

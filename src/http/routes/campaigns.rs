@@ -42,9 +42,13 @@ fn not_found() -> ApiError {
 fn parse_name(name: &str) -> Result<&str, ApiError> {
     let name = name.trim();
     if name.is_empty() {
-        Err(ApiError::BadRequest("Campaign name is required".to_string()))
+        Err(ApiError::BadRequest(
+            "Campaign name is required".to_string(),
+        ))
     } else if name.chars().count() > 200 {
-        Err(ApiError::BadRequest("name must be at most 200 characters".to_string()))
+        Err(ApiError::BadRequest(
+            "name must be at most 200 characters".to_string(),
+        ))
     } else {
         Ok(name)
     }
@@ -52,7 +56,9 @@ fn parse_name(name: &str) -> Result<&str, ApiError> {
 
 fn parse_description(d: Option<&str>) -> Result<Option<&str>, ApiError> {
     match d {
-        Some(d) if d.chars().count() > 2000 => Err(ApiError::BadRequest("description must be at most 2000 characters".to_string())),
+        Some(d) if d.chars().count() > 2000 => Err(ApiError::BadRequest(
+            "description must be at most 2000 characters".to_string(),
+        )),
         other => Ok(other),
     }
 }
@@ -70,7 +76,10 @@ pub async fn create(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response
     let input: CreateBody = parse_json(body)?;
     let name = parse_name(input.name.as_deref().unwrap_or(""))?;
     let description = parse_description(input.description.as_deref())?;
-    let c = app.store.create_campaign(caller.key.id, name, description).await?;
+    let c = app
+        .store
+        .create_campaign(caller.key.id, name, description)
+        .await?;
     Ok(json(StatusCode::CREATED, &CampaignView::from(&c)))
 }
 
@@ -84,7 +93,11 @@ pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiErro
 pub async fn get(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let id = parse_id(id, "Campaign")?;
-    let c = app.store.get_campaign(caller.scope(), id).await?.ok_or_else(not_found)?;
+    let c = app
+        .store
+        .get_campaign(caller.scope(), id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(json(StatusCode::OK, &CampaignView::from(&c)))
 }
 
@@ -96,7 +109,12 @@ struct PatchBody {
     description: Option<Option<String>>,
 }
 
-pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn patch(
+    app: &App,
+    ctx: &RequestCtx,
+    id: &str,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let id = parse_id(id, "Campaign")?;
     let input: PatchBody = parse_json(body)?;
@@ -117,7 +135,10 @@ pub async fn delete(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Bo
     let caller = authenticate(app, ctx).await?;
     let id = parse_id(id, "Campaign")?;
     if app.store.delete_campaign(caller.scope(), id).await? {
-        Ok(json(StatusCode::OK, &serde_json::json!({"success": true, "message": "Campaign deleted"})))
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({"success": true, "message": "Campaign deleted"}),
+        ))
     } else {
         Err(not_found())
     }
@@ -130,10 +151,18 @@ struct AssignBody {
     link_id: Uuid,
 }
 
-pub async fn assign_link(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn assign_link(
+    app: &App,
+    ctx: &RequestCtx,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let input: AssignBody = parse_json(body)?;
-    match app.store.assign_link_to_campaign(caller.scope(), input.campaign_id, input.link_id).await? {
+    match app
+        .store
+        .assign_link_to_campaign(caller.scope(), input.campaign_id, input.link_id)
+        .await?
+    {
         AssignOutcome::Assigned(link) => Ok(link_response(app, StatusCode::OK, &link)),
         AssignOutcome::LinkNotFound => Err(ApiError::NotFound("Link not found".to_string())),
         AssignOutcome::CampaignNotFound => Err(not_found()),

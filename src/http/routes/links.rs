@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::{parse_id, timestamp};
 use crate::app::{spawn_metadata_fill, App};
-use crate::domain::{hash_password, parse_max_clicks_per_min, parse_password, ShortCode, TargetUrl};
+use crate::domain::{
+    hash_password, parse_max_clicks_per_min, parse_password, ShortCode, TargetUrl,
+};
 use crate::http::error::{json, rate_limit_headers, too_many, ApiError, Body};
 use crate::http::is_reserved_code;
 use crate::http::request::{authenticate, double_option, parse_json, RequestCtx};
@@ -70,7 +72,9 @@ fn parse_future_date(value: &str, now_ms: i64) -> Result<DateTime<Utc>, ApiError
         .map_err(|_| ApiError::BadRequest("expiresAt must be an RFC 3339 date-time".to_string()))?
         .with_timezone(&Utc);
     if t.timestamp_millis() <= now_ms {
-        return Err(ApiError::BadRequest("Expiration date must be in the future".to_string()));
+        return Err(ApiError::BadRequest(
+            "Expiration date must be in the future".to_string(),
+        ));
     }
     Ok(t)
 }
@@ -122,23 +126,35 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
         )
         .await;
     if !decision.allowed {
-        return Err(too_many("Too many links created from this IP, please try again later", decision));
+        return Err(too_many(
+            "Too many links created from this IP, please try again later",
+            decision,
+        ));
     }
     let input: ShortenBody = parse_json(body)?;
     let url = TargetUrl::parse(&input.url).map_err(bad)?;
-    let custom_code = match input.custom_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+    let custom_code = match input
+        .custom_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
         None => None,
         Some(c) => {
             let code = ShortCode::parse(c).map_err(bad)?;
             if is_reserved_code(code.as_str()) {
-                return Err(ApiError::BadRequest(format!("customCode {c:?} is reserved")));
+                return Err(ApiError::BadRequest(format!(
+                    "customCode {c:?} is reserved"
+                )));
             }
             Some(code)
         }
     };
     let password_hash = if input.is_protected.unwrap_or(false) {
         let Some(p) = input.password.as_deref().filter(|p| !p.is_empty()) else {
-            return Err(ApiError::BadRequest("Password required for protected links".to_string()));
+            return Err(ApiError::BadRequest(
+                "Password required for protected links".to_string(),
+            ));
         };
         Some(hash_in_background(parse_password(p).map_err(bad)?).await?)
     } else {
@@ -175,10 +191,12 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
             rate_limit_headers(&mut resp, &decision, false);
             Ok(resp)
         }
-        CreateLinkOutcome::CodeTaken => Err(ApiError::Conflict("Custom code already in use".to_string())),
-        CreateLinkOutcome::CampaignNotFound => {
-            Err(ApiError::BadRequest("campaignId does not name one of your campaigns".to_string()))
+        CreateLinkOutcome::CodeTaken => {
+            Err(ApiError::Conflict("Custom code already in use".to_string()))
         }
+        CreateLinkOutcome::CampaignNotFound => Err(ApiError::BadRequest(
+            "campaignId does not name one of your campaigns".to_string(),
+        )),
     }
 }
 
@@ -189,7 +207,8 @@ pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiErro
     let (links, total) = app.store.list_links(caller.scope(), limit, offset).await?;
     let views: Vec<LinkView<'_>> = links.iter().map(|l| LinkView::new(app, l)).collect();
     let mut resp = json(StatusCode::OK, &views);
-    resp.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    resp.headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
     Ok(resp)
 }
 
@@ -238,12 +257,19 @@ struct PatchBody {
 fn clean_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     match v {
         None => Ok(None),
-        Some(s) if s.chars().count() > max => Err(ApiError::BadRequest(format!("{field} must be at most {max} characters"))),
+        Some(s) if s.chars().count() > max => Err(ApiError::BadRequest(format!(
+            "{field} must be at most {max} characters"
+        ))),
         Some(s) => Ok(Some(s)),
     }
 }
 
-pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn patch(
+    app: &App,
+    ctx: &RequestCtx,
+    id: &str,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let id = parse_id(id, "Link")?;
     let input: PatchBody = parse_json(body)?;
@@ -257,12 +283,19 @@ pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result
     if let Some(d) = input.description {
         changes.description = Some(clean_text("description", d, 2000)?);
     }
-    match (input.is_protected, input.password.as_deref().filter(|p| !p.is_empty())) {
+    match (
+        input.is_protected,
+        input.password.as_deref().filter(|p| !p.is_empty()),
+    ) {
         (Some(true), Some(p)) | (None, Some(p)) => {
-            changes.protection = Some(Some(hash_in_background(parse_password(p).map_err(bad)?).await?));
+            changes.protection = Some(Some(
+                hash_in_background(parse_password(p).map_err(bad)?).await?,
+            ));
         }
         (Some(true), None) => {
-            return Err(ApiError::BadRequest("Password required for protected links".to_string()));
+            return Err(ApiError::BadRequest(
+                "Password required for protected links".to_string(),
+            ));
         }
         (Some(false), _) => changes.protection = Some(None),
         (None, None) => {}
@@ -272,7 +305,9 @@ pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result
         (Some(true), Some(Some(e))) | (None, Some(Some(e))) if !e.trim().is_empty() => {
             changes.expiry = Some(Some(parse_future_date(&e, ctx.now_ms)?));
         }
-        (Some(true), _) => return Err(ApiError::BadRequest("Expiration date required".to_string())),
+        (Some(true), _) => {
+            return Err(ApiError::BadRequest("Expiration date required".to_string()))
+        }
         (None, Some(_)) => changes.expiry = Some(None),
         (None, None) => {}
     }
@@ -287,9 +322,9 @@ pub async fn patch(app: &App, ctx: &RequestCtx, id: &str, body: &[u8]) -> Result
             Ok(link_response(app, StatusCode::OK, &link))
         }
         UpdateLinkOutcome::LinkNotFound => Err(ApiError::NotFound("Link not found".to_string())),
-        UpdateLinkOutcome::CampaignNotFound => {
-            Err(ApiError::BadRequest("campaignId does not name one of your campaigns".to_string()))
-        }
+        UpdateLinkOutcome::CampaignNotFound => Err(ApiError::BadRequest(
+            "campaignId does not name one of your campaigns".to_string(),
+        )),
     }
 }
 
@@ -299,7 +334,10 @@ pub async fn delete(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Bo
     match app.store.delete_link(caller.scope(), id).await? {
         Some(code) => {
             app.invalidate_link(&code).await;
-            Ok(json(StatusCode::OK, &serde_json::json!({"message": "Link deleted"})))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"message": "Link deleted"}),
+            ))
         }
         None => Err(ApiError::NotFound("Link not found".to_string())),
     }

@@ -38,7 +38,9 @@ where
         bytes::Bytes::new()
     };
     match (route, method) {
-        (Route::Redirect | Route::ApiRedirect, m) => redirect::redirect(app, &ctx, &param, m == Method::HEAD, started).await,
+        (Route::Redirect | Route::ApiRedirect, m) => {
+            redirect::redirect(app, &ctx, &param, m == Method::HEAD, started).await
+        }
         (Route::Verify, _) => redirect::verify(app, &ctx, &param, &bytes, started).await,
         (Route::Shorten, _) => links::shorten(app, &ctx, &bytes).await,
         (Route::Links, _) => links::list(app, &ctx).await,

@@ -54,7 +54,11 @@ pub async fn health(app: &App) -> Result<Response<Body>, ApiError> {
     if !errors.is_empty() {
         body["errors"] = serde_json::Value::Object(errors);
     }
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Ok(json(status, &body))
 }
 
@@ -93,7 +97,11 @@ fn ms_field(h: &Heartbeat, field: &str) -> Option<i64> {
 }
 
 /// Status from a heartbeat's age: fresh is healthy, late is a warning, missing is an error.
-fn heartbeat_health(service: String, beat: Option<&Heartbeat>, now: DateTime<Utc>) -> ServiceHealth {
+fn heartbeat_health(
+    service: String,
+    beat: Option<&Heartbeat>,
+    now: DateTime<Utc>,
+) -> ServiceHealth {
     let now_ms = now.timestamp_millis();
     match beat {
         None => ServiceHealth {
@@ -118,7 +126,8 @@ fn heartbeat_health(service: String, beat: Option<&Heartbeat>, now: DateTime<Utc
                 status,
                 uptime: ms_field(h, "started_at").map(|s| (now_ms - s) / 1000),
                 last_check: timestamp(DateTime::from_timestamp_millis(last_seen).unwrap_or(now)),
-                detail: (status != "healthy").then(|| format!("last heartbeat {}s ago", age_ms / 1000)),
+                detail: (status != "healthy")
+                    .then(|| format!("last heartbeat {}s ago", age_ms / 1000)),
             }
         }
     }
@@ -160,10 +169,15 @@ pub async fn system_health(app: &App, ctx: &RequestCtx) -> Result<Response<Body>
     let cache = match app.redis.ping().await {
         Ok(rtt) => ServiceHealth {
             service: "cache".into(),
-            status: if rtt > Duration::from_millis(100) { "warning" } else { "healthy" },
+            status: if rtt > Duration::from_millis(100) {
+                "warning"
+            } else {
+                "healthy"
+            },
             uptime: app.redis.server_uptime_secs().await.map(|u| u as i64),
             last_check: timestamp(now),
-            detail: (rtt > Duration::from_millis(100)).then(|| format!("ping took {} ms", rtt.as_millis())),
+            detail: (rtt > Duration::from_millis(100))
+                .then(|| format!("ping took {} ms", rtt.as_millis())),
         },
         Err(e) => error_entry("cache", e, now),
     };
@@ -196,8 +210,10 @@ fn error_entry(service: &str, detail: String, now: DateTime<Utc>) -> ServiceHeal
 
 pub fn openapi() -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     resp
 }
 
@@ -212,7 +228,12 @@ pub async fn metrics(app: &App) -> Response<Body> {
             .filter(|(name, beat)| beat.is_some() && *name != app.config.instance)
             .map(|(name, _)| name)
             .collect();
-        for raw in app.redis.metrics_snapshots(&others).await.unwrap_or_default() {
+        for raw in app
+            .redis
+            .metrics_snapshots(&others)
+            .await
+            .unwrap_or_default()
+        {
             if let Ok(s) = serde_json::from_str::<Snapshot>(&raw) {
                 snapshots.push(s);
             }

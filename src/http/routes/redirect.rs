@@ -31,12 +31,19 @@ fn is_xhr(ctx: &RequestCtx) -> bool {
 /// Region from Cloudflare's `cf-ipcountry`, else `UNKNOWN`. Only two-letter codes pass.
 fn region(ctx: &RequestCtx) -> String {
     match ctx.header("cf-ipcountry") {
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphanumeric()) => c.to_ascii_uppercase(),
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            c.to_ascii_uppercase()
+        }
         _ => "UNKNOWN".to_string(),
     }
 }
 
-fn click(ctx: &RequestCtx, target: &RedirectTarget, kind: ClickKind, started: Instant) -> ClickEvent {
+fn click(
+    ctx: &RequestCtx,
+    target: &RedirectTarget,
+    kind: ClickKind,
+    started: Instant,
+) -> ClickEvent {
     ClickEvent {
         id: Uuid::now_v7(),
         link_id: target.link_id,
@@ -56,8 +63,10 @@ fn found(location: &str) -> Result<Response<Body>, ApiError> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::FOUND;
     resp.headers_mut().insert(header::LOCATION, value);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     Ok(resp)
 }
 
@@ -71,15 +80,25 @@ fn per_ip_check(app: &App, ctx: &RequestCtx) -> Result<(), ApiError> {
     if d.allowed {
         Ok(())
     } else {
-        Err(too_many("Too many requests from this IP, please try again later", d))
+        Err(too_many(
+            "Too many requests from this IP, please try again later",
+            d,
+        ))
     }
 }
 
 /// Per-link cap: `Ok(true)` when this visit may go through (and is counted).
-fn link_cap_allows(app: &App, ctx: &RequestCtx, target: &RedirectTarget) -> (bool, crate::cache::limiter::Decision) {
-    let d = app
-        .hot_limiter
-        .check(HotSubject::Link(target.link_id), target.max_clicks_per_min, MINUTE_MS, ctx.now_ms);
+fn link_cap_allows(
+    app: &App,
+    ctx: &RequestCtx,
+    target: &RedirectTarget,
+) -> (bool, crate::cache::limiter::Decision) {
+    let d = app.hot_limiter.check(
+        HotSubject::Link(target.link_id),
+        target.max_clicks_per_min,
+        MINUTE_MS,
+        ctx.now_ms,
+    );
     (d.allowed, d)
 }
 
@@ -91,7 +110,13 @@ async fn lookup(app: &App, code: &str) -> Result<std::sync::Arc<RedirectTarget>,
     app.resolve_link(code).await?.ok_or(ApiError::LinkNotFound)
 }
 
-pub async fn redirect(app: &App, ctx: &RequestCtx, code: &str, head: bool, started: Instant) -> Result<Response<Body>, ApiError> {
+pub async fn redirect(
+    app: &App,
+    ctx: &RequestCtx,
+    code: &str,
+    head: bool,
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
     per_ip_check(app, ctx)?;
     let target = lookup(app, code).await?;
     if target.is_expired_at(ctx.now_ms) {
@@ -116,13 +141,19 @@ pub async fn redirect(app: &App, ctx: &RequestCtx, code: &str, head: bool, start
             record(ClickKind::Gated);
             return match &app.config.frontend_url {
                 Some(front) => found(&format!("{front}/rate-limit?code={}", target.code)),
-                None => Err(too_many("This link has reached its click limit, please try again later", decision)),
+                None => Err(too_many(
+                    "This link has reached its click limit, please try again later",
+                    decision,
+                )),
             };
         }
     }
     record(ClickKind::Click);
     if is_xhr(ctx) {
-        return Ok(json(StatusCode::OK, &serde_json::json!({ "redirect": target.url })));
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "redirect": target.url }),
+        ));
     }
     found(&target.url)
 }
@@ -133,7 +164,13 @@ struct VerifyBody {
     password: Option<String>,
 }
 
-pub async fn verify(app: &App, ctx: &RequestCtx, code: &str, body: &[u8], started: Instant) -> Result<Response<Body>, ApiError> {
+pub async fn verify(
+    app: &App,
+    ctx: &RequestCtx,
+    code: &str,
+    body: &[u8],
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
     per_ip_check(app, ctx)?;
     let input: VerifyBody = if body.iter().all(u8::is_ascii_whitespace) {
         VerifyBody { password: None }
@@ -157,10 +194,19 @@ pub async fn verify(app: &App, ctx: &RequestCtx, code: &str, body: &[u8], starte
         ] {
             let d = app
                 .shared_limiter
-                .peek("verifyfail", subject, limit, VERIFY_FAILURE_WINDOW, ctx.now_ms)
+                .peek(
+                    "verifyfail",
+                    subject,
+                    limit,
+                    VERIFY_FAILURE_WINDOW,
+                    ctx.now_ms,
+                )
                 .await;
             if !d.allowed {
-                return Err(too_many("Too many wrong passwords, please try again later", d));
+                return Err(too_many(
+                    "Too many wrong passwords, please try again later",
+                    d,
+                ));
             }
         }
         // The hash must come from PostgreSQL: caches never hold it.
@@ -176,7 +222,13 @@ pub async fn verify(app: &App, ctx: &RequestCtx, code: &str, body: &[u8], starte
         if !ok {
             for subject in [&client_subject, &link_subject] {
                 app.shared_limiter
-                    .hit("verifyfail", subject, u32::MAX, VERIFY_FAILURE_WINDOW, ctx.now_ms)
+                    .hit(
+                        "verifyfail",
+                        subject,
+                        u32::MAX,
+                        VERIFY_FAILURE_WINDOW,
+                        ctx.now_ms,
+                    )
                     .await;
             }
             return Err(ApiError::Forbidden("Incorrect password".to_string()));
@@ -186,26 +238,46 @@ pub async fn verify(app: &App, ctx: &RequestCtx, code: &str, body: &[u8], starte
         let (allowed, decision) = link_cap_allows(app, ctx, &target);
         if !allowed {
             app.record_click(click(ctx, &target, ClickKind::Gated, started));
-            return Err(too_many("This link has reached its click limit, please try again later", decision));
+            return Err(too_many(
+                "This link has reached its click limit, please try again later",
+                decision,
+            ));
         }
     }
     app.record_click(click(ctx, &target, ClickKind::Click, started));
-    Ok(json(StatusCode::OK, &serde_json::json!({ "redirect": target.url })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "redirect": target.url }),
+    ))
 }
 
-pub async fn rate_limit_status(app: &App, ctx: &RequestCtx, code: &str) -> Result<Response<Body>, ApiError> {
+pub async fn rate_limit_status(
+    app: &App,
+    ctx: &RequestCtx,
+    code: &str,
+) -> Result<Response<Body>, ApiError> {
     let target = lookup(app, code).await?;
     let window_ms = MINUTE_MS;
     let now = ctx.now_ms;
     // Ask Redis for the cluster-wide count; fall back to what this instance has seen.
     let decision = app
         .shared_limiter
-        .peek("linkcap", &target.link_id.to_string(), target.max_clicks_per_min, Duration::from_millis(window_ms as u64), now)
+        .peek(
+            "linkcap",
+            &target.link_id.to_string(),
+            target.max_clicks_per_min,
+            Duration::from_millis(window_ms as u64),
+            now,
+        )
         .await;
-    let local = app.hot_limiter.peek(HotSubject::Link(target.link_id), window_ms, now);
+    let local = app
+        .hot_limiter
+        .peek(HotSubject::Link(target.link_id), window_ms, now);
     let clicks = decision.count.max(local);
     let max = target.max_clicks_per_min as u64;
-    let reset = chrono::DateTime::from_timestamp_millis(now + decision.reset_after.as_millis() as i64).unwrap_or_default();
+    let reset =
+        chrono::DateTime::from_timestamp_millis(now + decision.reset_after.as_millis() as i64)
+            .unwrap_or_default();
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -249,7 +321,10 @@ document.getElementById('f').addEventListener('submit', async function (ev) {{
     );
     let mut resp = Response::new(Full::new(Bytes::from(html)));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -1,0 +1,329 @@
+//! Test harness: a fresh PostgreSQL database and a Redis key prefix per test, the API served
+//! in-process on 127.0.0.1:0 (bound before spawning, so no sleeps), keys made through the
+//! store, and helpers to poll with a deadline.
+//!
+//! Needs `DATABASE_URL` (a role that may CREATE DATABASE) and `REDIS_URL`; `scripts/test`
+//! provides both from private servers.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use boltlink::app::Shutdown;
+use boltlink::config::Config;
+use boltlink::domain::ApiKeySecret;
+use boltlink::store::{NewApiKey, Store};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL role that may create databases (scripts/test sets it)")
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").expect("REDIS_URL must be set (scripts/test sets it)")
+}
+
+/// Replaces the database name of a PostgreSQL URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("DATABASE_URL parses");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+static CLEANUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Creates an empty database for one test (earlier runs' test databases are dropped once).
+pub async fn fresh_database() -> String {
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&admin_database_url())
+        .await
+        .expect("connect to DATABASE_URL");
+    CLEANUP
+        .get_or_init(|| async {
+            let old: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bl_test_%'",
+            )
+            .fetch_all(&admin)
+            .await
+            .unwrap_or_default();
+            for db in old {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                    .execute(&admin)
+                    .await;
+            }
+        })
+        .await;
+    let name = format!("bl_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    with_database(&admin_database_url(), &name)
+}
+
+/// Base configuration for a test; `overrides` win.
+pub fn config_map(
+    database_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    overrides: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = [
+        ("DATABASE_URL", database_url),
+        ("REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("PUBLIC_BASE_URL", "https://bl.example"),
+        ("LOG_LEVEL", "warn"),
+        ("METADATA_FETCH", "false"),
+        ("DB_POOL_SIZE", "5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in overrides {
+        m.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
+pub fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_string());
+        boltlink::telemetry::init(&level, "boltlink-tests");
+    });
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub store: Store,
+    pub database_url: String,
+    pub redis_url: String,
+    pub prefix: String,
+    pub redis: redis::aio::MultiplexedConnection,
+    shutdown: Shutdown,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts an API with its own database and key prefix; `overrides` are config variables.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
+        let database_url = fresh_database().await;
+        Self::spawn_on(database_url, redis_url(), overrides).await
+    }
+
+    /// Starts an API on the given database and Redis (e.g. a proxy or a private Redis).
+    pub async fn spawn_on(
+        database_url: String,
+        redis_url: String,
+        overrides: &[(&str, &str)],
+    ) -> TestApp {
+        init_tracing();
+        let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+        let map = config_map(&database_url, &redis_url, &prefix, overrides);
+        let config = Config::from_map(&map).expect("test config is valid");
+        let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(boltlink::api::run(config, listener, shutdown.clone()));
+        let real_db = map
+            .get("TEST_REAL_DATABASE_URL")
+            .cloned()
+            .unwrap_or(database_url.clone());
+        let db = PgPoolOptions::new()
+            .max_connections(3)
+            .connect_lazy(&real_db)
+            .expect("pool");
+        let redis_client = redis::Client::open(redis_url.as_str()).expect("redis url");
+        let redis = redis_client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("test's own Redis connection");
+        let app = TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: http_client(),
+            store: Store::from_pool(db.clone()),
+            db,
+            database_url,
+            redis_url,
+            prefix,
+            redis,
+            shutdown,
+            server: Some(server),
+        };
+        app.wait_until_serving().await;
+        app
+    }
+
+    /// Polls `/ready` until the server (and its migrations) are up.
+    pub async fn wait_until_serving(&self) {
+        eventually(Duration::from_secs(30), || async {
+            matches!(self.client.get(self.url("/ready")).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A new API key (plain or admin) created through the store.
+    pub async fn key(&self, admin: bool) -> String {
+        let secret = ApiKeySecret::generate();
+        self.store
+            .create_api_key(NewApiKey {
+                hash: secret.hash(),
+                prefix: secret.prefix(),
+                name: Some("test"),
+                email: Some("test@example.com"),
+                is_admin: admin,
+                rate_limit_per_min: 100_000,
+                rate_limit_per_hour: 1_000_000,
+            })
+            .await
+            .expect("create key");
+        secret.expose().to_string()
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post_json(
+        &self,
+        path: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .header("x-api-key", key)
+            .json(&body)
+    }
+
+    /// Creates a link and returns its JSON.
+    pub async fn shorten(&self, key: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp = self
+            .post_json("/api/shorten", key, body)
+            .send()
+            .await
+            .expect("shorten");
+        assert_eq!(resp.status(), 201, "shorten should answer 201");
+        resp.json().await.expect("json")
+    }
+
+    /// Entries in this test's click stream.
+    pub async fn stream_len(&self) -> u64 {
+        let mut c = self.redis.clone();
+        redis::cmd("XLEN")
+            .arg(format!("{}clicks", self.prefix))
+            .query_async(&mut c)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// All entries of this test's click stream as field maps.
+    pub async fn stream_entries(&self) -> Vec<HashMap<String, String>> {
+        let mut c = self.redis.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}clicks", self.prefix))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .into_iter()
+            .map(|id| {
+                id.map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Waits until the stream holds `n` entries (the flusher ships within milliseconds).
+    pub async fn wait_for_stream_len(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let len = self.stream_len().await;
+            if len == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "click stream holds {len} entries, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Polls `check` until it returns true or `within` passes (then panics).
+pub async fn eventually<F, Fut>(within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Asserts the contract's error shape and returns the message.
+pub async fn error_message(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let body: serde_json::Value = resp.json().await.expect("error body is JSON");
+    body["error"]
+        .as_str()
+        .expect("error field is a string")
+        .to_string()
+}
