@@ -77,7 +77,7 @@ pub fn notify(states: &[NotifyState<'_>]) {
 }
 
 /// Prepares `cmd` to receive `listener` as fd 3 with `LISTEN_FDS=1`, `LISTEN_PID` set to the
-/// child's own pid and `LISTEN_FDNAMES`. A tiny `sh` wrapper does what systemd does between
+/// child's own pid and `LISTEN_FDNAMES`. A tiny `bash` wrapper does what systemd does between
 /// fork and exec (move the fd to 3, learn its pid), so no unsafe `pre_exec` is needed.
 /// The listener must outlive the spawn; it is made inheritable (no `FD_CLOEXEC`).
 pub fn spawn_with_listener(
@@ -87,14 +87,15 @@ pub fn spawn_with_listener(
     let sock = socket2::SockRef::from(listener);
     sock.set_cloexec(false)?;
     let fd = listener.as_raw_fd();
-    let mut cmd = Command::new("/bin/sh");
+    // bash, not sh: dash only redirects single-digit descriptors.
+    let mut cmd = Command::new("/bin/bash");
     cmd.arg("-c")
         .arg(
             "if [ \"$BL_LISTEN_FD\" != 3 ]; then eval \"exec 3<&$BL_LISTEN_FD $BL_LISTEN_FD<&-\"; fi; \
              unset BL_LISTEN_FD; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=boltlink-api; \
              export LISTEN_PID LISTEN_FDS LISTEN_FDNAMES; exec \"$@\"",
         )
-        .arg("sh")
+        .arg("boltlink-spawn")
         .arg(program)
         .env("BL_LISTEN_FD", fd.to_string());
     Ok(cmd)

@@ -1,6 +1,7 @@
 //! One integration-test binary (link time on 2 cores), one module per area.
 //! Every test gets its own database and Redis key prefix (see `support`).
 
+mod fixtures;
 mod support;
 
 mod account;
@@ -9,4 +10,6 @@ mod campaigns;
 mod conventions;
 mod links;
 mod ops;
+mod processes;
 mod redirect;
+mod resilience;

@@ -1,0 +1,281 @@
+//! The real `boltlink-api` binary: several processes on one inherited socket (the
+//! `LISTEN_FDS` protocol systemd uses), cache invalidation across them, clean SIGTERM exits,
+//! and configuration errors exiting 78 with one clear line.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use boltlink::domain::ApiKeySecret;
+use boltlink::store::{NewApiKey, Store};
+use serde_json::json;
+
+use crate::support::{eventually, fresh_database, redis_url};
+
+const API_BIN: &str = env!("CARGO_BIN_EXE_boltlink-api");
+
+struct Suite {
+    base: String,
+    children: Vec<Child>,
+    _listener: std::net::TcpListener,
+}
+
+impl Suite {
+    fn start(instances: usize, database_url: &str, prefix: &str) -> Suite {
+        let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let children = (1..=instances)
+            .map(|i| {
+                let mut cmd = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
+                    .expect("cmd");
+                cmd.env("DATABASE_URL", database_url)
+                    .env("REDIS_URL", redis_url())
+                    .env("REDIS_KEY_PREFIX", prefix)
+                    .env("BOLTLINK_INSTANCE", format!("api-{i}"))
+                    .env("BOLTLINK_ENV_FILE", "/dev/null")
+                    .env("PUBLIC_BASE_URL", "https://bl.example")
+                    .env("METADATA_FETCH", "false")
+                    .env("LOG_LEVEL", "warn")
+                    .env("DB_POOL_SIZE", "4")
+                    .stdout(Stdio::null());
+                cmd.spawn().expect("spawn boltlink-api")
+            })
+            .collect();
+        Suite {
+            base,
+            children,
+            _listener: listener,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM to every process; returns their exit codes.
+    fn terminate(&mut self) -> Vec<Option<i32>> {
+        for c in &self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.children
+            .iter_mut()
+            .map(|c| loop {
+                match c.try_wait() {
+                    Ok(Some(status)) => break status.code(),
+                    _ if Instant::now() > deadline => {
+                        let _ = c.kill();
+                        break None;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client that opens a new connection per request, so the kernel spreads requests over
+/// every process accepting on the shared socket.
+fn fresh_connection_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+async fn create_key(database_url: &str) -> String {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .expect("connect");
+    let secret = ApiKeySecret::generate();
+    Store::from_pool(pool)
+        .create_api_key(NewApiKey {
+            hash: secret.hash(),
+            prefix: secret.prefix(),
+            name: None,
+            email: None,
+            is_admin: false,
+            rate_limit_per_min: 100_000,
+            rate_limit_per_hour: 1_000_000,
+        })
+        .await
+        .expect("key");
+    secret.expose().to_string()
+}
+
+async fn locations(client: &reqwest::Client, url: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let resp = client.get(url).send().await.expect("redirect");
+        out.push(match resp.headers().get("location") {
+            Some(l) => l.to_str().expect("location").to_string(),
+            None => resp.status().to_string(),
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn two_processes_share_one_socket_and_see_changes_from_each_other_within_a_second() {
+    let database_url = fresh_database().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let mut suite = Suite::start(2, &database_url, &prefix);
+    let client = fresh_connection_client();
+
+    // Both processes migrate at once (advisory lock) and become ready.
+    eventually(Duration::from_secs(30), || async {
+        matches!(client.get(suite.url("/ready")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    // Both serve the shared socket: /health names the instance that answered.
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen:?} answered on the shared socket"
+        );
+        if let Ok(r) = client.get(suite.url("/health")).send().await {
+            if let Ok(body) = r.json::<serde_json::Value>().await {
+                seen.insert(body["instance"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        HashSet::from(["api-1".to_string(), "api-2".to_string()])
+    );
+
+    let key = create_key(&database_url).await;
+    let created: serde_json::Value = client
+        .post(suite.url("/api/shorten"))
+        .header("x-api-key", &key)
+        .json(&json!({"url": "https://example.com/old"}))
+        .send()
+        .await
+        .expect("shorten")
+        .json()
+        .await
+        .expect("json");
+    let code = created["shortCode"].as_str().expect("code").to_string();
+    let id = created["id"].as_str().expect("id").to_string();
+    let link_url = suite.url(&format!("/{code}"));
+    // Warm both processes' caches with the old state.
+    assert!(locations(&client, &link_url, 20)
+        .await
+        .iter()
+        .all(|l| l == "https://example.com/old"));
+
+    let patched = client
+        .patch(suite.url(&format!("/api/links/{id}")))
+        .header("x-api-key", &key)
+        .json(&json!({"originalUrl": "https://example.com/new"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patched.status(), 200);
+    let patched_at = Instant::now();
+    eventually(Duration::from_secs(1), || async {
+        locations(&client, &link_url, 10)
+            .await
+            .iter()
+            .all(|l| l == "https://example.com/new")
+    })
+    .await;
+    assert!(patched_at.elapsed() <= Duration::from_millis(1500));
+
+    let deleted = client
+        .delete(suite.url(&format!("/api/links/{id}")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 200);
+    eventually(Duration::from_secs(1), || async {
+        locations(&client, &link_url, 10)
+            .await
+            .iter()
+            .all(|l| l.starts_with("404"))
+    })
+    .await;
+
+    // SIGTERM: both drain and exit 0.
+    assert_eq!(suite.terminate(), vec![Some(0), Some(0)]);
+}
+
+#[tokio::test]
+async fn a_malformed_database_url_exits_78_with_one_line_naming_it() {
+    let out = Command::new(API_BIN)
+        .env_clear()
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("DATABASE_URL", "postgres//missing-colon")
+        .output()
+        .expect("run boltlink-api");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_missing_explicit_env_file_exits_78() {
+    let out = Command::new(API_BIN)
+        .env_clear()
+        .env("BOLTLINK_ENV_FILE", "/nonexistent/boltlink.env")
+        .output()
+        .expect("run boltlink-api");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BOLTLINK_ENV_FILE"));
+}
+
+#[tokio::test]
+async fn the_env_file_configures_the_process_and_the_environment_overrides_it() {
+    let dir = std::env::temp_dir().join(format!("bl-env-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("boltlink.env");
+    std::fs::write(
+        &file,
+        "DATABASE_URL=postgres://u:p@127.0.0.1:1/db\nTRUST_PROXY=lots\n",
+    )
+    .expect("write");
+    let out = Command::new(API_BIN)
+        .env_clear()
+        .env("BOLTLINK_ENV_FILE", &file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TRUST_PROXY"));
+    // The environment wins over the file: a good TRUST_PROXY moves the error to the next bad
+    // value, proving both were read.
+    std::fs::write(
+        &file,
+        "DATABASE_URL=postgres://u:p@127.0.0.1:1/db\nTRUST_PROXY=lots\nLOG_LEVEL=[[\n",
+    )
+    .expect("write");
+    let out = Command::new(API_BIN)
+        .env_clear()
+        .env("BOLTLINK_ENV_FILE", &file)
+        .env("TRUST_PROXY", "1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LOG_LEVEL"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
