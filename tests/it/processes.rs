@@ -279,3 +279,78 @@ async fn the_env_file_configures_the_process_and_the_environment_overrides_it() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("LOG_LEVEL"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let database_url = fresh_database().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let mut suite = Suite::start(1, &database_url, &prefix);
+    let client = fresh_connection_client();
+    eventually(Duration::from_secs(30), || async {
+        matches!(client.get(suite.url("/ready")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let key = create_key(&database_url).await;
+
+    // An idle keep-alive connection: one answered request, then silence.
+    let addr = suite.base.trim_start_matches("http://").to_string();
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // An in-flight request, deterministically: its head is sent, its body only arrives
+    // after SIGTERM. The server must still read it and answer.
+    let body = br#"{"url": "https://example.com/in-flight"}"#;
+    let mut in_flight = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/shorten HTTP/1.1\r\nhost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    in_flight
+        .write_all(head.as_bytes())
+        .await
+        .expect("write head");
+    in_flight
+        .write_all(&body[..10])
+        .await
+        .expect("write part of the body");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stopped_at = Instant::now();
+    let stopping = tokio::task::spawn_blocking(move || suite.terminate());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    in_flight
+        .write_all(&body[10..])
+        .await
+        .expect("write the rest after SIGTERM");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), in_flight.read_to_end(&mut answer))
+        .await
+        .expect("answered before the deadline")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "in-flight request was not answered: {answer}"
+    );
+    let codes = stopping.await.expect("join");
+    let took = stopped_at.elapsed();
+    assert_eq!(codes, vec![Some(0)]);
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+    // The idle connection was closed by the server, not left hanging.
+    let n = tokio::time::timeout(Duration::from_secs(1), idle.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
