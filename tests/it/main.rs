@@ -6,6 +6,7 @@ mod support;
 
 mod account;
 mod analytics;
+mod caching;
 mod campaigns;
 mod conventions;
 mod links;
