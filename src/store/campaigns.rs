@@ -43,24 +43,17 @@ impl Store {
         name: &str,
         description: Option<&str>,
     ) -> StoreResult<CampaignRecord> {
-        let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO campaigns (id, owner_key_id, name, description) VALUES ($1, $2, $3, $4)",
+        // The stored row, not the process clock: the answer must match every later read.
+        Ok(sqlx::query_as::<_, CampaignRecord>(
+            "INSERT INTO campaigns (id, owner_key_id, name, description) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, description, created_at, 0::bigint AS total_links, 0::bigint AS total_clicks",
         )
-        .bind(id)
+        .bind(Uuid::now_v7())
         .bind(owner)
         .bind(name)
         .bind(description)
-        .execute(self.pool())
-        .await?;
-        Ok(CampaignRecord {
-            id,
-            name: name.to_string(),
-            description: description.map(str::to_string),
-            created_at: Utc::now(),
-            total_links: 0,
-            total_clicks: 0,
-        })
+        .fetch_one(self.pool())
+        .await?)
     }
 
     pub async fn list_campaigns(&self, scope: Scope) -> StoreResult<Vec<CampaignRecord>> {
