@@ -102,6 +102,20 @@ pub fn init_tracing() {
     });
 }
 
+/// A key prefix of its own for one app (or one group of apps sharing a key space).
+pub fn new_prefix() -> String {
+    format!("t{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// What `TestApp::start` waits for before handing the app to the test.
+#[derive(Clone, Copy)]
+enum WaitFor {
+    /// `/ready` answers 200: PostgreSQL reachable and migrated.
+    Ready,
+    /// `/health` answers at all.
+    AnyHealthAnswer,
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
@@ -111,6 +125,8 @@ pub struct TestApp {
     pub database_url: String,
     pub redis_url: String,
     pub prefix: String,
+    /// The test's own connection for inspecting this test's keys (for `spawn_degraded`, to
+    /// the harness's Redis, since the app's may be unreachable).
     pub redis: redis::aio::MultiplexedConnection,
     shutdown: Shutdown,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -141,8 +157,67 @@ impl TestApp {
         redis_url: String,
         overrides: &[(&str, &str)],
     ) -> TestApp {
+        let inspect_redis = redis_url.clone();
+        Self::start(
+            database_url,
+            redis_url,
+            &inspect_redis,
+            new_prefix(),
+            overrides,
+            WaitFor::Ready,
+        )
+        .await
+    }
+
+    /// Starts an API on the harness's Redis with an explicit key prefix, so several apps
+    /// can share one database and one key space like instances of one deployment. Give each
+    /// a distinct `BOLTLINK_INSTANCE` in `overrides` (the default is derived from the pid,
+    /// which every in-process app shares).
+    pub async fn spawn_shared(
+        database_url: String,
+        prefix: String,
+        overrides: &[(&str, &str)],
+    ) -> TestApp {
+        let redis_url = redis_url();
+        Self::start(
+            database_url,
+            redis_url.clone(),
+            &redis_url,
+            prefix,
+            overrides,
+            WaitFor::Ready,
+        )
+        .await
+    }
+
+    /// Starts an API whose PostgreSQL or Redis may be unreachable from the start: waits only
+    /// until `/health` answers at all (whatever its status), and opens the test's own Redis
+    /// connection (`app.redis`) to the harness's `REDIS_URL` rather than to `redis_url`.
+    pub async fn spawn_degraded(
+        database_url: String,
+        redis_url: String,
+        overrides: &[(&str, &str)],
+    ) -> TestApp {
+        Self::start(
+            database_url,
+            redis_url,
+            &crate::support::redis_url(),
+            new_prefix(),
+            overrides,
+            WaitFor::AnyHealthAnswer,
+        )
+        .await
+    }
+
+    async fn start(
+        database_url: String,
+        redis_url: String,
+        inspect_redis_url: &str,
+        prefix: String,
+        overrides: &[(&str, &str)],
+        wait: WaitFor,
+    ) -> TestApp {
         init_tracing();
-        let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
         let map = config_map(&database_url, &redis_url, &prefix, overrides);
         let config = Config::from_map(&map).expect("test config is valid");
         let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
@@ -157,7 +232,7 @@ impl TestApp {
             .max_connections(3)
             .connect_lazy(&real_db)
             .expect("pool");
-        let redis_client = redis::Client::open(redis_url.as_str()).expect("redis url");
+        let redis_client = redis::Client::open(inspect_redis_url).expect("redis url");
         let redis = redis_client
             .get_multiplexed_async_connection()
             .await
@@ -175,7 +250,10 @@ impl TestApp {
             shutdown,
             server: Some(server),
         };
-        app.wait_until_serving().await;
+        match wait {
+            WaitFor::Ready => app.wait_until_serving().await,
+            WaitFor::AnyHealthAnswer => app.wait_until_answering().await,
+        }
         app
     }
 
@@ -183,6 +261,15 @@ impl TestApp {
     pub async fn wait_until_serving(&self) {
         eventually(Duration::from_secs(30), || async {
             matches!(self.client.get(self.url("/ready")).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+    }
+
+    /// Polls `/health` until the server answers it with any status (dependencies may be down;
+    /// start-up, migrations included, ends before the server answers anything).
+    pub async fn wait_until_answering(&self) {
+        eventually(Duration::from_secs(30), || async {
+            self.client.get(self.url("/health")).send().await.is_ok()
         })
         .await;
     }
