@@ -110,6 +110,15 @@ async fn lookup(app: &App, code: &str) -> Result<std::sync::Arc<RedirectTarget>,
     app.resolve_link(code).await?.ok_or(ApiError::LinkNotFound)
 }
 
+/// The API routes (verify, rate-limit status) answer an unknown code in the contract's JSON
+/// error shape; only the browser-facing redirect answers plain text `Link not found`.
+fn json_not_found(e: ApiError) -> ApiError {
+    match e {
+        ApiError::LinkNotFound => ApiError::NotFound("Link not found".to_string()),
+        other => other,
+    }
+}
+
 pub async fn redirect(
     app: &App,
     ctx: &RequestCtx,
@@ -177,7 +186,7 @@ pub async fn verify(
     } else {
         parse_json(body)?
     };
-    let target = lookup(app, code).await?;
+    let target = lookup(app, code).await.map_err(json_not_found)?;
     if target.is_expired_at(ctx.now_ms) {
         return Err(ApiError::Gone("Link has expired".to_string()));
     }
@@ -214,7 +223,7 @@ pub async fn verify(
             .store
             .find_protected_target(code)
             .await?
-            .ok_or(ApiError::LinkNotFound)?;
+            .ok_or_else(|| json_not_found(ApiError::LinkNotFound))?;
         let hash = protected.password_hash.unwrap_or_default();
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
@@ -256,7 +265,7 @@ pub async fn rate_limit_status(
     ctx: &RequestCtx,
     code: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let target = lookup(app, code).await?;
+    let target = lookup(app, code).await.map_err(json_not_found)?;
     let window_ms = MINUTE_MS;
     let now = ctx.now_ms;
     // Ask Redis for the cluster-wide count; fall back to what this instance has seen.
