@@ -216,37 +216,34 @@ pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiErro
         .await?
         .ok_or(ApiError::KeyInvalid)?;
     let subject = key.id.to_string();
-    let per_min = app
-        .shared_limiter
-        .hit(
+    let limits = [
+        (
             "key-min",
-            &subject,
-            key.rate_limit_per_min.max(1) as u32,
-            Duration::from_secs(60),
-            ctx.now_ms,
-        )
-        .await;
-    if !per_min.allowed {
-        return Err(too_many(
+            key.rate_limit_per_min,
+            60,
             "Too many requests for this API key, please slow down",
-            per_min,
-        ));
-    }
-    let per_hour = app
-        .shared_limiter
-        .hit(
+        ),
+        (
             "key-hour",
-            &subject,
-            key.rate_limit_per_hour.max(1) as u32,
-            Duration::from_secs(3600),
-            ctx.now_ms,
-        )
-        .await;
-    if !per_hour.allowed {
-        return Err(too_many(
+            key.rate_limit_per_hour,
+            3600,
             "Hourly request limit for this API key reached",
-            per_hour,
-        ));
+        ),
+    ];
+    for (name, limit, window_secs, message) in limits {
+        let decision = app
+            .shared_limiter
+            .hit(
+                name,
+                &subject,
+                limit.max(1) as u32,
+                Duration::from_secs(window_secs),
+                ctx.now_ms,
+            )
+            .await;
+        if !decision.allowed {
+            return Err(too_many(message, decision));
+        }
     }
     Ok(Caller { key })
 }

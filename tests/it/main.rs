@@ -6,6 +6,7 @@ mod support;
 
 mod account;
 mod analytics;
+mod background;
 mod caching;
 mod campaigns;
 mod conventions;

@@ -354,3 +354,67 @@ async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in
         .unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
+    let dir = std::env::temp_dir().join(format!("bl-notify-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket_path = dir.join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+
+    let database_url = fresh_database().await;
+    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let mut cmd =
+        boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN)).expect("cmd");
+    let mut child = cmd
+        .env("DATABASE_URL", &database_url)
+        .env("REDIS_URL", redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("t{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("LOG_LEVEL", "warn")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .spawn()
+        .expect("spawn");
+
+    let mut messages = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !messages.iter().any(|m: &String| m.contains("READY=1")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, notify.recv(&mut buf))
+            .await
+            .expect("READY=1 in time")
+            .expect("recv");
+        messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    while !messages.iter().any(|m| m.contains("STOPPING=1")) {
+        let n = tokio::time::timeout(Duration::from_secs(5), notify.recv(&mut buf))
+            .await
+            .expect("STOPPING=1 in time")
+            .expect("recv");
+        messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let ready_at = messages
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .expect("ready");
+    let stopping_at = messages
+        .iter()
+        .position(|m| m.contains("STOPPING=1"))
+        .expect("stopping");
+    assert!(ready_at < stopping_at, "{messages:?}");
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}
