@@ -111,6 +111,22 @@ pub struct Config {
     pub instance: String,
     pub metadata_fetch: bool,
     pub metadata_allowlist: Vec<SocketAddr>,
+    pub pipeline: PipelineConfig,
+}
+
+/// Settings of `boltlink-worker` and `boltlink-aggregator`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Most stream entries read per step (a large backlog is drained in batches this big).
+    pub batch_size: usize,
+    /// How long one read waits for new entries when the stream is idle.
+    pub poll_interval: Duration,
+    /// Raw click events older than this many days are deleted (rollups are kept).
+    pub retention_days: u32,
+    /// Whether clicks flagged as bots count in `links.clicks` and rollups.
+    pub count_bots: bool,
+    /// MaxMind-format country database for events without a `cf-ipcountry` region.
+    pub geoip_db: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -300,6 +316,44 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
 
+        let pipeline = PipelineConfig {
+            batch_size: parse_number(
+                "PIPELINE_BATCH_SIZE",
+                get("PIPELINE_BATCH_SIZE"),
+                5000usize,
+                1,
+                100_000,
+            )?,
+            poll_interval: Duration::from_millis(parse_number(
+                "PIPELINE_POLL_MS",
+                get("PIPELINE_POLL_MS"),
+                500u64,
+                1,
+                60_000,
+            )?),
+            retention_days: parse_number(
+                "CLICK_RETENTION_DAYS",
+                get("CLICK_RETENTION_DAYS"),
+                90u32,
+                1,
+                36_500,
+            )?,
+            count_bots: parse_bool("COUNT_BOTS", get("COUNT_BOTS"), false)?,
+            geoip_db: match get("GEOIP_DB") {
+                None => None,
+                Some(path) => {
+                    let p = std::path::PathBuf::from(path);
+                    if !p.is_file() {
+                        return Err(ConfigError::new(
+                            "GEOIP_DB",
+                            format!("{path:?} is not a readable file"),
+                        ));
+                    }
+                    Some(p)
+                }
+            },
+        };
+
         Ok(Config {
             database_url,
             redis_url,
@@ -322,6 +376,7 @@ impl Config {
             instance,
             metadata_fetch,
             metadata_allowlist,
+            pipeline,
         })
     }
 }
@@ -593,6 +648,11 @@ mod tests {
             ("MIGRATE_ON_START", "maybe"),
             ("METADATA_ALLOWLIST", "127.0.0.1"),
             ("BOLTLINK_INSTANCE", "has space"),
+            ("PIPELINE_BATCH_SIZE", "0"),
+            ("PIPELINE_POLL_MS", "soon"),
+            ("CLICK_RETENTION_DAYS", "0"),
+            ("COUNT_BOTS", "sometimes"),
+            ("GEOIP_DB", "/nonexistent/country.mmdb"),
         ];
         for (var, value) in cases {
             let err = with(&[(var, value)]).expect_err(var);

@@ -18,6 +18,7 @@
 //! - [`api`]: the `boltlink-api` process lifecycle.
 //! - [`ctl`]: `boltlinkctl` commands.
 
+pub mod aggregator;
 pub mod analytics;
 pub mod api;
 pub mod app;
@@ -25,9 +26,12 @@ pub mod cache;
 pub mod config;
 pub mod ctl;
 pub mod domain;
+pub mod enrich;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
+pub mod pipeline;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod worker;

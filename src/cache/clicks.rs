@@ -46,11 +46,20 @@ pub struct ClickEvent {
     /// Server-side time from request to answer, microseconds.
     pub latency_us: u32,
     pub kind: ClickKind,
+    /// The client address, only for the worker's GeoIP lookup; never stored in PostgreSQL.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
+/// A stream entry that is not a valid click event (wrong version, missing or bad field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid click event: {0}")]
+pub struct InvalidEvent(pub String);
+
 impl ClickEvent {
+    pub const FIELD_COUNT: usize = 11;
+
     /// Stream entry fields, in `XADD` order.
-    pub fn fields(&self) -> [(&'static str, String); 10] {
+    pub fn fields(&self) -> [(&'static str, String); Self::FIELD_COUNT] {
         [
             ("v", CLICK_EVENT_VERSION.to_string()),
             ("id", self.id.to_string()),
@@ -62,7 +71,72 @@ impl ClickEvent {
             ("ref", self.referer.clone()),
             ("lat", self.latency_us.to_string()),
             ("kind", self.kind.as_str().to_string()),
+            (
+                "ip",
+                self.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            ),
         ]
+    }
+
+    /// Parses a stream entry written by [`ClickEvent::fields`]; rejects anything else with a
+    /// message naming the field.
+    pub fn from_fields(
+        fields: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, InvalidEvent> {
+        let get = |name: &str| {
+            fields
+                .get(name)
+                .ok_or_else(|| InvalidEvent(format!("field `{name}` is missing")))
+        };
+        let version = get("v")?;
+        if version != CLICK_EVENT_VERSION {
+            return Err(InvalidEvent(format!(
+                "version {version:?} is not supported"
+            )));
+        }
+        let uuid = |name: &str| {
+            get(name).and_then(|v| {
+                Uuid::parse_str(v)
+                    .map_err(|_| InvalidEvent(format!("field `{name}` is not a UUID")))
+            })
+        };
+        let kind = match get("kind")?.as_str() {
+            "click" => ClickKind::Click,
+            "gated" => ClickKind::Gated,
+            other => {
+                return Err(InvalidEvent(format!(
+                    "field `kind` has unknown value {other:?}"
+                )))
+            }
+        };
+        let at_ms: i64 = get("at")?
+            .parse()
+            .map_err(|_| InvalidEvent("field `at` is not a millisecond timestamp".to_string()))?;
+        if chrono::DateTime::from_timestamp_millis(at_ms).is_none() {
+            return Err(InvalidEvent("field `at` is out of range".to_string()));
+        }
+        let latency_us: u32 = get("lat")?.parse().map_err(|_| {
+            InvalidEvent("field `lat` is not a whole number of microseconds".to_string())
+        })?;
+        let client_ip = match fields.get("ip").map(String::as_str) {
+            None | Some("") => None,
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| InvalidEvent("field `ip` is not an IP address".to_string()))?,
+            ),
+        };
+        Ok(ClickEvent {
+            id: uuid("id")?,
+            link_id: uuid("link")?,
+            owner_key_id: uuid("owner")?,
+            at_ms,
+            region: clip(get("region")?, 64),
+            user_agent: clip(get("ua")?, 512),
+            referer: clip(get("ref")?, 1024),
+            latency_us,
+            kind,
+            client_ip,
+        })
     }
 }
 
@@ -78,8 +152,18 @@ pub fn clip(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// A batch on its way to Redis. It keeps its id until Redis confirms it, so a resend after an
+/// ambiguous failure (applied, but the reply was lost) is recognised and not applied twice.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: Uuid,
+    pub events: Vec<ClickEvent>,
+}
+
 pub struct ClickQueue {
     events: Mutex<VecDeque<ClickEvent>>,
+    /// The batch that failed last; it is resent, unchanged, before anything else.
+    held: Mutex<Option<Batch>>,
     capacity: usize,
     pub(super) notify: Notify,
     dropped: AtomicU64,
@@ -90,6 +174,7 @@ impl ClickQueue {
     pub fn new(capacity: usize) -> Self {
         Self {
             events: Mutex::new(VecDeque::new()),
+            held: Mutex::new(None),
             capacity,
             notify: Notify::new(),
             dropped: AtomicU64::new(0),
@@ -125,36 +210,37 @@ impl ClickQueue {
         accepted
     }
 
-    /// Takes up to `max` events from the front, oldest first.
-    pub fn take_batch(&self, max: usize) -> Vec<ClickEvent> {
+    /// The next batch to ship: the held (failed) batch if there is one, else up to `max`
+    /// events from the front, oldest first, under a new batch id.
+    pub fn next_batch(&self, max: usize) -> Option<Batch> {
+        if let Some(b) = self.held.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Some(b);
+        }
         let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if q.is_empty() {
+            return None;
+        }
         let n = q.len().min(max);
-        q.drain(..n).collect()
+        Some(Batch {
+            id: Uuid::now_v7(),
+            events: q.drain(..n).collect(),
+        })
     }
 
-    /// Puts a batch that could not be delivered back at the front, keeping order. Events that
-    /// no longer fit (new ones arrived meanwhile) are dropped from the newest end and counted.
-    pub fn requeue_front(&self, batch: Vec<ClickEvent>) {
-        let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        for e in batch.into_iter().rev() {
-            q.push_front(e);
-        }
-        let mut dropped = 0;
-        while q.len() > self.capacity {
-            q.pop_back();
-            dropped += 1;
-        }
-        if dropped > 0 {
-            let n = self.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
-            tracing::error!(
-                clicks.dropped_total = n,
-                "click queue overflowed while Redis was unreachable"
-            );
-        }
+    /// Keeps a batch Redis did not confirm, to be resent as it is.
+    pub fn hold(&self, batch: Batch) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
     }
 
+    /// Events not yet confirmed by Redis (queued plus held).
     pub fn len(&self) -> usize {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).len()
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |b| b.events.len());
+        held + self.events.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -194,6 +280,7 @@ mod tests {
             referer: String::new(),
             latency_us: 1,
             kind: ClickKind::Click,
+            client_ip: Some("192.0.2.7".parse().expect("ip")),
         }
     }
 
@@ -208,16 +295,63 @@ mod tests {
     }
 
     #[test]
-    fn requeued_batches_keep_their_order_at_the_front() {
+    fn a_held_batch_is_resent_unchanged_before_newer_events() {
         let q = ClickQueue::new(10);
         for i in 0..4 {
             q.push(ev(i));
         }
-        let batch = q.take_batch(3);
+        let first = q.next_batch(3).expect("batch");
         q.push(ev(99));
-        q.requeue_front(batch);
-        let all: Vec<i64> = q.take_batch(10).iter().map(|e| e.at_ms).collect();
-        assert_eq!(all, vec![0, 1, 2, 3, 99]);
+        let id = first.id;
+        q.hold(first);
+        assert_eq!(q.len(), 5);
+        let again = q.next_batch(10).expect("held batch");
+        assert_eq!(again.id, id);
+        assert_eq!(
+            again.events.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        let rest = q.next_batch(10).expect("rest");
+        assert_ne!(rest.id, id);
+        assert_eq!(
+            rest.events.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+            vec![3, 99]
+        );
+        assert!(q.next_batch(10).is_none());
+    }
+
+    #[test]
+    fn stream_fields_round_trip_and_bad_entries_name_the_field() {
+        let e = ev(1_700_000_000_000);
+        let map: std::collections::HashMap<String, String> = e
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(ClickEvent::from_fields(&map), Ok(e));
+        for (field, bad) in [
+            ("id", "x"),
+            ("at", "soon"),
+            ("kind", "visit"),
+            ("lat", "-1"),
+            ("ip", "nope"),
+            ("v", "9"),
+        ] {
+            let mut m = map.clone();
+            m.insert(field.to_string(), bad.to_string());
+            let err = ClickEvent::from_fields(&m).expect_err(field);
+            assert!(
+                err.to_string()
+                    .contains(if field == "v" { "version" } else { field }),
+                "{err}"
+            );
+        }
+        let mut m = map.clone();
+        m.remove("link");
+        assert!(ClickEvent::from_fields(&m)
+            .expect_err("missing")
+            .to_string()
+            .contains("`link`"));
     }
 
     #[test]

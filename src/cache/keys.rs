@@ -27,6 +27,16 @@ impl Keys {
         format!("{}clicks", self.prefix)
     }
 
+    /// Marker of a click batch already appended (makes resends idempotent).
+    pub fn click_batch(&self, batch_id: &str) -> String {
+        format!("{}clickbatch:{batch_id}", self.prefix)
+    }
+
+    /// Where entries that are not valid click events are moved, with the reason.
+    pub fn dead_letters(&self) -> String {
+        format!("{}clicks:dead", self.prefix)
+    }
+
     /// Pub/sub channel carrying short codes whose cached state changed.
     pub fn invalidation_channel(&self) -> String {
         format!("{}invalidate", self.prefix)

@@ -10,6 +10,7 @@ pub mod clicks;
 pub mod keys;
 pub mod limiter;
 pub mod local;
+pub mod stream;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +34,21 @@ const OP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Click events per pipeline.
 pub const FLUSH_BATCH: usize = 2000;
 
+/// Appends one batch of click events to the stream, unless a batch with the same id was
+/// appended before (`KEYS[2]` is the batch's marker, kept a day). Atomic: Redis runs a
+/// script as one unit, so a batch is either wholly in the stream or not at all, and a resend
+/// after a lost reply changes nothing. `ARGV[1]` is the number of fields per event.
+pub const APPEND_SCRIPT: &str = r#"
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then return 0 end
+local width = tonumber(ARGV[1]) * 2
+local i = 2
+while i + width - 1 <= #ARGV do
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
+  i = i + width
+end
+return 1
+"#;
+
 /// Result of a Redis link-cache read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisLookup {
@@ -52,6 +68,8 @@ struct RedisInner {
     conn: RwLock<Option<ConnectionManager>>,
     healthy: AtomicBool,
     keys: Keys,
+    /// Upper bound on one call (longer for blocking stream reads).
+    op_timeout: Duration,
     errors_total: AtomicU64,
     flushed_total: AtomicU64,
     /// Codes whose invalidation could not be published; retried when Redis is back.
@@ -62,12 +80,19 @@ impl RedisHandle {
     /// Parses the URL; connecting happens in [`RedisHandle::run_supervisor`] (or
     /// [`RedisHandle::connect_now`]), so the process starts even when Redis is down.
     pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        Self::with_timeout(url, prefix, OP_TIMEOUT)
+    }
+
+    /// Like [`RedisHandle::new`] with a different per-call bound; the stream consumers need
+    /// room for blocking reads.
+    pub fn with_timeout(url: &str, prefix: &str, op_timeout: Duration) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(RedisInner {
                 client: redis::Client::open(url)?,
                 conn: RwLock::new(None),
                 healthy: AtomicBool::new(false),
                 keys: Keys::new(prefix),
+                op_timeout,
                 errors_total: AtomicU64::new(0),
                 flushed_total: AtomicU64::new(0),
                 pending_invalidations: Mutex::new(HashSet::new()),
@@ -115,7 +140,7 @@ impl RedisHandle {
         if self.conn().is_none() {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(OP_TIMEOUT)
-                .set_response_timeout(OP_TIMEOUT)
+                .set_response_timeout(self.inner.op_timeout)
                 .set_number_of_retries(1)
                 .set_max_delay(200);
             let attempt = tokio::time::timeout(
@@ -184,14 +209,17 @@ impl RedisHandle {
         let Some(mut c) = self.conn() else {
             return Err("redis not connected".to_string());
         };
-        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<T>(&mut c)).await {
+        match tokio::time::timeout(self.inner.op_timeout, pipe.query_async::<T>(&mut c)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
-                if !matches!(
-                    e.kind(),
-                    redis::ErrorKind::TypeError | redis::ErrorKind::ResponseError
-                ) {
+                // Only a broken connection means Redis is away; a server-side error reply
+                // (BUSYGROUP, NOGROUP, WRONGTYPE...) comes from a Redis that answers.
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                {
                     self.set_healthy(false);
                 }
                 Err(e.to_string())
@@ -369,23 +397,29 @@ impl RedisHandle {
         }
     }
 
-    /// One pipeline: up to [`FLUSH_BATCH`] events plus every pending limiter increment.
+    /// One pipeline: a batch of up to [`FLUSH_BATCH`] events (appended by [`APPEND_SCRIPT`],
+    /// at most once per batch id) plus every pending limiter increment.
     pub async fn flush_once(&self, queue: &ClickQueue, limiter: &HotLimiter) -> FlushOutcome {
         if !self.is_healthy() {
             return FlushOutcome::Failed;
         }
-        let batch = queue.take_batch(FLUSH_BATCH);
+        let batch = queue.next_batch(FLUSH_BATCH);
         let increments = limiter.take_pending();
-        if batch.is_empty() && increments.is_empty() {
+        if batch.is_none() && increments.is_empty() {
             return FlushOutcome::Empty;
         }
-        let stream = self.keys().click_stream();
         let mut pipe = redis::pipe();
-        for event in &batch {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(&stream).arg("*");
-            for (field, value) in event.fields() {
-                cmd.arg(field).arg(value);
+        if let Some(batch) = &batch {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(APPEND_SCRIPT)
+                .arg(2)
+                .arg(self.keys().click_stream())
+                .arg(self.keys().click_batch(&batch.id.to_string()))
+                .arg(clicks::ClickEvent::FIELD_COUNT);
+            for event in &batch.events {
+                for (field, value) in event.fields() {
+                    cmd.arg(field).arg(value);
+                }
             }
             pipe.add_command(cmd).ignore();
         }
@@ -406,16 +440,20 @@ impl RedisHandle {
                 {
                     limiter.report(inc, total);
                 }
-                self.inner
-                    .flushed_total
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if let Some(batch) = batch {
+                    self.inner
+                        .flushed_total
+                        .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                }
                 FlushOutcome::Delivered
             }
             Err(_) => {
                 for inc in &increments {
                     limiter.report(inc, None);
                 }
-                queue.requeue_front(batch);
+                if let Some(batch) = batch {
+                    queue.hold(batch);
+                }
                 FlushOutcome::Failed
             }
         }

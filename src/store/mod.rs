@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod campaigns;
 pub mod keys;
 pub mod links;
+pub mod pipeline;
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ pub use analytics::*;
 pub use campaigns::*;
 pub use keys::*;
 pub use links::*;
+pub use pipeline::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -12,6 +12,7 @@ mod campaigns;
 mod conventions;
 mod links;
 mod ops;
+mod pipeline;
 mod processes;
 mod redirect;
 mod resilience;

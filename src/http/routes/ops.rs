@@ -18,6 +18,8 @@ use crate::http::request::{authenticate, RequestCtx};
 use crate::metrics::{render, Sample, Snapshot};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A consumer this far behind is reported as a warning.
+const LAG_WARNING_SECS: f64 = 30.0;
 
 pub static OPENAPI_JSON: &str = include_str!("../openapi.json");
 
@@ -114,12 +116,16 @@ fn heartbeat_health(
         Some(h) => {
             let last_seen = ms_field(h, "last_seen").unwrap_or(0);
             let age_ms = now_ms - last_seen;
-            let status = if age_ms <= 10_000 {
-                "healthy"
-            } else if age_ms <= 60_000 {
+            let lag_seconds = h
+                .get("lag_seconds")
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let status = if age_ms > 60_000 {
+                "error"
+            } else if age_ms > 10_000 || lag_seconds > LAG_WARNING_SECS {
                 "warning"
             } else {
-                "error"
+                "healthy"
             };
             ServiceHealth {
                 service,
@@ -241,6 +247,30 @@ pub async fn metrics(app: &App) -> Response<Body> {
     }
     if let Some(len) = app.redis.click_stream_len().await {
         cluster.push(Sample::new("boltlink_click_stream_length", &[], len as f64));
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    for group in ["worker", "aggregator"] {
+        if let Some(Some(beat)) = app.redis.process_heartbeat(group).await {
+            let labels = [("group", group)];
+            let num = |field: &str| beat.get(field).and_then(|v| v.parse::<f64>().ok());
+            for (family, field) in [
+                ("boltlink_consumer_lag_events", "lag_events"),
+                ("boltlink_consumer_lag_seconds", "lag_seconds"),
+                ("boltlink_consumer_processed_total", "processed_total"),
+            ] {
+                if let Some(v) = num(field) {
+                    cluster.push(Sample::new(family, &labels, v));
+                }
+            }
+            if let Some(seen) = num("last_seen") {
+                let age = ((now_ms as f64 - seen) / 1000.0).max(0.0);
+                cluster.push(Sample::new(
+                    "boltlink_consumer_heartbeat_age_seconds",
+                    &labels,
+                    age,
+                ));
+            }
+        }
     }
     let text = render(&snapshots, &cluster);
     let mut resp = Response::new(Full::new(Bytes::from(text)));

@@ -54,6 +54,7 @@ fn click(
         referer: clip(ctx.header("referer").unwrap_or(""), 1024),
         latency_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
         kind,
+        client_ip: Some(ctx.client_ip),
     }
 }
 

@@ -1,0 +1,242 @@
+//! `boltlink-aggregator`: click stream → `links.clicks` and hourly rollups, exactly once.
+//!
+//! Why exactly once: the aggregator (one at a time, enforced by a PostgreSQL advisory lock)
+//! reads entries in stream order. For every batch it commits, in ONE transaction, the counts
+//! of the entries newer than its stored offset *and* the new offset (the batch's last id).
+//! Only after the commit does it acknowledge the batch. If it dies before the commit,
+//! nothing was counted and the entries are still pending: they are re-read and counted. If it
+//! dies after the commit but before the acknowledgement, the re-read entries are not newer
+//! than the stored offset and are skipped. Either way each entry is counted once.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use chrono::DateTime;
+use uuid::Uuid;
+
+use crate::app::Shutdown;
+use crate::cache::stream::StreamId;
+use crate::enrich::{enrich, Enriched};
+use crate::pipeline::{parse_batch, Consumer, Pipeline, StepOutcome};
+use crate::store::RollupDelta;
+
+pub const GROUP: &str = "aggregator";
+/// The offset row in `stream_offsets`.
+pub const OFFSET_NAME: &str = "aggregator";
+
+/// Sums a batch into rollup rows (link × hour × region × device class) and per-link clicks.
+pub fn aggregate(events: &[Enriched], count_bots: bool) -> (Vec<RollupDelta>, Vec<(Uuid, i64)>) {
+    let mut rollups: HashMap<(Uuid, i64, &str, &'static str), (i64, i64, i64)> = HashMap::new();
+    let mut links: HashMap<Uuid, i64> = HashMap::new();
+    for e in events {
+        let click = e.counts_as_click(count_bots);
+        let gated = e.counts_as_gated(count_bots);
+        if !click && !gated {
+            continue;
+        }
+        let hour = e.event.at_ms.div_euclid(3_600_000) * 3_600_000;
+        let r = rollups
+            .entry((e.event.link_id, hour, e.region.as_str(), e.device_class))
+            .or_default();
+        if click {
+            r.0 += 1;
+            r.2 += e.event.latency_us as i64;
+            *links.entry(e.event.link_id).or_default() += 1;
+        } else {
+            r.1 += 1;
+        }
+    }
+    let rollups = rollups
+        .into_iter()
+        .map(
+            |((link_id, hour, region, device), (clicks, gated, lat))| RollupDelta {
+                link_id,
+                bucket: DateTime::from_timestamp_millis(hour).unwrap_or_default(),
+                region: region.to_string(),
+                device_class: device.to_string(),
+                clicks,
+                gated,
+                latency_us_sum: lat,
+            },
+        )
+        .collect();
+    (rollups, links.into_iter().collect())
+}
+
+/// Reads a batch and commits its counts with the offset; returns the ids to acknowledge
+/// (empty when there was nothing to read). Split from [`step`] so a test can stop between
+/// the commit and the acknowledgement, as a crash would.
+pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Vec<StreamId>> {
+    let entries = consumer
+        .read(p)
+        .await
+        .map_err(|e| anyhow!("reading the click stream: {e}"))?;
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let offset = p
+        .store
+        .stream_offset(OFFSET_NAME)
+        .await
+        .map_err(|e| anyhow!("reading the aggregator offset: {e}"))?
+        .unwrap_or_default();
+    let events = parse_batch(p, &entries)
+        .await
+        .map_err(|e| anyhow!("dead-lettering: {e}"))?;
+    let fresh: Vec<Enriched> = events
+        .into_iter()
+        .filter(|(id, _)| *id > offset)
+        .map(|(_, e)| enrich(e, p.geo.as_deref()))
+        .collect();
+    let ids: Vec<StreamId> = entries.iter().map(|e| e.id).collect();
+    let upto = ids.iter().copied().max().unwrap_or_default();
+    if upto > offset {
+        let (rollups, links) = aggregate(&fresh, p.config.count_bots);
+        p.store
+            .apply_aggregates(OFFSET_NAME, upto, &rollups, &links)
+            .await
+            .map_err(|e| anyhow!("committing counts: {e}"))?;
+    }
+    Ok(ids)
+}
+
+pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepOutcome> {
+    let ids = apply(p, consumer).await?;
+    if ids.is_empty() {
+        return Ok(StepOutcome::Empty);
+    }
+    p.redis
+        .ack(GROUP, &ids)
+        .await
+        .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
+    p.processed.fetch_add(ids.len() as u64, Ordering::Relaxed);
+    Ok(StepOutcome::Processed(ids.len()))
+}
+
+/// The aggregator process: singleton lock, the step loop, stream trimming, heartbeat.
+pub async fn run(
+    p: Pipeline,
+    instance: &str,
+    migrate: bool,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    crate::pipeline::prepare(&p, migrate, &shutdown).await;
+    let lock = loop {
+        match p.store.lock_aggregator().await {
+            Ok(lock) => break lock,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the aggregator lock yet; retrying");
+                tokio::select! {
+                    _ = shutdown.wait() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let heartbeat = tokio::spawn(crate::pipeline::run_heartbeat(
+        p.clone(),
+        "aggregator",
+        GROUP,
+        shutdown.clone(),
+    ));
+    let trimmer = {
+        let p = p.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match p.redis.trim_consumed().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(stream.trimmed = n, "trimmed consumed click events"),
+                    Err(e) => tracing::debug!(error = %e, "stream trim skipped"),
+                }
+                tokio::select! {
+                    _ = stop.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        })
+    };
+    crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
+    tracing::info!(instance, "boltlink-aggregator ready");
+    // A stable consumer name: a restarted process must find its own pending entries.
+    let mut consumer = Consumer::new(GROUP, GROUP);
+    crate::pipeline::run_loop(
+        "boltlink-aggregator",
+        shutdown.clone(),
+        &p,
+        &mut consumer,
+        |p, c| Box::pin(step(p, c)),
+    )
+    .await;
+    crate::systemd::notify(&[crate::systemd::NotifyState::Stopping]);
+    let _ = heartbeat.await;
+    trimmer.abort();
+    drop(lock);
+    tracing::info!("boltlink-aggregator stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::clicks::{ClickEvent, ClickKind};
+    use chrono::Timelike;
+
+    fn ev(link: Uuid, at_ms: i64, region: &str, kind: ClickKind, ua: &str) -> Enriched {
+        enrich(
+            ClickEvent {
+                id: Uuid::now_v7(),
+                link_id: link,
+                owner_key_id: Uuid::nil(),
+                at_ms,
+                region: region.into(),
+                user_agent: ua.into(),
+                referer: String::new(),
+                latency_us: 1000,
+                kind,
+                client_ip: None,
+            },
+            None,
+        )
+    }
+
+    const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+    #[test]
+    fn a_batch_sums_into_hourly_rollups_and_link_counts() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let h = 1_700_000_000_000 / 3_600_000 * 3_600_000;
+        let events = vec![
+            ev(a, h + 10, "US", ClickKind::Click, BROWSER),
+            ev(a, h + 20, "US", ClickKind::Click, BROWSER),
+            ev(a, h + 3_600_000, "US", ClickKind::Click, BROWSER),
+            ev(a, h + 30, "US", ClickKind::Gated, BROWSER),
+            ev(b, h, "DE", ClickKind::Click, BROWSER),
+            ev(b, h, "DE", ClickKind::Click, "curl/8.0"),
+        ];
+        let (rollups, links) = aggregate(&events, false);
+        let links: HashMap<Uuid, i64> = links.into_iter().collect();
+        assert_eq!(links[&a], 3);
+        assert_eq!(links[&b], 1, "the bot click does not count by default");
+        let first_hour = rollups
+            .iter()
+            .find(|r| r.link_id == a && r.bucket.timestamp_millis() == h)
+            .expect("row");
+        assert_eq!(
+            (
+                first_hour.clicks,
+                first_hour.gated,
+                first_hour.latency_us_sum
+            ),
+            (2, 1, 2000)
+        );
+        assert_eq!(first_hour.device_class, "desktop");
+        assert_eq!(first_hour.bucket.minute(), 0);
+        assert_eq!(rollups.iter().map(|r| r.clicks).sum::<i64>(), 4);
+        let (_, with_bots) = aggregate(&events, true);
+        assert_eq!(with_bots.iter().map(|(_, n)| n).sum::<i64>(), 5);
+    }
+}

@@ -1,0 +1,331 @@
+//! The consuming side of the click stream: consumer groups, reads, acknowledgements, lag,
+//! dead letters, and trimming below what every group has passed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use redis::streams::{StreamInfoGroupsReply, StreamReadReply};
+
+use super::RedisHandle;
+
+/// The consumer groups reading the click stream. Both are created by whichever process
+/// starts first, from the beginning of the stream, so trimming never outruns a group that
+/// has not started yet.
+pub const GROUPS: [&str; 2] = ["worker", "aggregator"];
+
+/// A stream entry id `ms-seq`, ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl FromStr for StreamId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ms, seq) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not a stream id"))?;
+        Ok(StreamId {
+            ms: ms
+                .parse()
+                .map_err(|_| format!("{s:?} is not a stream id"))?,
+            seq: seq
+                .parse()
+                .map_err(|_| format!("{s:?} is not a stream id"))?,
+        })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub id: StreamId,
+    pub fields: HashMap<String, String>,
+}
+
+/// How far a group is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupLag {
+    /// Entries not yet delivered to the group plus entries delivered but not acknowledged.
+    pub events: u64,
+    /// Delivered, not acknowledged.
+    pub pending: u64,
+    /// Timestamp (ms) of the oldest entry the group has not finished, if any.
+    pub oldest_ms: Option<u64>,
+}
+
+impl RedisHandle {
+    /// Creates the consumer groups (from id 0, creating the stream if needed); existing
+    /// groups are left alone.
+    pub async fn ensure_groups(&self) -> Result<(), String> {
+        for group in GROUPS {
+            let cmd = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.keys().click_stream())
+                .arg(group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .clone();
+            let mut pipe = redis::pipe();
+            pipe.add_command(cmd);
+            match self.try_pipe::<(String,)>(&pipe).await {
+                Ok(_) => {}
+                Err(e) if e.contains("BUSYGROUP") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `count` entries for `consumer` of `group`: its own unacknowledged entries
+    /// when `pending` (after a restart), else new ones, waiting up to `block` for them.
+    pub async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+        pending: bool,
+    ) -> Result<Vec<StreamEntry>, String> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if !pending {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS")
+            .arg(self.keys().click_stream())
+            .arg(if pending { "0" } else { ">" });
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd);
+        let (reply,): (Option<StreamReadReply>,) = self.try_pipe(&pipe).await?;
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                let id: StreamId = entry.id.parse()?;
+                let fields = entry
+                    .map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
+                    .collect();
+                out.push(StreamEntry { id, fields });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves every pending entry of `group` (whichever consumer it was delivered to) to
+    /// `consumer`: there is one consumer per group, and a crashed one may have used another
+    /// name. Without this such entries would never be processed nor trimmed.
+    pub async fn claim_all_pending(&self, group: &str, consumer: &str) -> Result<(), String> {
+        let mut cursor = "0-0".to_string();
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.cmd("XAUTOCLAIM")
+                .arg(self.keys().click_stream())
+                .arg(group)
+                .arg(consumer)
+                .arg(0)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("JUSTID");
+            let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+            let next = match reply {
+                redis::Value::Array(items) => items
+                    .first()
+                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .unwrap_or_else(|| "0-0".to_string()),
+                _ => "0-0".to_string(),
+            };
+            if next == "0-0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Acknowledges entries for `group`.
+    pub async fn ack(&self, group: &str, ids: &[StreamId]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(self.keys().click_stream()).arg(group);
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).ignore();
+        self.try_pipe::<()>(&pipe).await
+    }
+
+    /// Keeps an entry that is not a valid event, with the reason, in the dead-letter stream.
+    pub async fn dead_letter(&self, entry: &StreamEntry, reason: &str) -> Result<(), String> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys().dead_letters())
+            .arg("*")
+            .arg("stream_id")
+            .arg(entry.id.to_string());
+        cmd.arg("reason").arg(reason);
+        for (k, v) in &entry.fields {
+            cmd.arg(format!("field.{k}")).arg(v);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).ignore();
+        self.try_pipe::<()>(&pipe).await
+    }
+
+    async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.keys().click_stream());
+        let (reply,): (StreamInfoGroupsReply,) = self.try_pipe(&pipe).await?;
+        Ok(reply)
+    }
+
+    /// The oldest pending entry of a group, if any.
+    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XPENDING")
+            .arg(self.keys().click_stream())
+            .arg(group);
+        let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+        // [count, min-id, max-id, consumers]
+        if let redis::Value::Array(items) = reply {
+            if let Some(v) = items.get(1) {
+                if let Ok(Some(s)) = redis::from_redis_value::<Option<String>>(v) {
+                    return Ok(Some(s.parse()?));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first entry after `after`, if any.
+    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE")
+            .arg(self.keys().click_stream())
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
+        let (reply,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+        reply.ids.first().map(|e| e.id.parse()).transpose()
+    }
+
+    /// How far `group` is behind.
+    pub async fn group_lag(&self, group: &str) -> Result<GroupLag, String> {
+        let groups = self.groups().await?;
+        let Some(info) = groups.groups.into_iter().find(|g| g.name == group) else {
+            return Ok(GroupLag::default());
+        };
+        let pending = info.pending as u64;
+        let undelivered = match info.lag {
+            Some(lag) => lag as u64,
+            // Redis could not compute it (after a trim of unread entries): count them.
+            None => {
+                let last: StreamId = info.last_delivered_id.parse().unwrap_or_default();
+                let mut pipe = redis::pipe();
+                pipe.cmd("XRANGE")
+                    .arg(self.keys().click_stream())
+                    .arg(format!("({last}"))
+                    .arg("+");
+                let (r,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+                r.ids.len() as u64
+            }
+        };
+        let oldest = match self.oldest_pending(group).await? {
+            Some(id) => Some(id),
+            None => {
+                self.first_after(info.last_delivered_id.parse().unwrap_or_default())
+                    .await?
+            }
+        };
+        Ok(GroupLag {
+            events: undelivered + pending,
+            pending,
+            oldest_ms: oldest.map(|id| id.ms),
+        })
+    }
+
+    /// Trims the stream below the oldest entry any group still needs: for each group its
+    /// oldest pending entry, or (nothing pending) the entry after its last delivered one.
+    /// Never by length. Returns how many entries were removed.
+    pub async fn trim_consumed(&self) -> Result<u64, String> {
+        let groups = self.groups().await?;
+        if GROUPS
+            .iter()
+            .any(|g| !groups.groups.iter().any(|i| i.name == *g))
+        {
+            return Ok(0);
+        }
+        let mut bound: Option<StreamId> = None;
+        for info in &groups.groups {
+            let last: StreamId = info.last_delivered_id.parse().unwrap_or_default();
+            let needed = match self.oldest_pending(&info.name).await? {
+                Some(id) => id,
+                None => StreamId {
+                    ms: last.ms,
+                    seq: last.seq + 1,
+                },
+            };
+            bound = Some(bound.map_or(needed, |b| b.min(needed)));
+        }
+        let Some(bound) = bound else { return Ok(0) };
+        let mut pipe = redis::pipe();
+        pipe.cmd("XTRIM")
+            .arg(self.keys().click_stream())
+            .arg("MINID")
+            .arg(bound.to_string());
+        let (removed,): (u64,) = self.try_pipe(&pipe).await?;
+        Ok(removed)
+    }
+
+    /// Publishes a background process's heartbeat hash (expires after a minute).
+    pub async fn publish_process_heartbeat(
+        &self,
+        process: &str,
+        fields: &[(&str, String)],
+    ) -> Result<(), String> {
+        let key = self.keys().process_heartbeat(process);
+        let mut pipe = redis::pipe();
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&key);
+        for (k, v) in fields {
+            hset.arg(*k).arg(v);
+        }
+        pipe.add_command(hset).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(60_000).ignore();
+        self.try_pipe::<()>(&pipe).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_parse_order_and_print() {
+        let a: StreamId = "1700000000000-0".parse().expect("id");
+        let b: StreamId = "1700000000000-12".parse().expect("id");
+        let c: StreamId = "1700000000001-0".parse().expect("id");
+        assert!(a < b && b < c);
+        assert_eq!(b.to_string(), "1700000000000-12");
+        assert!("garbage".parse::<StreamId>().is_err());
+        assert!("1-x".parse::<StreamId>().is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! What `boltlink-worker` and `boltlink-aggregator` share: a stream consumer that recovers its
+//! unacknowledged entries after a restart, parsing with dead letters, the retry loop around a
+//! one-step function, and the heartbeat that reports lag.
+//!
+//! Each process is "one step" (read a batch, write it, acknowledge it: [`crate::worker::step`],
+//! [`crate::aggregator::step`]) plus [`run_loop`], so tests drive the steps directly.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::app::Shutdown;
+use crate::cache::clicks::ClickEvent;
+use crate::cache::stream::{StreamEntry, StreamId};
+use crate::cache::RedisHandle;
+use crate::config::{Config, PipelineConfig};
+use crate::enrich::Geo;
+use crate::store::Store;
+
+/// Everything a step needs.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Store,
+    pub redis: RedisHandle,
+    pub config: PipelineConfig,
+    pub geo: Option<Arc<Geo>>,
+    pub processed: Arc<AtomicU64>,
+}
+
+impl Pipeline {
+    /// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
+    pub fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = Store::connect_lazy(&config.database_url, 4)?;
+        // Blocking reads wait up to the poll interval: leave room beyond it.
+        let redis = RedisHandle::with_timeout(
+            &config.redis_url,
+            &config.redis_key_prefix,
+            config.pipeline.poll_interval + Duration::from_secs(5),
+        )?;
+        let geo = config
+            .pipeline
+            .geoip_db
+            .as_deref()
+            .map(Geo::open)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Self {
+            store,
+            redis,
+            config: config.pipeline.clone(),
+            geo,
+            processed: Arc::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// A batch of this many stream entries was handled and acknowledged.
+    Processed(usize),
+    /// Nothing to do (the read waited up to the poll interval).
+    Empty,
+}
+
+/// One consumer of one group. After a (re)start it first re-reads its own unacknowledged
+/// entries, then new ones.
+pub struct Consumer {
+    pub group: &'static str,
+    pub name: String,
+    recovering: bool,
+    claimed: bool,
+}
+
+impl Consumer {
+    pub fn new(group: &'static str, name: &str) -> Self {
+        Self {
+            group,
+            name: name.to_string(),
+            recovering: true,
+            claimed: false,
+        }
+    }
+
+    pub async fn read(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {
+        let result = self.read_inner(p).await;
+        if let Err(e) = &result {
+            // The stream or group vanished (Redis lost its data, or started empty): recreate.
+            if e.contains("NOGROUP") {
+                let _ = p.redis.ensure_groups().await;
+            }
+        }
+        result
+    }
+
+    async fn read_inner(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {
+        if self.recovering && !self.claimed {
+            p.redis.claim_all_pending(self.group, &self.name).await?;
+            self.claimed = true;
+        }
+        if self.recovering {
+            let pending = p
+                .redis
+                .read_group(
+                    self.group,
+                    &self.name,
+                    p.config.batch_size,
+                    p.config.poll_interval,
+                    true,
+                )
+                .await?;
+            if !pending.is_empty() {
+                return Ok(pending);
+            }
+            self.recovering = false;
+        }
+        p.redis
+            .read_group(
+                self.group,
+                &self.name,
+                p.config.batch_size,
+                p.config.poll_interval,
+                false,
+            )
+            .await
+    }
+}
+
+/// Splits entries into valid events and the ids of invalid ones; invalid entries are moved
+/// to the dead-letter stream with the reason (and acknowledged with the batch by the caller),
+/// so one bad entry never blocks the stream.
+pub async fn parse_batch(
+    p: &Pipeline,
+    entries: &[StreamEntry],
+) -> Result<Vec<(StreamId, ClickEvent)>, String> {
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match ClickEvent::from_fields(&entry.fields) {
+            Ok(event) => out.push((entry.id, event)),
+            Err(e) => {
+                tracing::warn!(stream.id = %entry.id, error = %e, "moving an invalid click event to the dead-letter stream");
+                p.redis.dead_letter(entry, &e.to_string()).await?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A step function: one batch in, written, acknowledged.
+pub type StepFn = for<'a> fn(
+    &'a Pipeline,
+    &'a mut Consumer,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = anyhow::Result<StepOutcome>> + Send + 'a>,
+>;
+
+/// Runs `step` until `shutdown`. Failures (Redis or PostgreSQL away) are retried with
+/// backoff, logged once per outage; nothing is acknowledged that was not written.
+pub async fn run_loop(
+    what: &'static str,
+    shutdown: Shutdown,
+    p: &Pipeline,
+    consumer: &mut Consumer,
+    step: StepFn,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut in_outage = false;
+    while !shutdown.is_triggered() {
+        match step(p, consumer).await {
+            Ok(_) => {
+                if in_outage {
+                    tracing::info!("{what}: dependencies reachable again, catching up");
+                    in_outage = false;
+                }
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                if !in_outage {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "{what}: step failed; retrying with backoff until it succeeds"
+                    );
+                    in_outage = true;
+                }
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Publishes `process`'s heartbeat with its group's lag every 2 s until `shutdown`.
+pub async fn run_heartbeat(
+    p: Pipeline,
+    process: &'static str,
+    group: &'static str,
+    shutdown: Shutdown,
+) {
+    let started = Utc::now().timestamp_millis();
+    loop {
+        let now = Utc::now().timestamp_millis();
+        let mut fields = vec![
+            ("started_at", started.to_string()),
+            ("last_seen", now.to_string()),
+            ("pid", std::process::id().to_string()),
+            (
+                "processed_total",
+                p.processed.load(Ordering::Relaxed).to_string(),
+            ),
+        ];
+        if let Ok(lag) = p.redis.group_lag(group).await {
+            let age = lag
+                .oldest_ms
+                .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            fields.push(("lag_events", lag.events.to_string()));
+            fields.push(("pending", lag.pending.to_string()));
+            fields.push(("lag_seconds", format!("{age:.3}")));
+        }
+        let _ = p.redis.publish_process_heartbeat(process, &fields).await;
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Common start-up of both processes: migrations (advisory-locked), Redis (with the
+/// supervisor that reconnects after an outage), consumer groups.
+pub async fn prepare(p: &Pipeline, migrate: bool, shutdown: &Shutdown) {
+    tokio::spawn(p.redis.clone().run_supervisor(shutdown.wait()));
+    if migrate {
+        if let Err(e) = p.store.migrate().await {
+            tracing::warn!(error = %e, "migrations not applied at start; will retry through the step loop");
+        }
+    }
+    if !p.redis.connect_now().await {
+        tracing::warn!("Redis unreachable at start; waiting for it");
+    }
+    if let Err(e) = p.redis.ensure_groups().await {
+        tracing::warn!(error = %e, "consumer groups not created yet; will retry");
+    }
+}

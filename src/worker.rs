@@ -1,0 +1,114 @@
+//! `boltlink-worker`: click stream → enriched raw events in PostgreSQL, idempotently, plus
+//! retention of old raw events.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use chrono::Utc;
+
+use crate::app::Shutdown;
+use crate::enrich::enrich;
+use crate::pipeline::{parse_batch, Consumer, Pipeline, StepOutcome};
+
+pub const GROUP: &str = "worker";
+/// Rows per retention `DELETE`: small enough to keep each transaction short.
+const RETENTION_BATCH: i64 = 10_000;
+
+/// Reads one batch, writes its events (a redelivered event id is skipped by the primary
+/// key), and only then acknowledges the batch.
+pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepOutcome> {
+    let entries = consumer
+        .read(p)
+        .await
+        .map_err(|e| anyhow!("reading the click stream: {e}"))?;
+    if entries.is_empty() {
+        return Ok(StepOutcome::Empty);
+    }
+    let events = parse_batch(p, &entries)
+        .await
+        .map_err(|e| anyhow!("dead-lettering: {e}"))?;
+    let enriched: Vec<_> = events
+        .into_iter()
+        .map(|(_, e)| enrich(e, p.geo.as_deref()))
+        .collect();
+    p.store
+        .insert_click_events(&enriched)
+        .await
+        .map_err(|e| anyhow!("writing click events: {e}"))?;
+    let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
+    p.redis
+        .ack(GROUP, &ids)
+        .await
+        .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
+    p.processed
+        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+    Ok(StepOutcome::Processed(entries.len()))
+}
+
+/// Deletes raw events older than the retention period, in short batches. Rollups stay.
+pub async fn apply_retention(p: &Pipeline) -> anyhow::Result<u64> {
+    let before = Utc::now() - chrono::Duration::days(p.config.retention_days as i64);
+    let mut total = 0;
+    loop {
+        let n = p
+            .store
+            .delete_click_events_before(before, RETENTION_BATCH)
+            .await?;
+        total += n;
+        if n < RETENTION_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The worker process: the step loop, retention every hour, and the heartbeat.
+pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown) {
+    crate::pipeline::prepare(&p, migrate, &shutdown).await;
+    let heartbeat = tokio::spawn(crate::pipeline::run_heartbeat(
+        p.clone(),
+        "worker",
+        GROUP,
+        shutdown.clone(),
+    ));
+    let retention = {
+        let p = p.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match apply_retention(&p).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        click_events.deleted = n,
+                        "retention removed old raw click events"
+                    ),
+                    Err(e) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "retention failed; retrying in an hour"
+                    ),
+                }
+                tokio::select! {
+                    _ = stop.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                }
+            }
+        })
+    };
+    crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
+    tracing::info!(instance, "boltlink-worker ready");
+    // A stable consumer name: a restarted process must find its own pending entries.
+    let mut consumer = Consumer::new(GROUP, GROUP);
+    crate::pipeline::run_loop(
+        "boltlink-worker",
+        shutdown.clone(),
+        &p,
+        &mut consumer,
+        |p, c| Box::pin(step(p, c)),
+    )
+    .await;
+    crate::systemd::notify(&[crate::systemd::NotifyState::Stopping]);
+    let _ = heartbeat.await;
+    retention.abort();
+    tracing::info!("boltlink-worker stopped");
+}

@@ -1,0 +1,461 @@
+//! The click pipeline driven step by step: worker and aggregator against a real stream and
+//! database, until nothing is pending.
+
+use std::collections::HashMap;
+
+use boltlink::aggregator;
+use boltlink::cache::clicks::{ClickEvent, ClickKind, ClickQueue};
+use boltlink::cache::limiter::HotLimiter;
+use boltlink::cache::FlushOutcome;
+use boltlink::config::Config;
+use boltlink::pipeline::{Consumer, Pipeline, StepOutcome};
+use boltlink::worker;
+use chrono::Utc;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{config_map, TestApp};
+
+const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
+
+async fn pipeline_for(app: &TestApp, overrides: &[(&str, &str)]) -> Pipeline {
+    let mut o = vec![("PIPELINE_POLL_MS", "20"), ("PIPELINE_BATCH_SIZE", "7")];
+    o.extend_from_slice(overrides);
+    let config = Config::from_map(&config_map(
+        &app.database_url,
+        &app.redis_url,
+        &app.prefix,
+        &o,
+    ))
+    .expect("config");
+    let p = Pipeline::build(&config).expect("pipeline");
+    assert!(p.redis.connect_now().await, "redis reachable");
+    p.redis.ensure_groups().await.expect("groups");
+    p
+}
+
+/// Appends events through the API's own append path (batch script).
+async fn append(p: &Pipeline, events: Vec<ClickEvent>) {
+    let queue = ClickQueue::new(100_000);
+    for e in events {
+        assert!(queue.push(e));
+    }
+    let limiter = HotLimiter::new();
+    while p.redis.flush_once(&queue, &limiter).await == FlushOutcome::Delivered {}
+    assert!(queue.is_empty());
+}
+
+fn event(link: &serde_json::Value, owner: Uuid, region: &str, kind: ClickKind) -> ClickEvent {
+    ClickEvent {
+        id: Uuid::now_v7(),
+        link_id: link["id"].as_str().expect("id").parse().expect("uuid"),
+        owner_key_id: owner,
+        at_ms: Utc::now().timestamp_millis(),
+        region: region.into(),
+        user_agent: BROWSER.into(),
+        referer: "https://news.example/".into(),
+        latency_us: 1500,
+        kind,
+        client_ip: Some("198.51.100.4".parse().expect("ip")),
+    }
+}
+
+async fn drain_worker(p: &Pipeline) -> usize {
+    let mut c = Consumer::new(worker::GROUP, "worker");
+    let mut total = 0;
+    loop {
+        match worker::step(p, &mut c).await.expect("worker step") {
+            StepOutcome::Processed(n) => total += n,
+            StepOutcome::Empty => return total,
+        }
+    }
+}
+
+async fn drain_aggregator(p: &Pipeline) -> usize {
+    let mut c = Consumer::new(aggregator::GROUP, "aggregator");
+    let mut total = 0;
+    loop {
+        match aggregator::step(p, &mut c).await.expect("aggregator step") {
+            StepOutcome::Processed(n) => total += n,
+            StepOutcome::Empty => return total,
+        }
+    }
+}
+
+async fn owner_of(app: &TestApp, link: &serde_json::Value) -> Uuid {
+    sqlx::query_scalar("SELECT owner_key_id FROM links WHERE id = $1::uuid")
+        .bind(link["id"].as_str().expect("id"))
+        .fetch_one(&app.db)
+        .await
+        .expect("owner")
+}
+
+async fn totals(app: &TestApp) -> (i64, i64, i64, i64) {
+    let clicks: i64 = sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM links")
+        .fetch_one(&app.db)
+        .await
+        .expect("clicks");
+    let (rolled, gated): (i64, i64) =
+        sqlx::query_as("SELECT COALESCE(sum(clicks), 0)::bigint, COALESCE(sum(gated), 0)::bigint FROM click_rollups_hourly")
+            .fetch_one(&app.db)
+            .await
+            .expect("rollups");
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
+        .fetch_one(&app.db)
+        .await
+        .expect("raw");
+    (clicks, rolled, gated, raw)
+}
+
+async fn pending(app: &TestApp, group: &str) -> u64 {
+    let mut c = app.redis.clone();
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(format!("{}clicks", app.prefix))
+        .arg(group)
+        .query_async(&mut c)
+        .await
+        .expect("XPENDING");
+    match reply {
+        redis::Value::Array(items) => redis::from_redis_value(&items[0]).expect("count"),
+        _ => panic!("unexpected XPENDING reply"),
+    }
+}
+
+#[tokio::test]
+async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let a = app
+        .shorten(&key, json!({"url": "https://example.com/a"}))
+        .await;
+    let b = app
+        .shorten(&key, json!({"url": "https://example.com/b"}))
+        .await;
+    let owner = owner_of(&app, &a).await;
+    let p = pipeline_for(&app, &[]).await;
+    let mut events = Vec::new();
+    for i in 0..23 {
+        events.push(event(
+            &a,
+            owner,
+            if i % 2 == 0 { "US" } else { "DE" },
+            ClickKind::Click,
+        ));
+    }
+    for _ in 0..5 {
+        events.push(event(&b, owner, "FR", ClickKind::Click));
+    }
+    events.push(event(&b, owner, "FR", ClickKind::Gated));
+    append(&p, events).await;
+
+    assert_eq!(drain_worker(&p).await, 29);
+    assert_eq!(drain_aggregator(&p).await, 29);
+    assert_eq!(totals(&app).await, (28, 28, 1, 29));
+    let a_clicks: i64 = sqlx::query_scalar("SELECT clicks FROM links WHERE id = $1::uuid")
+        .bind(a["id"].as_str().expect("id"))
+        .fetch_one(&app.db)
+        .await
+        .expect("a");
+    assert_eq!(a_clicks, 23);
+    let regions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT region, sum(clicks)::bigint FROM click_rollups_hourly WHERE link_id = $1::uuid GROUP BY 1 ORDER BY 1",
+    )
+    .bind(a["id"].as_str().expect("id"))
+    .fetch_all(&app.db)
+    .await
+    .expect("regions");
+    assert_eq!(
+        regions,
+        vec![("DE".to_string(), 11), ("US".to_string(), 12)]
+    );
+    let (device, browser, referrer, bot): (String, String, Option<String>, bool) = sqlx::query_as(
+        "SELECT device_class, browser, referrer_host, is_bot FROM click_events LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("row");
+    assert_eq!(
+        (device.as_str(), browser.as_str(), referrer.as_deref(), bot),
+        ("desktop", "Safari", Some("news.example"), false)
+    );
+    assert_eq!(pending(&app, "worker").await, 0);
+    assert_eq!(pending(&app, "aggregator").await, 0);
+
+    // The analytics routes now answer from these rollups.
+    let analytics: serde_json::Value = app
+        .get(&format!(
+            "/api/analytics/{}",
+            a["shortCode"].as_str().expect("code")
+        ))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("analytics")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(analytics["summary"]["totalClicks"], 23);
+    assert_eq!(analytics["summary"]["topRegion"], "US");
+    assert_eq!(analytics["summary"]["topDevice"], "desktop");
+    assert_eq!(analytics["summary"]["avgLatency"], 1.5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_creates_no_second_row() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/r"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[]).await;
+    let events: Vec<ClickEvent> = (0..10)
+        .map(|_| event(&link, owner, "US", ClickKind::Click))
+        .collect();
+    append(&p, events.clone()).await;
+    drain_worker(&p).await;
+    // The same events again, as new stream entries (a producer's resend).
+    append(&p, events).await;
+    assert_eq!(drain_worker(&p).await, 10);
+    assert_eq!(totals(&app).await.3, 10);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_resent_batch_with_the_same_id_is_appended_once() {
+    let app = TestApp::spawn().await;
+    let p = pipeline_for(&app, &[]).await;
+    let queue = ClickQueue::new(100);
+    let limiter = HotLimiter::new();
+    let link = json!({"id": Uuid::now_v7().to_string()});
+    for _ in 0..3 {
+        queue.push(event(&link, Uuid::nil(), "US", ClickKind::Click));
+    }
+    let batch = queue.next_batch(100).expect("batch");
+    // Deliver it, then behave as if the reply had been lost: hold it and send it again.
+    queue.hold(batch.clone());
+    assert_eq!(
+        p.redis.flush_once(&queue, &limiter).await,
+        FlushOutcome::Delivered
+    );
+    queue.hold(batch);
+    assert_eq!(
+        p.redis.flush_once(&queue, &limiter).await,
+        FlushOutcome::Delivered
+    );
+    assert_eq!(app.stream_len().await, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_acknowledgement_recounts_nothing() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/c"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
+    append(
+        &p,
+        (0..12)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+
+    // Commit the counts, then "die" before acknowledging.
+    let mut dying = Consumer::new(aggregator::GROUP, "aggregator");
+    let ids = aggregator::apply(&p, &mut dying).await.expect("apply");
+    assert_eq!(ids.len(), 12);
+    drop(dying);
+    assert_eq!(pending(&app, "aggregator").await, 12);
+    assert_eq!(totals(&app).await.0, 12);
+
+    // The restarted aggregator re-reads its pending entries and skips them.
+    assert_eq!(drain_aggregator(&p).await, 12);
+    assert_eq!(totals(&app).await.0, 12);
+    assert_eq!(totals(&app).await.1, 12);
+    assert_eq!(pending(&app, "aggregator").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_before_commit_counts_the_batch_after_restart() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/d"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
+    append(
+        &p,
+        (0..8)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    // Entries delivered to a consumer that died before doing anything (another name, too).
+    let delivered = p
+        .redis
+        .read_group(
+            aggregator::GROUP,
+            "old-aggregator",
+            100,
+            std::time::Duration::from_millis(10),
+            false,
+        )
+        .await
+        .expect("read");
+    assert_eq!(delivered.len(), 8);
+    assert_eq!(drain_aggregator(&p).await, 8);
+    assert_eq!(totals(&app).await.0, 8);
+    assert_eq!(pending(&app, "aggregator").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/e"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[]).await;
+    let mut c = app.redis.clone();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{}clicks", app.prefix))
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("id")
+        .arg("not-a-uuid")
+        .query_async(&mut c)
+        .await
+        .expect("xadd");
+    append(&p, vec![event(&link, owner, "US", ClickKind::Click)]).await;
+    assert_eq!(drain_worker(&p).await, 2);
+    assert_eq!(drain_aggregator(&p).await, 2);
+    assert_eq!(totals(&app).await, (1, 1, 0, 1));
+    let dead: u64 = redis::cmd("XLEN")
+        .arg(format!("{}clicks:dead", app.prefix))
+        .query_async(&mut c)
+        .await
+        .expect("xlen");
+    // Each consumer dead-letters what it cannot read.
+    assert_eq!(dead, 2);
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{}clicks:dead", app.prefix))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .expect("xrange");
+    let reason: String = redis::from_redis_value(&entries.ids[0].map["reason"]).expect("reason");
+    assert!(reason.contains("id"), "{reason}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bots_are_stored_flagged_and_counted_only_when_the_operator_says_so() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/f"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[]).await;
+    let mut bot = event(&link, owner, "US", ClickKind::Click);
+    bot.user_agent = "Googlebot/2.1 (+http://www.google.com/bot.html)".into();
+    append(&p, vec![bot, event(&link, owner, "US", ClickKind::Click)]).await;
+    drain_worker(&p).await;
+    drain_aggregator(&p).await;
+    assert_eq!(totals(&app).await, (1, 1, 0, 2));
+    let flagged: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events WHERE is_bot")
+        .fetch_one(&app.db)
+        .await
+        .expect("bots");
+    assert_eq!(flagged, 1);
+
+    let counting = pipeline_for(&app, &[("COUNT_BOTS", "true")]).await;
+    let mut bot = event(&link, owner, "US", ClickKind::Click);
+    bot.user_agent = "curl/8.4.0".into();
+    append(&counting, vec![bot]).await;
+    drain_aggregator(&counting).await;
+    assert_eq!(totals(&app).await.0, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retention_removes_old_raw_events_in_batches_and_keeps_rollups() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/g"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[("CLICK_RETENTION_DAYS", "30")]).await;
+    let mut events = Vec::new();
+    for i in 0..25 {
+        let mut e = event(&link, owner, "US", ClickKind::Click);
+        if i < 15 {
+            e.at_ms -= 40 * 86_400_000;
+        }
+        events.push(e);
+    }
+    append(&p, events).await;
+    drain_worker(&p).await;
+    drain_aggregator(&p).await;
+    assert_eq!(worker::apply_retention(&p).await.expect("retention"), 15);
+    let (clicks, rolled, _, raw) = totals(&app).await;
+    assert_eq!((clicks, rolled, raw), (25, 25, 10));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/h"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[]).await;
+    append(
+        &p,
+        (0..20)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    drain_worker(&p).await;
+    // The aggregator has not read anything: nothing may go.
+    assert_eq!(p.redis.trim_consumed().await.expect("trim"), 0);
+    assert_eq!(app.stream_len().await, 20);
+    drain_aggregator(&p).await;
+    let removed = p.redis.trim_consumed().await.expect("trim");
+    assert!(removed >= 19, "removed {removed}");
+    let lag = p.redis.group_lag("aggregator").await.expect("lag");
+    assert_eq!((lag.events, lag.pending), (0, 0));
+    append(
+        &p,
+        (0..3)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    let lag = p.redis.group_lag("worker").await.expect("lag");
+    assert_eq!(lag.events, 3);
+    assert!(lag.oldest_ms.is_some());
+    let counts: HashMap<&str, usize> = HashMap::from([
+        ("worker", drain_worker(&p).await),
+        ("aggregator", drain_aggregator(&p).await),
+    ]);
+    assert_eq!(counts["worker"], 3);
+    assert_eq!(counts["aggregator"], 3);
+    assert_eq!(totals(&app).await.0, 23);
+    app.stop().await;
+}
