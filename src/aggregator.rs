@@ -26,9 +26,14 @@ pub const GROUP: &str = "aggregator";
 /// The offset row in `stream_offsets`.
 pub const OFFSET_NAME: &str = "aggregator";
 
+/// A rollup row's identity (link, hour start in ms, region, device class) and its sums
+/// (clicks, gated visits, latency in µs).
+type RollupKey<'a> = (Uuid, i64, &'a str, &'static str);
+type RollupSums = (i64, i64, i64);
+
 /// Sums a batch into rollup rows (link × hour × region × device class) and per-link clicks.
 pub fn aggregate(events: &[Enriched], count_bots: bool) -> (Vec<RollupDelta>, Vec<(Uuid, i64)>) {
-    let mut rollups: HashMap<(Uuid, i64, &str, &'static str), (i64, i64, i64)> = HashMap::new();
+    let mut rollups: HashMap<RollupKey<'_>, RollupSums> = HashMap::new();
     let mut links: HashMap<Uuid, i64> = HashMap::new();
     for e in events {
         let click = e.counts_as_click(count_bots);

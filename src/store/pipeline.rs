@@ -26,7 +26,7 @@ pub struct SingletonLock {
 }
 
 /// Key of the aggregator's advisory lock (`pg_advisory_lock` takes a bigint).
-const AGGREGATOR_LOCK: i64 = 0x426f_6c74_4167_67; // "BoltAgg"
+const AGGREGATOR_LOCK: i64 = 0x0042_6f6c_7441_6767; // "BoltAgg"
 
 impl Store {
     /// Inserts enriched events; a redelivered event (same id) is skipped. Returns rows added.
