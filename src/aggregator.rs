@@ -97,6 +97,15 @@ pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Vec<
         .collect();
     let ids: Vec<StreamId> = entries.iter().map(|e| e.id).collect();
     let upto = ids.iter().copied().max().unwrap_or_default();
+    tracing::debug!(
+        batch.first = %ids.first().copied().unwrap_or_default(),
+        batch.last = %upto,
+        batch.size = ids.len(),
+        batch.fresh = fresh.len(),
+        offset = %offset,
+        recovering = consumer.is_recovering(),
+        "aggregating a batch"
+    );
     if upto > offset {
         let (rollups, links) = aggregate(&fresh, p.config.count_bots);
         p.store
@@ -116,6 +125,7 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
         .ack(GROUP, &ids)
         .await
         .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
+    consumer.done();
     p.processed.fetch_add(ids.len() as u64, Ordering::Relaxed);
     Ok(StepOutcome::Processed(ids.len()))
 }

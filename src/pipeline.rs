@@ -71,6 +71,10 @@ pub struct Consumer {
     pub name: String,
     recovering: bool,
     claimed: bool,
+    /// The batch being handled. If its step fails it is handled again, from memory: the
+    /// pending-entries list alone is not enough, since a Redis restart right after a read
+    /// was seen to lose the delivery record while keeping the group's position.
+    in_flight: Option<Vec<StreamEntry>>,
 }
 
 impl Consumer {
@@ -80,11 +84,37 @@ impl Consumer {
             name: name.to_string(),
             recovering: true,
             claimed: false,
+            in_flight: None,
         }
     }
 
+    /// After any failed step: the entries of the failed batch (or of a read whose reply was
+    /// lost) are pending for this consumer, and must be handled before anything newer, or the
+    /// aggregator's offset would move past them.
+    pub fn recover(&mut self) {
+        self.recovering = true;
+    }
+
+    pub fn is_recovering(&self) -> bool {
+        self.recovering
+    }
+
+    /// Marks the current batch as finished (written and acknowledged).
+    pub fn done(&mut self) {
+        self.in_flight = None;
+    }
+
+    /// The batch to handle next: the unfinished one if a step failed, else a fresh read.
     pub async fn read(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {
+        if let Some(batch) = &self.in_flight {
+            return Ok(batch.clone());
+        }
         let result = self.read_inner(p).await;
+        if let Ok(entries) = &result {
+            if !entries.is_empty() {
+                self.in_flight = Some(entries.clone());
+            }
+        }
         if let Err(e) = &result {
             // The stream or group vanished (Redis lost its data, or started empty): recreate.
             if e.contains("NOGROUP") {

@@ -25,6 +25,13 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
     if entries.is_empty() {
         return Ok(StepOutcome::Empty);
     }
+    tracing::debug!(
+        batch.first = %entries.first().map(|e| e.id).unwrap_or_default(),
+        batch.last = %entries.last().map(|e| e.id).unwrap_or_default(),
+        batch.size = entries.len(),
+        recovering = consumer.is_recovering(),
+        "storing a batch"
+    );
     let events = parse_batch(p, &entries)
         .await
         .map_err(|e| anyhow!("dead-lettering: {e}"))?;
@@ -41,6 +48,7 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
         .ack(GROUP, &ids)
         .await
         .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
+    consumer.done();
     p.processed
         .fetch_add(entries.len() as u64, Ordering::Relaxed);
     Ok(StepOutcome::Processed(entries.len()))

@@ -14,13 +14,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    let pipeline = match Pipeline::build(&config) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("boltlink-worker: configuration error: {e:#}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
-    };
     // While this is the only thread: capability sets are per thread.
     let dropped = boltlink::ctl::drop_capabilities();
     boltlink::telemetry::init(&config.log_level, "boltlink-worker");
@@ -35,6 +28,17 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("boltlink-worker: cannot start the runtime: {e}");
             return ExitCode::from(71);
+        }
+    };
+    // sqlx pools need the runtime's context even to be created.
+    let pipeline = {
+        let _context = runtime.enter();
+        match Pipeline::build(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("boltlink-worker: configuration error: {e:#}");
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {

@@ -196,22 +196,18 @@ impl RedisHandle {
         Ok(reply)
     }
 
-    /// The oldest pending entry of a group, if any.
+    /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
+    /// a mistake here would let the trimmer delete entries a consumer still has to finish).
     async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
         let mut pipe = redis::pipe();
         pipe.cmd("XPENDING")
             .arg(self.keys().click_stream())
-            .arg(group);
-        let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
-        // [count, min-id, max-id, consumers]
-        if let redis::Value::Array(items) = reply {
-            if let Some(v) = items.get(1) {
-                if let Ok(Some(s)) = redis::from_redis_value::<Option<String>>(v) {
-                    return Ok(Some(s.parse()?));
-                }
-            }
-        }
-        Ok(None)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(1);
+        let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
+        reply.first().map(|(id, _, _, _)| id.parse()).transpose()
     }
 
     /// The first entry after `after`, if any.

@@ -88,6 +88,17 @@ impl PrivateRedis {
         }
     }
 
+    /// SIGTERM: Redis finishes its current command, flushes its AOF and exits.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
     /// `XLEN` of a stream over a fresh connection (the server may have restarted).
     pub async fn xlen(&self, key: &str) -> Option<u64> {
         let client = redis::Client::open(self.url()).ok()?;

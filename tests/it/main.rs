@@ -10,6 +10,7 @@ mod background;
 mod caching;
 mod campaigns;
 mod conventions;
+mod exactly_once;
 mod links;
 mod ops;
 mod pipeline;

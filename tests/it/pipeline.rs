@@ -459,3 +459,126 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     assert_eq!(totals(&app).await.0, 23);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
+    use crate::fixtures::{database_socket_addr, database_url_via, CuttableProxy};
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/i"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let proxy = CuttableProxy::start(database_socket_addr(&app.database_url)).await;
+    let via_proxy = database_url_via(&app.database_url, proxy.addr);
+    let config = Config::from_map(&config_map(
+        &via_proxy,
+        &app.redis_url,
+        &app.prefix,
+        &[("PIPELINE_POLL_MS", "20"), ("PIPELINE_BATCH_SIZE", "100")],
+    ))
+    .expect("config");
+    let p = Pipeline::build(&config).expect("pipeline");
+    assert!(p.redis.connect_now().await);
+    p.redis.ensure_groups().await.expect("groups");
+
+    append(
+        &p,
+        (0..5)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    let mut consumer = Consumer::new(aggregator::GROUP, "aggregator");
+    proxy.cut();
+    assert!(
+        aggregator::step(&p, &mut consumer).await.is_err(),
+        "the write must fail while the database is cut"
+    );
+    consumer.recover();
+    proxy.restore();
+    append(
+        &p,
+        (0..5)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    // The loop retries with the same consumer: the failed batch first, then the newer one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match aggregator::step(&p, &mut consumer).await {
+            Ok(StepOutcome::Empty) => break,
+            Ok(StepOutcome::Processed(_)) => {}
+            Err(_) => consumer.recover(),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aggregator did not recover"
+        );
+    }
+    assert_eq!(totals(&app).await.0, 10);
+    assert_eq!(pending(&app, "aggregator").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/j"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
+    append(
+        &p,
+        (0..10)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    drain_worker(&p).await;
+    // The aggregator has read everything but finished nothing (say its commit failed).
+    let delivered = p
+        .redis
+        .read_group(
+            aggregator::GROUP,
+            "aggregator",
+            100,
+            std::time::Duration::from_millis(10),
+            false,
+        )
+        .await
+        .expect("read");
+    assert_eq!(delivered.len(), 10);
+    assert_eq!(p.redis.trim_consumed().await.expect("trim"), 0);
+    assert_eq!(app.stream_len().await, 10);
+    assert_eq!(drain_aggregator(&p).await, 10);
+    assert_eq!(totals(&app).await.0, 10);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_batch_of_queued_clicks_reaches_the_stream_in_one_flush() {
+    let app = TestApp::spawn().await;
+    let p = pipeline_for(&app, &[]).await;
+    let queue = ClickQueue::new(100_000);
+    let limiter = HotLimiter::new();
+    let link = json!({"id": Uuid::now_v7().to_string()});
+    let n = boltlink::cache::FLUSH_BATCH + 500;
+    for _ in 0..n {
+        queue.push(event(&link, Uuid::nil(), "US", ClickKind::Click));
+    }
+    assert_eq!(
+        p.redis.flush_once(&queue, &limiter).await,
+        FlushOutcome::Delivered
+    );
+    assert_eq!(app.stream_len().await, boltlink::cache::FLUSH_BATCH as u64);
+    assert_eq!(
+        p.redis.flush_once(&queue, &limiter).await,
+        FlushOutcome::Delivered
+    );
+    assert_eq!(app.stream_len().await, n as u64);
+    app.stop().await;
+}

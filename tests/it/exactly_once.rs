@@ -1,0 +1,309 @@
+//! The exactly-once claim, end to end with real processes and real failures: ≥ 20 000
+//! redirects with concurrency while boltlink-worker and boltlink-aggregator are each killed
+//! with SIGKILL twice at random moments and restarted, Redis is killed and restarted, and the
+//! consumers' PostgreSQL link is cut for a while. Afterwards `links.clicks`, the rollup totals
+//! and the raw event count all equal the number of redirects answered 302.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde_json::json;
+
+use crate::fixtures::{database_socket_addr, database_url_via, CuttableProxy, PrivateRedis};
+use crate::support::{fresh_database, TestApp};
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
+const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
+const REDIRECTS: u64 = 20_000;
+const CONCURRENCY: usize = 16;
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
+
+struct Consumer {
+    bin: &'static str,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Consumer {
+    fn start(bin: &'static str, env: Vec<(String, String)>) -> Self {
+        let mut c = Consumer {
+            bin,
+            env,
+            child: None,
+        };
+        c.spawn();
+        c
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(self.bin)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(match std::env::var("EXACTLY_ONCE_LOG") {
+                Ok(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .expect("log file"),
+                ),
+                Err(_) => Stdio::null(),
+            })
+            .spawn()
+            .expect("spawn consumer");
+        self.child = Some(child);
+    }
+
+    fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn totals(app: &TestApp) -> (i64, i64, i64) {
+    let clicks: i64 = sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM links")
+        .fetch_one(&app.db)
+        .await
+        .expect("clicks");
+    let rolled: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly")
+            .fetch_one(&app.db)
+            .await
+            .expect("rollups");
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
+        .fetch_one(&app.db)
+        .await
+        .expect("raw");
+    (clicks, rolled, raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outages() {
+    let mut redis = PrivateRedis::start();
+    let real_db = fresh_database().await;
+    let proxy = CuttableProxy::start(database_socket_addr(&real_db)).await;
+    let app = TestApp::spawn_on(
+        real_db.clone(),
+        redis.url(),
+        &[
+            ("RATE_LIMIT_REDIRECT_PER_MIN", "100000000"),
+            ("LOG_LEVEL", "error"),
+        ],
+    )
+    .await;
+    let key = app.key(false).await;
+    let mut paths = Vec::new();
+    for i in 0..10 {
+        let link = app
+            .shorten(&key, json!({"url": format!("https://example.com/{i}")}))
+            .await;
+        paths.push(format!("/{}", link["shortCode"].as_str().expect("code")));
+    }
+
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", database_url_via(&real_db, proxy.addr)),
+        ("REDIS_URL", redis.url()),
+        ("REDIS_KEY_PREFIX", app.prefix.clone()),
+        ("BOLTLINK_ENV_FILE", "/dev/null".to_string()),
+        (
+            "LOG_LEVEL",
+            if std::env::var("EXACTLY_ONCE_LOG").is_ok() {
+                "info,boltlink=debug"
+            } else {
+                "error"
+            }
+            .to_string(),
+        ),
+        ("PIPELINE_POLL_MS", "100".to_string()),
+        ("PIPELINE_BATCH_SIZE", "500".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut worker = Consumer::start(WORKER_BIN, env.clone());
+    let mut aggregator = Consumer::start(AGGREGATOR_BIN, env);
+
+    // Load: CONCURRENCY clients share a budget of REDIRECTS requests.
+    let issued = Arc::new(AtomicU64::new(0));
+    let found = Arc::new(AtomicU64::new(0));
+    let other = Arc::new(AtomicU64::new(0));
+    let load_done = Arc::new(AtomicU64::new(0));
+    let chaos_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..CONCURRENCY {
+        let (issued, found, other, load_done) = (
+            issued.clone(),
+            found.clone(),
+            other.clone(),
+            load_done.clone(),
+        );
+        let chaos_done = chaos_done.clone();
+        let base = app.base.clone();
+        let paths = paths.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(BROWSER)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            // At least REDIRECTS requests, and traffic for as long as the faults go on.
+            while issued.fetch_add(1, Ordering::Relaxed) < REDIRECTS
+                || !chaos_done.load(Ordering::Relaxed)
+            {
+                let n = found.load(Ordering::Relaxed) as usize + c;
+                match client
+                    .get(format!("{base}{}", paths[n % paths.len()]))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 302 => found.fetch_add(1, Ordering::Relaxed),
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            load_done.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+
+    // Chaos while the load runs, in random order at random moments.
+    #[derive(Clone, Copy, Debug)]
+    enum Fault {
+        KillWorker,
+        KillAggregator,
+        RestartRedis,
+        CutDatabase,
+    }
+    let mut faults = vec![
+        Fault::KillWorker,
+        Fault::KillWorker,
+        Fault::KillAggregator,
+        Fault::KillAggregator,
+        Fault::RestartRedis,
+        Fault::CutDatabase,
+    ];
+    faults.shuffle(&mut rand::thread_rng());
+    let started = Instant::now();
+    for fault in &faults {
+        let pause = rand::thread_rng().gen_range(150..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match fault {
+            Fault::KillWorker => worker.kill9_and_restart(),
+            Fault::KillAggregator => aggregator.kill9_and_restart(),
+            Fault::RestartRedis => {
+                redis.stop_gracefully();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                redis.restart();
+            }
+            Fault::CutDatabase => {
+                proxy.cut();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                proxy.restore();
+            }
+        }
+    }
+    let chaos_time = started.elapsed();
+    chaos_done.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client task");
+    }
+    let answered = found.load(Ordering::Relaxed);
+    assert_eq!(load_done.load(Ordering::Relaxed), CONCURRENCY as u64);
+    assert!(
+        answered >= REDIRECTS,
+        "only {answered} redirects answered 302"
+    );
+    assert_eq!(
+        other.load(Ordering::Relaxed),
+        0,
+        "no redirect may fail, whatever broke"
+    );
+    eprintln!("exactly-once: {answered} redirects during {chaos_time:?} of faults {faults:?}");
+
+    // Drain: everything answered reaches every table exactly once, then nothing more.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let expected = answered as i64;
+    loop {
+        let t = totals(&app).await;
+        if t == (expected, expected, expected) {
+            break;
+        }
+        assert!(
+            t.0 <= expected && t.1 <= expected && t.2 <= expected,
+            "over-counted: (links.clicks, rollups, raw) = {t:?}, expected {expected} each (faults: {faults:?})"
+        );
+        if Instant::now() >= deadline {
+            let mut c = redis::Client::open(redis.url())
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("conn");
+            let groups: redis::Value = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(format!("{}clicks", app.prefix))
+                .query_async(&mut c)
+                .await
+                .expect("xinfo");
+            let dead: u64 = redis::cmd("XLEN")
+                .arg(format!("{}clicks:dead", app.prefix))
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            let offset: Option<(i64, i64)> =
+                sqlx::query_as("SELECT last_ms, last_seq FROM stream_offsets")
+                    .fetch_optional(&app.db)
+                    .await
+                    .expect("offset");
+            let per_link: Vec<(i64, i64)> = sqlx::query_as("SELECT l.clicks, (SELECT count(*) FROM click_events e WHERE e.link_id = l.id) FROM links l").fetch_all(&app.db).await.expect("per link");
+            let minmax: (
+                Option<chrono::DateTime<chrono::Utc>>,
+                Option<chrono::DateTime<chrono::Utc>>,
+            ) = sqlx::query_as("SELECT min(at), max(at) FROM click_events")
+                .fetch_one(&app.db)
+                .await
+                .expect("mm");
+            let metrics = app
+                .get("/metrics")
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            let clicks_metrics: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("boltlink_click"))
+                .collect();
+            panic!(
+                "metrics {clicks_metrics:?}; not drained: (links.clicks, rollups, raw) = {t:?}, expected {expected} each (faults: {faults:?}); groups {groups:?}; dead {dead}; offset {offset:?}; per link {per_link:?}; at {minmax:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Still exact after the consumers have had time to (wrongly) count anything twice.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        totals(&app).await,
+        (expected, expected, expected),
+        "faults: {faults:?}"
+    );
+    drop(worker);
+    drop(aggregator);
+    app.stop().await;
+}
