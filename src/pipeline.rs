@@ -275,3 +275,93 @@ pub async fn prepare(p: &Pipeline, migrate: bool, shutdown: &Shutdown) {
         tracing::warn!(error = %e, "consumer groups not created yet; will retry");
     }
 }
+
+/// Which consumer process a binary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    Worker,
+    Aggregator,
+}
+
+impl Process {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Process::Worker => "boltlink-worker",
+            Process::Aggregator => "boltlink-aggregator",
+        }
+    }
+}
+
+/// The whole `main` of `boltlink-worker` and `boltlink-aggregator`: parse config, drop
+/// capabilities (while this is the only thread: they are per thread), start telemetry and the
+/// runtime, build the pipeline (sqlx pools need the runtime's context even to be created),
+/// run until SIGTERM/SIGINT, map the exit code.
+pub fn process_main(process: Process) -> std::process::ExitCode {
+    use crate::config::EXIT_CONFIG;
+    use std::process::ExitCode;
+    let name = process.binary();
+    let config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let dropped = crate::ctl::drop_capabilities();
+    crate::telemetry::init(&config.log_level, name);
+    tracing::info!(capabilities.dropped = %dropped, "{name} starting");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    let pipeline = {
+        let _context = runtime.enter();
+        match Pipeline::build(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{name}: configuration error: {e:#}");
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        crate::api::wire_signals(shutdown.clone()).await?;
+        match process {
+            Process::Worker => {
+                crate::worker::run(
+                    pipeline,
+                    &config.instance,
+                    config.migrate_on_start,
+                    shutdown,
+                )
+                .await;
+                Ok(())
+            }
+            Process::Aggregator => {
+                crate::aggregator::run(
+                    pipeline,
+                    &config.instance,
+                    config.migrate_on_start,
+                    shutdown,
+                )
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
