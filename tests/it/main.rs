@@ -15,3 +15,4 @@ mod ops;
 mod processes;
 mod redirect;
 mod resilience;
+mod units;
