@@ -1,6 +1,10 @@
 //! `boltlinkctl` commands: migrations, key management, capability dropping shared by the
 //! service binaries, and `run`, a foreground supervisor for development that starts one
 //! `boltlink-api` per core on one shared socket through the `LISTEN_FDS` protocol.
+//! Operating the installed suite under systemd (`status`, `restart`, `stop`, `scale`,
+//! `logs`) lives in [`units`].
+
+pub mod units;
 
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
