@@ -10,6 +10,11 @@
 //!   their own timeouts, it pings as long as the runtime runs it;
 //! - `STATUS=` refreshed every few seconds with a one-line summary ([`status_line`]);
 //! - `STOPPING=1` on SIGTERM, then the drain described in `http::server`.
+//!
+//! Above `MEMORY_RESTART_MB` of resident memory the process stops itself through the same
+//! drain and [`run`] returns [`MemoryRestart`]; the binary exits 75 and `Restart=on-failure`
+//! starts a fresh process. The unit's `MemoryMax=` stays as the hard backstop (an OOM kill
+//! has no drain), with `MemoryHigh=` in between.
 
 use std::net::TcpListener as StdListener;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,6 +37,21 @@ const CLICK_DRAIN_DEADLINE: Duration = Duration::from_millis(750);
 const STATUS_EVERY: Duration = Duration::from_secs(3);
 /// Upper bound on waiting for PostgreSQL (migrations or a ping) before serving degraded.
 const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often resident memory is compared with `MEMORY_RESTART_MB`.
+const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Exit status after a memory restart (`EX_TEMPFAIL`): not 0, so `Restart=on-failure`
+/// restarts the instance; not 78, which the units never restart.
+pub const EXIT_MEMORY_RESTART: u8 = 75;
+
+/// Why [`run`] ended on its own: resident memory passed `MEMORY_RESTART_MB`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("resident memory {} MiB exceeded MEMORY_RESTART_MB={}: drained and stopped so that systemd starts a fresh process", .rss_bytes >> 20, .limit_bytes >> 20)]
+pub struct MemoryRestart {
+    pub rss_bytes: u64,
+    pub limit_bytes: u64,
+}
 
 const PHASE_STARTING: u8 = 0;
 const PHASE_SERVING: u8 = 1;
@@ -114,6 +134,8 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
         ));
     }
 
+    let memory_restart = spawn_memory_watch(&app, &shutdown);
+
     phase.store(PHASE_SERVING, Ordering::Relaxed);
     let status = status_line(&app);
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -138,7 +160,56 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
     )
     .await;
     tracing::info!(connections.left_open = left_open, "boltlink-api stopped");
-    Ok(())
+    let exceeded = memory_restart
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match exceeded {
+        Some(m) => Err(m.into()),
+        None => Ok(()),
+    }
+}
+
+/// Compares resident memory with `MEMORY_RESTART_MB` every few seconds; once above, records
+/// why and triggers the ordinary shutdown (drain included).
+fn spawn_memory_watch(
+    app: &App,
+    shutdown: &Shutdown,
+) -> Arc<std::sync::Mutex<Option<MemoryRestart>>> {
+    let exceeded = Arc::new(std::sync::Mutex::new(None));
+    let Some(limit_bytes) = app.config.memory_restart_bytes else {
+        return exceeded;
+    };
+    let record = exceeded.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(MEMORY_CHECK_EVERY) => {}
+            }
+            let Some(rss_bytes) = crate::metrics::resident_memory_bytes() else {
+                continue;
+            };
+            if rss_bytes > limit_bytes {
+                let why = MemoryRestart {
+                    rss_bytes,
+                    limit_bytes,
+                };
+                tracing::warn!(
+                    memory.rss_bytes = rss_bytes,
+                    memory.limit_bytes = limit_bytes,
+                    "{why}"
+                );
+                *record.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                shutdown.trigger();
+                return;
+            }
+        }
+    });
+    exceeded
 }
 
 /// The watchdog's probe: during start-up, the task running at all is enough (each start-up

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<boltlink::api::MemoryRestart>().is_some() => {
+            eprintln!("boltlink-api: {e}");
+            ExitCode::from(boltlink::api::EXIT_MEMORY_RESTART)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "boltlink-api failed");
             eprintln!("boltlink-api: {e:#}");

@@ -512,3 +512,50 @@ async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its
     drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn above_memory_restart_mb_the_process_drains_and_exits_75_for_systemd_to_restart_it() {
+    let database_url = fresh_database().await;
+    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut child = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
+        .expect("cmd")
+        .env("DATABASE_URL", &database_url)
+        .env("REDIS_URL", redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("t{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("LOG_LEVEL", "warn")
+        // Any process is above 1 MiB.
+        .env("MEMORY_RESTART_MB", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let client = fresh_connection_client();
+    // It serves first: the check runs every few seconds, not before readiness.
+    eventually(Duration::from_secs(30), || async {
+        matches!(client.get(format!("{base}/ready")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let output = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running 20 s after readiness with MEMORY_RESTART_MB=1");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(output.status.code(), Some(75));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("MEMORY_RESTART_MB=1"), "{stderr}");
+    drop(listener);
+}
