@@ -641,7 +641,8 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
             format!("{}/{}", s.active_state, s.sub_state)
         };
         let uptime = match (s.is_active(), s.active_since) {
-            (true, Some(since)) => human_duration((now_unix - since).max(0) as f64),
+            // Whole seconds: systemd's timestamps have no more precision here.
+            (true, Some(since)) => human_seconds((now_unix - since).max(0) as u64),
             _ => "-".to_string(),
         };
         let detail = if u.role == "socket" {
@@ -668,7 +669,7 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
             s.cpu_seconds
                 .map(human_duration)
                 .unwrap_or_else(|| "-".into()),
-            if u.role == "api" || u.role == "worker" || u.role == "aggregator" {
+            if s.is_installed() && matches!(u.role, "api" | "worker" | "aggregator") {
                 s.restarts
                     .map(|r| r.to_string())
                     .unwrap_or_else(|| "-".into())
@@ -707,7 +708,7 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
             "{:<17} {}\n",
             d.name,
             if d.ok {
-                format!("ok ({:.1} ms)", d.latency_ms.unwrap_or(0.0))
+                format!("ok ({:.2} ms)", d.latency_ms.unwrap_or(0.0))
             } else {
                 format!(
                     "!! unreachable: {}",
@@ -751,12 +752,16 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1}{}", UNITS[unit])
 }
 
-/// `0.42s`, `42s`, `5m12s`, `3h04m`, `2d03h`.
+/// `0.42s` below ten seconds, else like [`human_seconds`].
 pub fn human_duration(secs: f64) -> String {
     if secs < 10.0 {
         return format!("{secs:.2}s");
     }
-    let s = secs as u64;
+    human_seconds(secs as u64)
+}
+
+/// `7s`, `42s`, `5m12s`, `3h04m`, `2d03h`.
+pub fn human_seconds(s: u64) -> String {
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
@@ -1457,5 +1462,6 @@ ActiveEnterTimestamp=
         assert_eq!(human_duration(312.0), "5m12s");
         assert_eq!(human_duration(3.0 * 3600.0 + 240.0), "3h04m");
         assert_eq!(human_duration(2.0 * 86_400.0 + 3.0 * 3600.0), "2d03h");
+        assert_eq!(human_seconds(7), "7s");
     }
 }
