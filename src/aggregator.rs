@@ -138,18 +138,29 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     crate::pipeline::prepare(&p, migrate, &shutdown).await;
+    // Ready (and watched) before the lock: a standby aggregator waiting for another one's
+    // lock is a healthy process, not a start-up that systemd should time out.
+    p.spawn_watchdog(&shutdown);
+    crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
+    let mut waiting = false;
     let lock = loop {
-        match p.store.lock_aggregator().await {
-            Ok(lock) => break lock,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot take the aggregator lock yet; retrying");
-                tokio::select! {
-                    _ = shutdown.wait() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
+        let why = match p.store.try_lock_aggregator().await {
+            Ok(Some(lock)) => break lock,
+            Ok(None) => "another boltlink-aggregator holds the lock".to_string(),
+            Err(e) => format!("cannot take the aggregator lock: {e}"),
+        };
+        if !waiting {
+            tracing::warn!(reason = %why, "aggregator on standby; retrying every second");
+            crate::systemd::notify_status(&format!("standby: {why}"));
+            waiting = true;
+        }
+        if !p.backoff(Duration::from_secs(1), &shutdown).await {
+            return Ok(());
         }
     };
+    if waiting {
+        tracing::info!("aggregator lock taken; leaving standby");
+    }
     let heartbeat = tokio::spawn(crate::pipeline::run_heartbeat(
         p.clone(),
         "aggregator",
@@ -173,7 +184,6 @@ pub async fn run(
             }
         })
     };
-    crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
     tracing::info!(instance, "boltlink-aggregator ready");
     // A stable consumer name: a restarted process must find its own pending entries.
     let mut consumer = Consumer::new(GROUP, GROUP);

@@ -108,6 +108,10 @@ pub struct Config {
     pub negative_cache_ttl: Duration,
     pub click_queue_capacity: usize,
     pub worker_threads: usize,
+    /// Resident memory above which the API drains and exits 75 so that systemd restarts it
+    /// (PM2's graceful max_memory_restart; the unit's MemoryMax= is a hard kill without a
+    /// drain). `None` when MEMORY_RESTART_MB=0.
+    pub memory_restart_bytes: Option<u64>,
     pub instance: String,
     pub metadata_fetch: bool,
     pub metadata_allowlist: Vec<SocketAddr>,
@@ -282,6 +286,14 @@ impl Config {
             1,
             256,
         )?;
+        let memory_restart_mb: u64 = parse_number(
+            "MEMORY_RESTART_MB",
+            get("MEMORY_RESTART_MB"),
+            400,
+            0,
+            1_000_000,
+        )?;
+        let memory_restart_bytes = (memory_restart_mb > 0).then_some(memory_restart_mb << 20);
         let instance = match get("BOLTLINK_INSTANCE") {
             Some(v) => {
                 if v.len() > 64
@@ -373,6 +385,7 @@ impl Config {
             negative_cache_ttl,
             click_queue_capacity,
             worker_threads,
+            memory_restart_bytes,
             instance,
             metadata_fetch,
             metadata_allowlist,
@@ -616,6 +629,15 @@ mod tests {
         assert_eq!(c.rate_limits, RateLimits::default());
         assert_eq!(c.shutdown_timeout, Duration::from_secs(4));
         assert!(c.migrate_on_start);
+        assert_eq!(c.memory_restart_bytes, Some(400 << 20));
+    }
+
+    #[test]
+    fn memory_restart_takes_megabytes_and_zero_turns_it_off() {
+        let c = with(&[("MEMORY_RESTART_MB", "128")]).expect("ok");
+        assert_eq!(c.memory_restart_bytes, Some(128 * 1024 * 1024));
+        let c = with(&[("MEMORY_RESTART_MB", "0")]).expect("ok");
+        assert_eq!(c.memory_restart_bytes, None);
     }
 
     #[test]
@@ -653,6 +675,7 @@ mod tests {
             ("CLICK_RETENTION_DAYS", "0"),
             ("COUNT_BOTS", "sometimes"),
             ("GEOIP_DB", "/nonexistent/country.mmdb"),
+            ("MEMORY_RESTART_MB", "lots"),
         ];
         for (var, value) in cases {
             let err = with(&[(var, value)]).expect_err(var);

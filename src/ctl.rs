@@ -1,6 +1,10 @@
 //! `boltlinkctl` commands: migrations, key management, capability dropping shared by the
 //! service binaries, and `run`, a foreground supervisor for development that starts one
 //! `boltlink-api` per core on one shared socket through the `LISTEN_FDS` protocol.
+//! Operating the installed suite under systemd (`status`, `restart`, `stop`, `scale`,
+//! `logs`) lives in [`units`].
+
+pub mod units;
 
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
@@ -13,9 +17,28 @@ use crate::domain::ApiKeySecret;
 use crate::store::{NewApiKey, Store};
 
 /// Clears every capability set of the calling thread (call while it is the only thread) and
-/// says what was held before, for the start-up log line.
+/// says what was held before, for the start-up log line: `none`, or the permitted set.
+///
+/// Under the units (unprivileged user, empty `CapabilityBoundingSet=`) nothing is held, and
+/// nothing is cleared: `capset` is outside the units' `SystemCallFilter=`, so it is only
+/// called when there is something to drop (a process started by root by hand).
 pub fn drop_capabilities() -> String {
     use caps::CapSet;
+    let sets = [
+        CapSet::Ambient,
+        CapSet::Effective,
+        CapSet::Inheritable,
+        CapSet::Permitted,
+    ];
+    let mut held_anything = false;
+    for set in sets {
+        match caps::read(None, set) {
+            Ok(s) if s.is_empty() => {}
+            Ok(_) => held_anything = true,
+            // Cannot tell: try to clear anyway.
+            Err(_) => held_anything = true,
+        }
+    }
     let held = caps::read(None, CapSet::Permitted)
         .map(|set| {
             let mut names: Vec<String> = set.iter().map(|c| c.to_string()).collect();
@@ -27,8 +50,10 @@ pub fn drop_capabilities() -> String {
             }
         })
         .unwrap_or_else(|e| format!("unknown ({e})"));
-    let _ = caps::clear(None, CapSet::Ambient);
-    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+    if !held_anything {
+        return held;
+    }
+    for set in sets {
         if let Err(e) = caps::clear(None, set) {
             return format!("{held} (clearing {set:?} failed: {e})");
         }

@@ -27,9 +27,38 @@ pub struct Pipeline {
     pub config: PipelineConfig,
     pub geo: Option<Arc<Geo>>,
     pub processed: Arc<AtomicU64>,
+    /// Advanced on every turn of the step loop; the systemd watchdog's proof of progress.
+    pub liveness: Arc<crate::systemd::LoopHeartbeat>,
 }
 
 impl Pipeline {
+    /// Sleeps `period` unless `shutdown` comes first (then returns false). Waiting out an
+    /// outage is progress too: the watchdog heartbeat is advanced every second meanwhile.
+    pub async fn backoff(&self, period: Duration, shutdown: &Shutdown) -> bool {
+        let until = tokio::time::Instant::now() + period;
+        loop {
+            self.liveness.beat();
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return true;
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return false,
+                _ = tokio::time::sleep_until(until.min(now + Duration::from_secs(1))) => {}
+            }
+        }
+    }
+
+    /// Pings the systemd watchdog (when `WatchdogSec=` is set) while the step loop keeps
+    /// turning; a wedged loop stops the pings and systemd restarts the process.
+    pub fn spawn_watchdog(&self, shutdown: &Shutdown) {
+        tokio::spawn(crate::systemd::run_watchdog(
+            crate::systemd::watchdog_interval(),
+            self.liveness.clone().progress_probe(),
+            shutdown.wait(),
+        ));
+    }
+
     /// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
     pub fn build(config: &Config) -> anyhow::Result<Self> {
         let store = Store::connect_lazy(&config.database_url, 4)?;
@@ -52,6 +81,7 @@ impl Pipeline {
             config: config.pipeline.clone(),
             geo,
             processed: Arc::new(AtomicU64::new(0)),
+            liveness: Arc::new(crate::systemd::LoopHeartbeat::new()),
         })
     }
 }
@@ -197,6 +227,7 @@ pub async fn run_loop(
     let mut backoff = Duration::from_millis(100);
     let mut in_outage = false;
     while !shutdown.is_triggered() {
+        p.liveness.beat();
         match step(p, consumer).await {
             Ok(_) => {
                 if in_outage {
@@ -213,9 +244,8 @@ pub async fn run_loop(
                     );
                     in_outage = true;
                 }
-                tokio::select! {
-                    _ = shutdown.wait() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !p.backoff(backoff, &shutdown).await {
+                    break;
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -233,23 +263,30 @@ pub async fn run_heartbeat(
     let started = Utc::now().timestamp_millis();
     loop {
         let now = Utc::now().timestamp_millis();
+        let processed = p.processed.load(Ordering::Relaxed);
         let mut fields = vec![
             ("started_at", started.to_string()),
             ("last_seen", now.to_string()),
             ("pid", std::process::id().to_string()),
-            (
-                "processed_total",
-                p.processed.load(Ordering::Relaxed).to_string(),
-            ),
+            ("processed_total", processed.to_string()),
         ];
-        if let Ok(lag) = p.redis.group_lag(group).await {
-            let age = lag
-                .oldest_ms
-                .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            fields.push(("lag_events", lag.events.to_string()));
-            fields.push(("pending", lag.pending.to_string()));
-            fields.push(("lag_seconds", format!("{age:.3}")));
+        match p.redis.group_lag(group).await {
+            Ok(lag) => {
+                let age = lag
+                    .oldest_ms
+                    .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                fields.push(("lag_events", lag.events.to_string()));
+                fields.push(("pending", lag.pending.to_string()));
+                fields.push(("lag_seconds", format!("{age:.3}")));
+                crate::systemd::notify_status(&format!(
+                    "{group}: {processed} events processed, lag {} events ({age:.1} s), {} pending",
+                    lag.events, lag.pending
+                ));
+            }
+            Err(e) => crate::systemd::notify_status(&format!(
+                "{group}: {processed} events processed; Redis unreachable ({e})"
+            )),
         }
         let _ = p.redis.publish_process_heartbeat(process, &fields).await;
         tokio::select! {

@@ -103,6 +103,7 @@ pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown)
             }
         })
     };
+    p.spawn_watchdog(&shutdown);
     crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
     tracing::info!(instance, "boltlink-worker ready");
     // A stable consumer name: a restarted process must find its own pending entries.

@@ -25,9 +25,17 @@ fn main() -> ExitCode {
             return ExitCode::from(71); // EX_OSERR
         }
     };
-    let dropped = boltlink::ctl::drop_capabilities();
-    boltlink::telemetry::init(&config.log_level, "boltlink-api");
-    tracing::info!(listener.source = ?source, capabilities.dropped = %dropped, "boltlink-api starting");
+    let held = boltlink::ctl::drop_capabilities();
+    boltlink::telemetry::init_with_instance(
+        &config.log_level,
+        "boltlink-api",
+        Some(&config.instance),
+    );
+    tracing::info!(
+        listener.source = ?source,
+        capabilities.held = %held,
+        "boltlink-api starting; capabilities held at start: {held}; all cleared"
+    );
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
@@ -48,6 +56,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<boltlink::api::MemoryRestart>().is_some() => {
+            eprintln!("boltlink-api: {e}");
+            ExitCode::from(boltlink::api::EXIT_MEMORY_RESTART)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "boltlink-api failed");
             eprintln!("boltlink-api: {e:#}");

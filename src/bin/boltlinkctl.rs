@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use boltlink::config::{Config, EXIT_CONFIG};
 use boltlink::ctl;
+use boltlink::ctl::units::{self, Scale};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -21,6 +22,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every unit of the suite (state, PID, uptime, memory, CPU, restarts, STATUS= line),
+    /// click stream and consumer lag, PostgreSQL and Redis; exits 1 if anything is unhealthy.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rolling restart: API instances one at a time (the next once the previous serves
+    /// again), then worker and aggregator; stops at the first failure.
+    Restart,
+    /// Stop the whole suite, including the listening socket.
+    Stop,
+    /// Set the number of API instances (API_INSTANCES in the env file), reload systemd,
+    /// start the new instances and stop the surplus ones.
+    Scale {
+        /// A number from 1 to 256, or "auto" for one per CPU.
+        #[arg(value_parser = Scale::parse)]
+        instances: Scale,
+    },
+    /// Show the suite's journal (journalctl underneath).
+    Logs {
+        /// api, api@N, worker, aggregator, socket, target, or a unit name; default: all.
+        unit: Option<String>,
+        /// Keep following new entries.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many recent entries to show.
+        #[arg(short = 'n', long)]
+        lines: Option<u32>,
+    },
     /// Apply pending database migrations (safe to run while the suite is up).
     Migrate,
     /// Manage API keys.
@@ -57,6 +88,24 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only talk to systemd work without a valid configuration: they are what
+    // an operator reaches for when the configuration is broken.
+    match cli.command {
+        Command::Stop => return report(units::stop(&mut std::io::stdout())),
+        Command::Scale { instances } => {
+            return report(units::scale(instances, &mut std::io::stdout()))
+        }
+        Command::Logs {
+            unit,
+            follow,
+            lines,
+        } => return report(units::logs(unit.as_deref(), follow, lines)),
+        Command::Restart => {
+            return with_runtime(|| async { units::rolling_restart(&mut std::io::stdout()).await })
+        }
+        Command::Status { json } => return status(json),
+        _ => {}
+    }
     let config = match Config::from_process_env() {
         Ok(c) => c,
         Err(e) => {
@@ -68,17 +117,7 @@ fn main() -> ExitCode {
     if let Command::Run { instances } = cli.command {
         return run_suite(&config, instances);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("boltlinkctl: cannot start the runtime: {e}");
-            return ExitCode::from(71);
-        }
-    };
-    let result: anyhow::Result<()> = runtime.block_on(async {
+    with_runtime(|| async {
         match cli.command {
             Command::Migrate => {
                 ctl::migrate(&config).await?;
@@ -104,16 +143,61 @@ fn main() -> ExitCode {
                     n => eprintln!("boltlinkctl: revoked {n} key(s)"),
                 },
             },
-            Command::Run { .. } => unreachable!("handled above"),
+            _ => unreachable!("handled above"),
         }
         Ok(())
-    });
+    })
+}
+
+/// Prints an error on one line and maps it to exit status 1.
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("boltlinkctl: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn with_runtime<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => report(rt.block_on(f())),
+        Err(e) => {
+            eprintln!("boltlinkctl: cannot start the runtime: {e}");
+            ExitCode::from(71)
+        }
+    }
+}
+
+/// `status`: exit 0 when healthy, 1 when anything is unhealthy or cannot be determined.
+fn status(json: bool) -> ExitCode {
+    let config = Config::from_process_env().map_err(|e| e.to_string());
+    let mut healthy = false;
+    let code = with_runtime(|| async {
+        let report = units::status(config.as_ref().map_err(Clone::clone)).await?;
+        healthy = report.healthy;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!(
+                "{}",
+                units::render_status(&report, chrono::Utc::now().timestamp())
+            );
+        }
+        Ok(())
+    });
+    if code == ExitCode::SUCCESS && !healthy {
+        ExitCode::FAILURE
+    } else {
+        code
     }
 }
 

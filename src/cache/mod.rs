@@ -167,9 +167,10 @@ impl RedisHandle {
             return Err("not connected".to_string());
         };
         let start = std::time::Instant::now();
-        match tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut c))
-            .await
-        {
+        // Commands on one connection are answered in order: on a stream consumer's handle a
+        // PING may queue behind a blocking XREADGROUP, so it gets the same (longer) bound.
+        let bound = self.inner.op_timeout.max(OP_TIMEOUT);
+        match tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut c)).await {
             Ok(Ok(_)) => Ok(start.elapsed()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_string()),

@@ -273,6 +273,7 @@ where
     let rid = request_id(parts.headers.get("x-request-id"));
     let origin = parts.headers.get(header::ORIGIN).cloned();
     let method = parts.method.clone();
+    let version = parts.version;
     let client_ip = request::client_ip(peer, &parts.headers, app.config.trust_proxy);
     let matched = router().at(parts.uri.path()).ok().map(|m| {
         let param = m.params.iter().next().map(|(_, v)| v.to_string());
@@ -310,6 +311,12 @@ where
     };
 
     decorate(&app, &mut resp, rid.clone(), origin.as_ref(), &method);
+    if app.stopping.load(Ordering::Relaxed) && version <= http::Version::HTTP_11 {
+        // Draining: tell a keep-alive client to reconnect (to another instance) after this
+        // answer, rather than have it send its next request into our closing connection.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.observe_request(route_idx, status, elapsed);

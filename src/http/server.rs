@@ -9,6 +9,15 @@
 //!    first request has not been read yet as idle and would close it unanswered;
 //! 3. ask every connection to finish (in-flight requests complete, keep-alive connections
 //!    close after their current response) and wait for that up to the deadline.
+//!
+//! Responses written once shutdown has begun carry `Connection: close` (see `http::handle`),
+//! so a busy keep-alive client learns to reconnect — to another instance, through the shared
+//! socket — from an answer, instead of racing its next request against our close.
+//!
+//! Liveness: the accept loop also answers [`LivenessProbe`]s from the systemd watchdog task,
+//! by spawning a task that replies, exactly as it spawns a connection. An answer proves the
+//! accept loop is being polled and the runtime still runs newly spawned tasks; a wedged
+//! loop (a blocking call, a stuck runtime) answers nothing and the watchdog stops pinging.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -18,11 +27,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::app::{App, Shutdown};
 
 /// How long accepted connections keep being served after the listener is dropped.
 pub const ACCEPT_GRACE: Duration = Duration::from_millis(250);
+
+/// A question to the accept loop; the answer is the number of connections accepted so far.
+pub type LivenessProbe = oneshot::Sender<u64>;
 
 /// Serves until `shutdown`, then drains within `deadline`. Returns how many connections were
 /// still open when the deadline passed (0 on a clean drain).
@@ -31,6 +44,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
     deadline: Duration,
+) -> usize {
+    let (_no_probes, probes) = mpsc::channel(1);
+    serve_with_probes(app, listener, shutdown, deadline, probes).await
+}
+
+/// [`serve`], also answering liveness probes sent on `probes` while accepting.
+pub async fn serve_with_probes(
+    app: App,
+    listener: TcpListener,
+    shutdown: Shutdown,
+    deadline: Duration,
+    mut probes: mpsc::Receiver<LivenessProbe>,
 ) -> usize {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -41,9 +66,15 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let stop = shutdown.wait();
     tokio::pin!(stop);
+    let mut accepted_total: u64 = 0;
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            Some(probe) = probes.recv() => {
+                tokio::spawn(async move {
+                    let _ = probe.send(accepted_total);
+                });
+            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -54,6 +85,7 @@ pub async fn serve(
                         continue;
                     }
                 };
+                accepted_total += 1;
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
                 let service = service_fn(move |req| {

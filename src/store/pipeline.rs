@@ -184,26 +184,15 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-    /// Takes the aggregator's singleton lock, waiting while another aggregator holds it.
-    pub async fn lock_aggregator(&self) -> StoreResult<SingletonLock> {
+    /// Takes the aggregator's singleton lock if no other aggregator holds it (`None` then).
+    /// The lock lives as long as the returned guard's connection.
+    pub async fn try_lock_aggregator(&self) -> StoreResult<Option<SingletonLock>> {
         let mut conn = self.pool().acquire().await?;
-        let mut waited = false;
-        loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(AGGREGATOR_LOCK)
-                .fetch_one(&mut *conn)
-                .await?;
-            if got {
-                return Ok(SingletonLock { _conn: conn });
-            }
-            if !waited {
-                tracing::warn!(
-                    "another boltlink-aggregator holds the lock; waiting for it to stop"
-                );
-                waited = true;
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(AGGREGATOR_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(got.then_some(SingletonLock { _conn: conn }))
     }
 
     /// Raw events stored, for tests and benchmarks.

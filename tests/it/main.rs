@@ -17,3 +17,4 @@ mod pipeline;
 mod processes;
 mod redirect;
 mod resilience;
+mod units;

@@ -2,6 +2,7 @@
 //! database, until nothing is pending.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use boltlink::aggregator;
 use boltlink::cache::clicks::{ClickEvent, ClickKind, ClickQueue};
@@ -581,4 +582,27 @@ async fn a_full_batch_of_queued_clicks_reaches_the_stream_in_one_flush() {
     );
     assert_eq!(app.stream_len().await, n as u64);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_consumer_blocked_in_its_read_keeps_redis_healthy() {
+    // The blocking XREADGROUP and the supervisor's PING share one connection; a PING queued
+    // behind a long poll must not be taken for an outage.
+    let app = TestApp::spawn().await;
+    let p = pipeline_for(&app, &[("PIPELINE_POLL_MS", "1500")]).await;
+    let mut c = Consumer::new(worker::GROUP, "worker");
+    let read = tokio::spawn({
+        let p = p.clone();
+        async move { worker::step(&p, &mut c).await.map_err(|e| format!("{e:#}")) }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ping = p.redis.ping().await;
+    assert!(ping.is_ok(), "ping behind a blocking read: {ping:?}");
+    assert!(p.redis.is_healthy());
+    assert_eq!(
+        read.await.expect("join").expect("step"),
+        StepOutcome::Empty,
+        "nothing to read"
+    );
+    assert!(p.redis.is_healthy(), "still healthy after the poll");
 }

@@ -343,6 +343,13 @@ async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in
         answer.starts_with("HTTP/1.1 201"),
         "in-flight request was not answered: {answer}"
     );
+    // Answers written while draining tell keep-alive clients to go elsewhere.
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "no Connection: close while draining: {answer}"
+    );
     let codes = stopping.await.expect("join");
     let took = stopped_at.elapsed();
     assert_eq!(codes, vec![Some(0)]);
@@ -417,4 +424,138 @@ async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
     assert!(ready_at < stopping_at, "{messages:?}");
     drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its_status() {
+    let dir = std::env::temp_dir().join(format!("bl-watchdog-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket_path = dir.join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+
+    let database_url = fresh_database().await;
+    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut cmd =
+        boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN)).expect("cmd");
+    let mut child = cmd
+        .env("DATABASE_URL", &database_url)
+        .env("REDIS_URL", redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("t{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("LOG_LEVEL", "warn")
+        .env("NOTIFY_SOCKET", &socket_path)
+        // WatchdogSec=1s; no WATCHDOG_PID, which is optional.
+        .env("WATCHDOG_USEC", "1000000")
+        .spawn()
+        .expect("spawn");
+
+    let mut buf = vec![0u8; 4096];
+    let mut ready_at = None;
+    let mut pings_after_ready = Vec::new();
+    let mut statuses_after_ready = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, notify.recv(&mut buf))
+            .await
+            .expect("notifications in time")
+            .expect("recv");
+        let message = String::from_utf8_lossy(&buf[..n]).to_string();
+        if message.contains("READY=1") {
+            ready_at = Some(Instant::now());
+            // Traffic for the status line to count.
+            let client = fresh_connection_client();
+            for _ in 0..3 {
+                let _ = client.get(format!("{base}/health")).send().await;
+            }
+        }
+        let Some(ready_at) = ready_at else { continue };
+        if message.contains("WATCHDOG=1") {
+            pings_after_ready.push(ready_at.elapsed());
+        }
+        if let Some(status) = message.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            statuses_after_ready.push(status.to_string());
+        }
+        if ready_at.elapsed() > Duration::from_millis(3500) {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    // 3.5 s at one ping per 0.5 s: about 7; allow for scheduling jitter.
+    assert!(
+        (5..=9).contains(&pings_after_ready.len()),
+        "watchdog pings after READY at {pings_after_ready:?}"
+    );
+    let live = statuses_after_ready
+        .iter()
+        .find(|s| s.contains("requests") && !s.starts_with("serving: 0 requests"))
+        .unwrap_or_else(|| {
+            panic!("no live STATUS= line counting requests: {statuses_after_ready:?}")
+        });
+    assert!(live.starts_with("serving: "), "{live}");
+    assert!(
+        live.contains("in flight") && live.contains("cache hits") && live.contains("click queue"),
+        "{live}"
+    );
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn above_memory_restart_mb_the_process_drains_and_exits_75_for_systemd_to_restart_it() {
+    let database_url = fresh_database().await;
+    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut child = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
+        .expect("cmd")
+        .env("DATABASE_URL", &database_url)
+        .env("REDIS_URL", redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("t{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("LOG_LEVEL", "warn")
+        // Any process is above 1 MiB.
+        .env("MEMORY_RESTART_MB", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let client = fresh_connection_client();
+    // It serves first: the check runs every few seconds, not before readiness.
+    eventually(Duration::from_secs(30), || async {
+        matches!(client.get(format!("{base}/ready")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let output = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running 20 s after readiness with MEMORY_RESTART_MB=1");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(output.status.code(), Some(75));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("MEMORY_RESTART_MB=1"), "{stderr}");
+    drop(listener);
 }

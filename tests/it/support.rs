@@ -84,6 +84,8 @@ pub fn config_map(
         ("LOG_LEVEL", "warn"),
         ("METADATA_FETCH", "false"),
         ("DB_POOL_SIZE", "5"),
+        // In-process apps share the test binary's memory: a per-process limit means nothing.
+        ("MEMORY_RESTART_MB", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
