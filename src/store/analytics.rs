@@ -1,6 +1,7 @@
-//! Rollup queries behind the analytics routes. They read `click_rollups_hourly` only (never
-//! raw click events), grouped coarsely, so a link with millions of clicks costs a few thousand
-//! rows at most. Shaping the numbers into responses is `crate::analytics` (pure code).
+//! Rollup queries behind the analytics routes. They read the all-time and daily rollups
+//! (`click_rollups_total`, `click_rollups_daily`, folded from the hourly ones in the same
+//! transaction), never raw click events, so a link with millions of clicks costs a few hundred
+//! rows. Shaping the numbers into responses is `crate::analytics` (pure code).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
@@ -37,94 +38,128 @@ pub struct OwnerLinkCounts {
     pub total_clicks: i64,
 }
 
-/// `WHERE` clause and its binds for a filter: ($1, $2, $3) = (link id, owner id, admin).
-fn filter_binds(filter: RollupFilter) -> (Option<Uuid>, Uuid, bool) {
-    match filter {
-        RollupFilter::Link(id) => (Some(id), Uuid::nil(), true),
-        RollupFilter::Owner(scope) => (None, scope.key_id, scope.admin),
+/// The `WHERE` condition of a filter and the one value it binds as `$1`. Each filter is its
+/// own SQL text (no `$1 IS NULL OR ...`), so every prepared statement gets a plan that uses
+/// its index instead of a generic plan that scans.
+enum Cond {
+    Link(Uuid),
+    Owner(Uuid),
+    All,
+}
+
+impl Cond {
+    fn of(filter: RollupFilter) -> Self {
+        match filter {
+            RollupFilter::Link(id) => Cond::Link(id),
+            RollupFilter::Owner(scope) if scope.admin => Cond::All,
+            RollupFilter::Owner(scope) => Cond::Owner(scope.key_id),
+        }
+    }
+
+    fn of_scope(scope: Scope) -> Self {
+        Self::of(RollupFilter::Owner(scope))
+    }
+
+    /// `link_id = $1`, `owner_key_id = $1` or `$1 IS NOT NULL` (always true, keeps `$1`).
+    fn sql(&self) -> &'static str {
+        match self {
+            Cond::Link(_) => "link_id = $1",
+            Cond::Owner(_) => "owner_key_id = $1",
+            Cond::All => "$1::uuid IS NOT NULL",
+        }
+    }
+
+    fn bind(&self) -> Uuid {
+        match self {
+            Cond::Link(id) | Cond::Owner(id) => *id,
+            Cond::All => Uuid::nil(),
+        }
     }
 }
 
-const FILTER_SQL: &str = "($1::uuid IS NULL OR link_id = $1) AND (owner_key_id = $2 OR $3)";
-
 impl Store {
-    /// All-time clicks, gated visits and latency per region and device class.
+    /// All-time clicks, gated visits and latency per region and device class
+    /// (`click_rollups_total`: at most regions x device classes rows per link).
     pub async fn rollup_totals(&self, filter: RollupFilter) -> StoreResult<Vec<RegionDeviceTotal>> {
-        let (link, owner, admin) = filter_binds(filter);
+        let cond = Cond::of(filter);
         let sql = format!(
             "SELECT region, device_class, sum(clicks)::bigint AS clicks, sum(gated)::bigint AS gated, \
-             sum(latency_us_sum)::bigint AS latency_us_sum FROM click_rollups_hourly WHERE {FILTER_SQL} \
-             GROUP BY region, device_class"
+             sum(latency_us_sum)::bigint AS latency_us_sum FROM click_rollups_total WHERE {} \
+             GROUP BY region, device_class",
+            cond.sql()
         );
         Ok(sqlx::query_as::<_, RegionDeviceTotal>(&sql)
-            .bind(link)
-            .bind(owner)
-            .bind(admin)
+            .bind(cond.bind())
             .fetch_all(self.pool())
             .await?)
     }
 
-    /// Clicks per UTC day and region from `since` on.
+    /// Clicks per UTC day and region from `since` on (`click_rollups_daily`).
     pub async fn rollup_daily(
         &self,
         filter: RollupFilter,
         since: DateTime<Utc>,
     ) -> StoreResult<Vec<DailyRegionTotal>> {
-        let (link, owner, admin) = filter_binds(filter);
+        let cond = Cond::of(filter);
         let sql = format!(
-            "SELECT (bucket AT TIME ZONE 'UTC')::date AS day, region, sum(clicks)::bigint AS clicks \
-             FROM click_rollups_hourly WHERE {FILTER_SQL} AND bucket >= $4 GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT day, region, sum(clicks)::bigint AS clicks FROM click_rollups_daily \
+             WHERE {} AND day >= $2 GROUP BY 1, 2 ORDER BY 1, 2",
+            cond.sql()
         );
         Ok(sqlx::query_as::<_, DailyRegionTotal>(&sql)
-            .bind(link)
-            .bind(owner)
-            .bind(admin)
-            .bind(since)
+            .bind(cond.bind())
+            .bind(since.date_naive())
             .fetch_all(self.pool())
             .await?)
     }
 
-    /// Number of distinct links with clicks in `[from, to)`.
+    /// Number of distinct links with clicks on the UTC days `[from, to)`.
     pub async fn links_clicked_between(
         &self,
         scope: Scope,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(DISTINCT link_id) FROM click_rollups_hourly \
-             WHERE (owner_key_id = $1 OR $2) AND bucket >= $3 AND bucket < $4 AND clicks > 0",
-        )
-        .bind(scope.key_id)
-        .bind(scope.admin)
-        .bind(from)
-        .bind(to)
-        .fetch_one(self.pool())
-        .await?)
+        let cond = Cond::of_scope(scope);
+        let sql = format!(
+            "SELECT count(DISTINCT link_id) FROM click_rollups_daily \
+             WHERE {} AND day >= $2 AND day < $3 AND clicks > 0",
+            cond.sql()
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(cond.bind())
+            .bind(from.date_naive())
+            .bind(to.date_naive())
+            .fetch_one(self.pool())
+            .await?)
     }
 
     /// Totals over the caller's links: all links, live links (not expired), clicks.
     pub async fn owner_link_counts(&self, scope: Scope) -> StoreResult<OwnerLinkCounts> {
-        Ok(sqlx::query_as::<_, OwnerLinkCounts>(
+        let cond = Cond::of_scope(scope);
+        let sql = format!(
             "SELECT count(*) AS total_links, \
              count(*) FILTER (WHERE NOT is_expiring OR expires_at > now()) AS active_links, \
              COALESCE(sum(clicks), 0)::bigint AS total_clicks \
-             FROM links WHERE (owner_key_id = $1 OR $2)",
-        )
-        .bind(scope.key_id)
-        .bind(scope.admin)
-        .fetch_one(self.pool())
-        .await?)
+             FROM links WHERE {}",
+            cond.sql()
+        );
+        Ok(sqlx::query_as::<_, OwnerLinkCounts>(&sql)
+            .bind(cond.bind())
+            .fetch_one(self.pool())
+            .await?)
     }
 
     /// When the aggregator last touched any of the caller's rollups.
     pub async fn rollups_last_updated(&self, scope: Scope) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT max(updated_at) FROM click_rollups_hourly WHERE (owner_key_id = $1 OR $2)",
-        )
-        .bind(scope.key_id)
-        .bind(scope.admin)
-        .fetch_one(self.pool())
-        .await?)
+        let cond = Cond::of_scope(scope);
+        let sql = format!(
+            "SELECT max(updated_at) FROM click_rollups_total WHERE {}",
+            cond.sql()
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(cond.bind())
+            .fetch_one(self.pool())
+            .await?)
     }
 }

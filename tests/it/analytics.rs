@@ -1,5 +1,5 @@
 //! Analytics over HTTP: `GET /api/analytics/{code}`, `GET /api/analytics/global` and `GET
-//! /api/stats/overview`. They answer from `click_rollups_hourly`, which the click pipeline
+//! /api/stats/overview`. They answer from the rollups, which the click pipeline
 //! fills later; here the rollup rows are written with SQL, so every number in the answers is
 //! known exactly (the **fix**: real numbers, never placeholders) and the owner scoping can be
 //! checked: another key's rollups never leak into a caller's numbers.
@@ -388,14 +388,15 @@ async fn global_analytics_cover_the_callers_links_with_seven_zero_filled_days() 
     let fx = seed(&app).await;
     // Key A's rows were last touched at a known time; key B's later (now): lastUpdated must
     // come from the caller's rows only.
+    // (The aggregator's writes stamp the all-time rollup rows, which the route reads.)
     sqlx::query(
-        "UPDATE click_rollups_hourly SET updated_at = \
-         CASE WHEN bucket = $2 THEN '2026-02-03T04:05:06.789Z'::timestamptz \
+        "UPDATE click_rollups_total SET updated_at = \
+         CASE WHEN link_id = (SELECT id FROM links WHERE short_code = $1) \
+         THEN '2026-02-03T04:05:06.789Z'::timestamptz \
          ELSE '2026-01-01T00:00:00Z'::timestamptz END \
          WHERE owner_key_id = (SELECT owner_key_id FROM links WHERE short_code = $1)",
     )
     .bind(fx.code("l1"))
-    .bind(bucket(2))
     .execute(&app.db)
     .await
     .expect("set updated_at");

@@ -82,11 +82,16 @@ async fn totals(app: &TestApp) -> (i64, i64, i64) {
         .fetch_one(&app.db)
         .await
         .expect("clicks");
-    let rolled: i64 =
-        sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly")
-            .fetch_one(&app.db)
-            .await
-            .expect("rollups");
+    let (rolled, total, daily): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly), \
+         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_total), \
+         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_daily)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("rollups");
+    // One snapshot: the all-time and daily rollups move in the same transaction as the hourly.
+    assert_eq!((total, daily), (rolled, rolled), "rollup tables agree");
     let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
         .fetch_one(&app.db)
         .await

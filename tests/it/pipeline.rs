@@ -96,11 +96,22 @@ async fn totals(app: &TestApp) -> (i64, i64, i64, i64) {
         .fetch_one(&app.db)
         .await
         .expect("clicks");
-    let (rolled, gated): (i64, i64) =
-        sqlx::query_as("SELECT COALESCE(sum(clicks), 0)::bigint, COALESCE(sum(gated), 0)::bigint FROM click_rollups_hourly")
-            .fetch_one(&app.db)
-            .await
-            .expect("rollups");
+    let (rolled, gated, total, total_gated, daily): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly), \
+         (SELECT COALESCE(sum(gated), 0)::bigint FROM click_rollups_hourly), \
+         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_total), \
+         (SELECT COALESCE(sum(gated), 0)::bigint FROM click_rollups_total), \
+         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_daily)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("rollups");
+    // One snapshot: the all-time and daily rollups move in the same transaction as the hourly.
+    assert_eq!(
+        (total, total_gated, daily),
+        (rolled, gated, rolled),
+        "all-time and daily rollups agree with the hourly ones"
+    );
     let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
         .fetch_one(&app.db)
         .await

@@ -1,4 +1,5 @@
-//! Analytics routes: answered from hourly rollups (never raw click rows), owner-scoped.
+//! Analytics routes: answered from the all-time and daily rollups (never raw click rows),
+//! owner-scoped; each route's independent queries run concurrently.
 
 use chrono::Utc;
 use http::{Response, StatusCode};
@@ -24,11 +25,11 @@ pub async fn link(app: &App, ctx: &RequestCtx, code: &str) -> Result<Response<Bo
         .ok_or_else(|| ApiError::NotFound("Link not found".to_string()))?;
     let now = Utc::now();
     let filter = RollupFilter::Link(link.id);
-    let totals = app.store.rollup_totals(filter).await?;
-    let daily = app
-        .store
-        .rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1))
-        .await?;
+    let (totals, daily) = tokio::try_join!(
+        app.store.rollup_totals(filter),
+        app.store
+            .rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1)),
+    )?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -48,11 +49,14 @@ pub async fn global(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiEr
     let scope = caller.scope();
     let now = Utc::now();
     let filter = RollupFilter::Owner(scope);
-    let totals = app.store.rollup_totals(filter).await?;
     let first_day = day_start(now, 6);
-    let daily = app.store.rollup_daily(filter, first_day).await?;
-    let counts = app.store.owner_link_counts(scope).await?;
-    let last_updated = app.store.rollups_last_updated(scope).await?.unwrap_or(now);
+    let (totals, daily, counts, last_updated) = tokio::try_join!(
+        app.store.rollup_totals(filter),
+        app.store.rollup_daily(filter, first_day),
+        app.store.owner_link_counts(scope),
+        app.store.rollups_last_updated(scope),
+    )?;
+    let last_updated = last_updated.unwrap_or(now);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -71,7 +75,16 @@ pub async fn overview(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, Api
     let scope = caller.scope();
     let now = Utc::now();
     let filter = RollupFilter::Owner(scope);
-    let daily = app.store.rollup_daily(filter, day_start(now, 13)).await?;
+    let tomorrow = day_start(now, -1);
+    let (daily, active_now, active_before, counts, totals) = tokio::try_join!(
+        app.store.rollup_daily(filter, day_start(now, 13)),
+        app.store
+            .links_clicked_between(scope, day_start(now, 6), tomorrow),
+        app.store
+            .links_clicked_between(scope, day_start(now, 13), day_start(now, 6)),
+        app.store.owner_link_counts(scope),
+        app.store.rollup_totals(filter),
+    )?;
     let this_week_start = day_start(now, 6).date_naive();
     let (this_week, last_week): (Vec<_>, Vec<_>) = daily
         .iter()
@@ -79,17 +92,6 @@ pub async fn overview(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, Api
         .partition(|d| d.day >= this_week_start);
     let clicks_now: i64 = this_week.iter().map(|d| d.clicks).sum();
     let clicks_before: i64 = last_week.iter().map(|d| d.clicks).sum();
-    let tomorrow = day_start(now, -1);
-    let active_now = app
-        .store
-        .links_clicked_between(scope, day_start(now, 6), tomorrow)
-        .await?;
-    let active_before = app
-        .store
-        .links_clicked_between(scope, day_start(now, 13), day_start(now, 6))
-        .await?;
-    let counts = app.store.owner_link_counts(scope).await?;
-    let totals = app.store.rollup_totals(filter).await?;
     let summary = summarize(&totals, None);
     Ok(json(
         StatusCode::OK,
