@@ -145,11 +145,13 @@ impl LoopHeartbeat {
     pub fn progress_probe(
         self: std::sync::Arc<Self>,
     ) -> impl FnMut() -> std::future::Ready<Result<(), String>> + Send + 'static {
-        let mut last = self.count();
+        // The first check only takes the baseline: a loop that is just being started has not
+        // had its chance to turn yet.
+        let mut last: Option<u64> = None;
         move || {
             let now = self.count();
-            let moved = now != last;
-            last = now;
+            let moved = last != Some(now);
+            last = Some(now);
             std::future::ready(if moved {
                 Ok(())
             } else {
@@ -310,6 +312,11 @@ mod tests {
     async fn a_loop_heartbeat_probe_fails_when_the_loop_stops_turning() {
         let heartbeat = std::sync::Arc::new(LoopHeartbeat::new());
         let mut probe = heartbeat.clone().progress_probe();
+        assert!(
+            probe().await.is_ok(),
+            "the first check only takes the baseline"
+        );
+        assert!(probe().await.is_err(), "no beat since the last check");
         heartbeat.beat();
         assert!(probe().await.is_ok());
         assert!(probe().await.is_err(), "no beat since the last check");
