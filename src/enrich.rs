@@ -86,8 +86,16 @@ fn parser() -> &'static woothee::parser::Parser {
     PARSER.get_or_init(woothee::parser::Parser::new)
 }
 
-pub fn enrich(event: ClickEvent, geo: Option<&Geo>) -> Enriched {
-    let ua = event.user_agent.as_str();
+/// What a user agent says about the client: the costly part of enrichment.
+#[derive(Debug, Clone)]
+struct AgentInfo {
+    device_class: &'static str,
+    browser: String,
+    os: String,
+    is_bot: bool,
+}
+
+fn classify(ua: &str) -> AgentInfo {
     let parsed = parser().parse(ua);
     let (category, browser, os) = match &parsed {
         Some(r) => (r.category, r.name, r.os),
@@ -109,6 +117,46 @@ pub fn enrich(event: ClickEvent, geo: Option<&Geo>) -> Enriched {
             _ => "other",
         }
     };
+    AgentInfo {
+        device_class,
+        browser: browser.to_string(),
+        os: os.to_string(),
+        is_bot,
+    }
+}
+
+/// User agents classified so far on this thread. Real traffic repeats a few hundred agents,
+/// and parsing one costs far more than a lookup; the map is emptied when it reaches this size,
+/// so a flood of unique agents costs memory no more than this.
+const AGENT_CACHE_SIZE: usize = 4096;
+
+fn classify_cached(ua: &str) -> AgentInfo {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, AgentInfo>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        if let Some(info) = cache.borrow().get(ua) {
+            return info.clone();
+        }
+        let info = classify(ua);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= AGENT_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(ua.to_string(), info.clone());
+        info
+    })
+}
+
+pub fn enrich(event: ClickEvent, geo: Option<&Geo>) -> Enriched {
+    let AgentInfo {
+        device_class,
+        browser,
+        os,
+        is_bot,
+    } = classify_cached(&event.user_agent);
     let region = if event.region != UNKNOWN_REGION && !event.region.is_empty() {
         event.region.clone()
     } else {
@@ -123,8 +171,8 @@ pub fn enrich(event: ClickEvent, geo: Option<&Geo>) -> Enriched {
     Enriched {
         region,
         device_class,
-        browser: browser.to_string(),
-        os: os.to_string(),
+        browser,
+        os,
         referrer_host,
         is_bot,
         event,
@@ -167,6 +215,28 @@ mod tests {
         assert_eq!(e.device_class, "mobile");
         assert_eq!(e.os, "iPhone");
         assert_eq!(enrich(event(IPAD, "US", ""), None).device_class, "tablet");
+    }
+
+    #[test]
+    fn a_cached_agent_gets_the_same_answer_before_and_after_the_cache_is_emptied() {
+        let iphone = event(IPHONE, "US", "");
+        let first = enrich(iphone.clone(), None);
+        assert_eq!(enrich(iphone.clone(), None), first);
+        // More unique agents than the cache holds: it empties and refills, answers unchanged.
+        for i in 0..AGENT_CACHE_SIZE + 10 {
+            let ua = format!("{CHROME_DESKTOP} build/{i}");
+            let e = enrich(event(&ua, "DE", ""), None);
+            assert_eq!(
+                (e.device_class, e.browser.as_str()),
+                ("desktop", "Chrome"),
+                "{ua}"
+            );
+        }
+        assert_eq!(enrich(iphone, None), first);
+        assert_eq!(
+            enrich(event("curl/8.0", "US", ""), None).device_class,
+            "bot"
+        );
     }
 
     #[test]

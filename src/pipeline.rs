@@ -104,7 +104,8 @@ pub struct Consumer {
     /// The batch being handled. If its step fails it is handled again, from memory: the
     /// pending-entries list alone is not enough, since a Redis restart right after a read
     /// was seen to lose the delivery record while keeping the group's position.
-    in_flight: Option<Vec<StreamEntry>>,
+    /// Shared, not copied: handing it out again costs a reference count.
+    in_flight: Option<Arc<Vec<StreamEntry>>>,
 }
 
 impl Consumer {
@@ -135,23 +136,27 @@ impl Consumer {
     }
 
     /// The batch to handle next: the unfinished one if a step failed, else a fresh read.
-    pub async fn read(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {
+    pub async fn read(&mut self, p: &Pipeline) -> Result<Arc<Vec<StreamEntry>>, String> {
         if let Some(batch) = &self.in_flight {
             return Ok(batch.clone());
         }
-        let result = self.read_inner(p).await;
-        if let Ok(entries) = &result {
-            if !entries.is_empty() {
-                self.in_flight = Some(entries.clone());
+        match self.read_inner(p).await {
+            Ok(entries) => {
+                let entries = Arc::new(entries);
+                if !entries.is_empty() {
+                    self.in_flight = Some(entries.clone());
+                }
+                Ok(entries)
+            }
+            Err(e) => {
+                // The stream or group vanished (Redis lost its data, or started empty):
+                // recreate.
+                if e.contains("NOGROUP") {
+                    let _ = p.redis.ensure_groups().await;
+                }
+                Err(e)
             }
         }
-        if let Err(e) = &result {
-            // The stream or group vanished (Redis lost its data, or started empty): recreate.
-            if e.contains("NOGROUP") {
-                let _ = p.redis.ensure_groups().await;
-            }
-        }
-        result
     }
 
     async fn read_inner(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {

@@ -50,6 +50,26 @@ pub struct ClickEvent {
     pub client_ip: Option<std::net::IpAddr>,
 }
 
+/// Named string fields of a stream entry, however they are held.
+pub trait FieldLookup {
+    fn field(&self, name: &str) -> Option<&str>;
+}
+
+impl FieldLookup for std::collections::HashMap<String, String> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// As read from the stream: in entry order; the first of repeated names wins.
+impl FieldLookup for Vec<(String, String)> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// A stream entry that is not a valid click event (wrong version, missing or bad field).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid click event: {0}")]
@@ -80,12 +100,10 @@ impl ClickEvent {
 
     /// Parses a stream entry written by [`ClickEvent::fields`]; rejects anything else with a
     /// message naming the field.
-    pub fn from_fields(
-        fields: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, InvalidEvent> {
+    pub fn from_fields(fields: &impl FieldLookup) -> Result<Self, InvalidEvent> {
         let get = |name: &str| {
             fields
-                .get(name)
+                .field(name)
                 .ok_or_else(|| InvalidEvent(format!("field `{name}` is missing")))
         };
         let version = get("v")?;
@@ -100,7 +118,7 @@ impl ClickEvent {
                     .map_err(|_| InvalidEvent(format!("field `{name}` is not a UUID")))
             })
         };
-        let kind = match get("kind")?.as_str() {
+        let kind = match get("kind")? {
             "click" => ClickKind::Click,
             "gated" => ClickKind::Gated,
             other => {
@@ -118,7 +136,7 @@ impl ClickEvent {
         let latency_us: u32 = get("lat")?.parse().map_err(|_| {
             InvalidEvent("field `lat` is not a whole number of microseconds".to_string())
         })?;
-        let client_ip = match fields.get("ip").map(String::as_str) {
+        let client_ip = match fields.field("ip") {
             None | Some("") => None,
             Some(v) => Some(
                 v.parse()

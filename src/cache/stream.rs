@@ -1,12 +1,11 @@
 //! The consuming side of the click stream: consumer groups, reads, acknowledgements, lag,
 //! dead letters, and trimming below what every group has passed.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use redis::streams::{StreamInfoGroupsReply, StreamReadReply};
+use redis::streams::StreamInfoGroupsReply;
 
 use super::RedisHandle;
 
@@ -48,7 +47,8 @@ impl fmt::Display for StreamId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEntry {
     pub id: StreamId,
-    pub fields: HashMap<String, String>,
+    /// Field names and values in entry order (see [`crate::cache::clicks::FieldLookup`]).
+    pub fields: Vec<(String, String)>,
 }
 
 /// How far a group is behind.
@@ -109,20 +109,8 @@ impl RedisHandle {
             .arg(if pending { "0" } else { ">" });
         let mut pipe = redis::pipe();
         pipe.add_command(cmd);
-        let (reply,): (Option<StreamReadReply>,) = self.try_pipe(&pipe).await?;
-        let mut out = Vec::new();
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in key.ids {
-                let id: StreamId = entry.id.parse()?;
-                let fields = entry
-                    .map
-                    .into_iter()
-                    .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
-                    .collect();
-                out.push(StreamEntry { id, fields });
-            }
-        }
-        Ok(out)
+        let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+        stream_entries(reply)
     }
 
     /// Moves every pending entry of `group` (whichever consumer it was delivered to) to
@@ -310,6 +298,72 @@ impl RedisHandle {
     }
 }
 
+/// The entries of an `XREADGROUP`/`XRANGE`-style reply, taken apart in place: the reply's
+/// strings become the fields without another copy (this runs for every click, twice).
+/// `Nil` (nothing read) is no entries; an entry whose fields are `Nil` (deleted from the
+/// stream while pending) gets no fields and is dead-lettered by the caller as invalid.
+fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, String> {
+    use redis::Value;
+    fn text(v: Value) -> Result<String, String> {
+        match v {
+            Value::BulkString(bytes) => String::from_utf8(bytes)
+                .or_else(|e| Ok(String::from_utf8_lossy(e.as_bytes()).into_owned())),
+            Value::SimpleString(s) => Ok(s),
+            Value::Int(i) => Ok(i.to_string()),
+            other => Err(format!("unexpected value in a stream reply: {other:?}")),
+        }
+    }
+    fn entries_of(v: Value, out: &mut Vec<StreamEntry>) -> Result<(), String> {
+        let Value::Array(list) = v else {
+            return Err(format!("unexpected entry list in a stream reply: {v:?}"));
+        };
+        out.reserve(list.len());
+        for entry in list {
+            let Value::Array(pair) = entry else {
+                return Err(format!("unexpected entry in a stream reply: {entry:?}"));
+            };
+            let mut pair = pair.into_iter();
+            let (Some(id), flat) = (pair.next(), pair.next()) else {
+                return Err("a stream entry without an id".to_string());
+            };
+            let id: StreamId = text(id)?.parse()?;
+            let mut fields = Vec::new();
+            if let Some(Value::Array(flat)) = flat {
+                fields.reserve(flat.len() / 2);
+                let mut flat = flat.into_iter();
+                while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                    fields.push((text(k)?, text(v)?));
+                }
+            }
+            out.push(StreamEntry { id, fields });
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    match reply {
+        Value::Nil => {}
+        // RESP2: [[stream, entries], ...]
+        Value::Array(streams) => {
+            for stream in streams {
+                let Value::Array(kv) = stream else {
+                    return Err(format!("unexpected stream in a reply: {stream:?}"));
+                };
+                if let Some(entries) = kv.into_iter().nth(1) {
+                    entries_of(entries, &mut out)?;
+                }
+            }
+        }
+        // RESP3: {stream: entries, ...}
+        Value::Map(streams) => {
+            for (_, entries) in streams {
+                entries_of(entries, &mut out)?;
+            }
+        }
+        other => return Err(format!("unexpected XREADGROUP reply: {other:?}")),
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +377,43 @@ mod tests {
         assert_eq!(b.to_string(), "1700000000000-12");
         assert!("garbage".parse::<StreamId>().is_err());
         assert!("1-x".parse::<StreamId>().is_err());
+    }
+
+    #[test]
+    fn read_replies_become_entries_in_order_and_odd_shapes_are_errors() {
+        use redis::Value;
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("clicks"),
+            Value::Array(vec![
+                Value::Array(vec![
+                    bulk("5-1"),
+                    Value::Array(vec![bulk("v"), bulk("1"), bulk("ua"), bulk("curl/8")]),
+                ]),
+                // Deleted while pending: no fields.
+                Value::Array(vec![bulk("6-0"), Value::Nil]),
+            ]),
+        ])]);
+        let entries = stream_entries(reply).expect("entries");
+        assert_eq!(
+            entries,
+            vec![
+                StreamEntry {
+                    id: StreamId { ms: 5, seq: 1 },
+                    fields: vec![("v".into(), "1".into()), ("ua".into(), "curl/8".into())],
+                },
+                StreamEntry {
+                    id: StreamId { ms: 6, seq: 0 },
+                    fields: vec![],
+                },
+            ]
+        );
+        assert_eq!(stream_entries(Value::Nil), Ok(vec![]));
+        assert!(stream_entries(Value::Int(3)).is_err());
+        let bad_id = Value::Array(vec![Value::Array(vec![
+            bulk("clicks"),
+            Value::Array(vec![Value::Array(vec![bulk("nope"), Value::Nil])]),
+        ])]);
+        assert!(stream_entries(bad_id).is_err());
     }
 }

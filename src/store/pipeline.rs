@@ -43,7 +43,7 @@ impl Store {
         let mut devices = Vec::with_capacity(n);
         let mut browsers = Vec::with_capacity(n);
         let mut oses = Vec::with_capacity(n);
-        let mut referrers: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut referrers: Vec<Option<&str>> = Vec::with_capacity(n);
         let mut bots = Vec::with_capacity(n);
         let mut kinds = Vec::with_capacity(n);
         let mut latencies = Vec::with_capacity(n);
@@ -52,13 +52,13 @@ impl Store {
             ats.push(DateTime::from_timestamp_millis(e.event.at_ms).unwrap_or_default());
             links.push(e.event.link_id);
             owners.push(e.event.owner_key_id);
-            regions.push(e.region.clone());
-            devices.push(e.device_class.to_string());
-            browsers.push(e.browser.clone());
-            oses.push(e.os.clone());
-            referrers.push(e.referrer_host.clone());
+            regions.push(e.region.as_str());
+            devices.push(e.device_class);
+            browsers.push(e.browser.as_str());
+            oses.push(e.os.as_str());
+            referrers.push(e.referrer_host.as_deref());
             bots.push(e.is_bot);
-            kinds.push(e.event.kind.as_str().to_string());
+            kinds.push(e.event.kind.as_str());
             latencies.push(e.event.latency_us.min(i32::MAX as u32) as i32);
         }
         let result = sqlx::query(
