@@ -270,6 +270,28 @@ mod tests {
     }
 
     #[test]
+    fn without_a_header_region_the_country_database_answers_from_the_client_address() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/country.mmdb");
+        let geo = Geo::open(&path).expect("fixture database");
+        let at = |ip: &str, header: &str| {
+            let mut e = event(CHROME_DESKTOP, header, "");
+            e.client_ip = Some(ip.parse().expect("ip"));
+            enrich(e, Some(&geo)).region
+        };
+        assert_eq!(at("198.51.100.7", "UNKNOWN"), "DE");
+        assert_eq!(
+            at("203.0.113.9", "UNKNOWN"),
+            "JP",
+            "registered country as fallback"
+        );
+        assert_eq!(at("2001:db8::1", ""), "FR");
+        assert_eq!(at("192.0.2.1", "UNKNOWN"), "UNKNOWN", "not in the database");
+        assert_eq!(at("198.51.100.7", "BR"), "BR", "the header wins");
+        let missing = Geo::open(Path::new("/nonexistent/country.mmdb"));
+        assert!(missing.is_err());
+    }
+
+    #[test]
     fn gated_visits_are_not_clicks() {
         let mut ev = event(CHROME_DESKTOP, "US", "");
         ev.kind = ClickKind::Gated;

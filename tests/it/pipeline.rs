@@ -402,6 +402,38 @@ async fn bots_are_stored_flagged_and_counted_only_when_the_operator_says_so() {
 }
 
 #[tokio::test]
+async fn with_geoip_db_events_without_a_region_get_the_country_of_their_address() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/geo"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let db = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/country.mmdb");
+    let p = pipeline_for(&app, &[("GEOIP_DB", db)]).await;
+    let mut german = event(&link, owner, "UNKNOWN", ClickKind::Click);
+    german.client_ip = Some("198.51.100.20".parse().expect("ip"));
+    let mut unknown = event(&link, owner, "UNKNOWN", ClickKind::Click);
+    unknown.client_ip = Some("192.0.2.20".parse().expect("ip"));
+    let headed = event(&link, owner, "US", ClickKind::Click);
+    append(&p, vec![german, unknown, headed]).await;
+    drain_worker(&p).await;
+    drain_aggregator(&p).await;
+    let raw: Vec<String> = sqlx::query_scalar("SELECT region FROM click_events ORDER BY region")
+        .fetch_all(&app.db)
+        .await
+        .expect("raw regions");
+    assert_eq!(raw, ["DE", "UNKNOWN", "US"]);
+    let rolled: Vec<String> =
+        sqlx::query_scalar("SELECT region FROM click_rollups_total ORDER BY region")
+            .fetch_all(&app.db)
+            .await
+            .expect("rollup regions");
+    assert_eq!(rolled, ["DE", "UNKNOWN", "US"]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn retention_removes_old_raw_events_in_batches_and_keeps_rollups() {
     let app = TestApp::spawn().await;
     let key = app.key(false).await;
