@@ -1,7 +1,8 @@
 //! The exactly-once claim, end to end with real processes and real failures: ≥ 20 000
 //! redirects with concurrency while boltlink-worker and boltlink-aggregator are each killed
-//! with SIGKILL twice at random moments and restarted, Redis is killed and restarted, and the
-//! consumers' PostgreSQL link is cut for a while. Afterwards `links.clicks`, the rollup totals
+//! with SIGKILL twice at random moments and restarted, Redis is stopped (SIGTERM) and
+//! restarted and also killed (SIGKILL) and restarted, and the consumers' PostgreSQL link is
+//! cut for a while. Afterwards `links.clicks`, the rollup totals
 //! and the raw event count all equal the number of redirects answered 302.
 
 use std::process::{Child, Command, Stdio};
@@ -193,6 +194,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
         KillWorker,
         KillAggregator,
         RestartRedis,
+        KillRedis,
         CutDatabase,
     }
     let mut faults = vec![
@@ -201,6 +203,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
         Fault::KillAggregator,
         Fault::KillAggregator,
         Fault::RestartRedis,
+        Fault::KillRedis,
         Fault::CutDatabase,
     ];
     faults.shuffle(&mut rand::thread_rng());
@@ -213,6 +216,12 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
             Fault::KillAggregator => aggregator.kill9_and_restart(),
             Fault::RestartRedis => {
                 redis.stop_gracefully();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                redis.restart();
+            }
+            Fault::KillRedis => {
+                // SIGKILL: what Redis acknowledged is on disk (appendfsync always).
+                redis.kill();
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 redis.restart();
             }
