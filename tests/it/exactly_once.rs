@@ -2,7 +2,7 @@
 //! redirects with concurrency while boltlink-worker and boltlink-aggregator are each killed
 //! with SIGKILL twice at random moments and restarted, Redis is stopped (SIGTERM) and
 //! restarted and also killed (SIGKILL) and restarted, and the consumers' PostgreSQL link is
-//! cut for a while. Afterwards `links.clicks`, the rollup totals
+//! cut for a while and, separately, paused (open but silent) for a while. Afterwards `links.clicks`, the rollup totals
 //! and the raw event count all equal the number of redirects answered 302.
 
 use std::process::{Child, Command, Stdio};
@@ -196,6 +196,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
         RestartRedis,
         KillRedis,
         CutDatabase,
+        PauseDatabase,
     }
     let mut faults = vec![
         Fault::KillWorker,
@@ -205,6 +206,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
         Fault::RestartRedis,
         Fault::KillRedis,
         Fault::CutDatabase,
+        Fault::PauseDatabase,
     ];
     faults.shuffle(&mut rand::thread_rng());
     let started = Instant::now();
@@ -229,6 +231,12 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
                 proxy.cut();
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 proxy.restore();
+            }
+            Fault::PauseDatabase => {
+                // Connections stay open and nothing answers, as with a SIGSTOPped server.
+                proxy.pause();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                proxy.resume();
             }
         }
     }

@@ -119,6 +119,33 @@ impl Drop for PrivateRedis {
 pub struct CuttableProxy {
     pub addr: SocketAddr,
     enabled: watch::Sender<bool>,
+    flowing: watch::Sender<bool>,
+}
+
+/// Copies `from` to `to` while `flowing` says so; while paused, bytes wait (nothing is read,
+/// nothing closes), as with a server that stopped answering.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if flowing.wait_for(|f| *f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if flowing.wait_for(|f| *f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl CuttableProxy {
@@ -126,9 +153,10 @@ impl CuttableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (enabled, rx) = watch::channel(true);
+        let (flowing, flow_rx) = watch::channel(true);
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
                 if !*rx.borrow() {
@@ -136,26 +164,44 @@ impl CuttableProxy {
                     continue;
                 }
                 let mut rx = rx.clone();
+                let flow = flow_rx.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(in_read, out_write, flow.clone()) => {}
+                        _ = pump(out_read, in_write, flow) => {}
                         _ = rx.wait_for(|on| !*on) => {}
                     }
                 });
             }
         });
-        CuttableProxy { addr, enabled }
+        CuttableProxy {
+            addr,
+            enabled,
+            flowing,
+        }
     }
 
+    /// Closes every connection and refuses new ones until [`CuttableProxy::restore`].
     pub fn cut(&self) {
         let _ = self.enabled.send(false);
     }
 
     pub fn restore(&self) {
         let _ = self.enabled.send(true);
+    }
+
+    /// Holds every byte in both directions, connections stay open: a paused server.
+    pub fn pause(&self) {
+        let _ = self.flowing.send(false);
+    }
+
+    pub fn resume(&self) {
+        let _ = self.flowing.send(true);
     }
 }
 
