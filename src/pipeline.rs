@@ -29,6 +29,8 @@ pub struct Pipeline {
     pub processed: Arc<AtomicU64>,
     /// Advanced on every turn of the step loop; the systemd watchdog's proof of progress.
     pub liveness: Arc<crate::systemd::LoopHeartbeat>,
+    /// Migrations were due at start but PostgreSQL did not take them: the step loop retries.
+    migrations_pending: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pipeline {
@@ -46,6 +48,14 @@ impl Pipeline {
                 _ = shutdown.wait() => return false,
                 _ = tokio::time::sleep_until(until.min(now + Duration::from_secs(1))) => {}
             }
+        }
+    }
+
+    /// Applies pending migrations, bounded in time (advisory-locked against other processes).
+    async fn migrate_now(&self) -> anyhow::Result<()> {
+        match tokio::time::timeout(Duration::from_secs(30), self.store.migrate()).await {
+            Ok(result) => Ok(result?),
+            Err(_) => anyhow::bail!("PostgreSQL did not answer within 30 s"),
         }
     }
 
@@ -82,6 +92,7 @@ impl Pipeline {
             geo,
             processed: Arc::new(AtomicU64::new(0)),
             liveness: Arc::new(crate::systemd::LoopHeartbeat::new()),
+            migrations_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 }
@@ -242,6 +253,10 @@ pub async fn run_loop(
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
+                if p.migrations_pending.load(Ordering::Relaxed) && p.migrate_now().await.is_ok() {
+                    tracing::info!("database migrations applied");
+                    p.migrations_pending.store(false, Ordering::Relaxed);
+                }
                 if !in_outage {
                     tracing::error!(
                         error = format!("{e:#}"),
@@ -304,12 +319,24 @@ pub async fn run_heartbeat(
 /// Common start-up of both processes: migrations (advisory-locked), Redis (with the
 /// supervisor that reconnects after an outage), consumer groups.
 pub async fn prepare(p: &Pipeline, migrate: bool, shutdown: &Shutdown) {
+    use crate::systemd::{notify, NotifyState};
     tokio::spawn(p.redis.clone().run_supervisor(shutdown.wait()));
     if migrate {
-        if let Err(e) = p.store.migrate().await {
-            tracing::warn!(error = %e, "migrations not applied at start; will retry through the step loop");
+        // A slow migration (a lock held by another process, a slow database) is progress,
+        // not a hang; and a PostgreSQL that is away must not hold the start up for ever.
+        notify(&[
+            NotifyState::ExtendTimeoutUsec(60_000_000),
+            NotifyState::Status("starting: applying database migrations"),
+        ]);
+        if let Err(e) = p.migrate_now().await {
+            tracing::warn!(
+                error = %e,
+                "migrations not applied at start; retried with the step loop until they are"
+            );
+            p.migrations_pending.store(true, Ordering::Relaxed);
         }
     }
+    notify(&[NotifyState::Status("starting: connecting to Redis")]);
     if !p.redis.connect_now().await {
         tracing::warn!("Redis unreachable at start; waiting for it");
     }
