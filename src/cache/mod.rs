@@ -74,6 +74,8 @@ struct RedisInner {
     flushed_total: AtomicU64,
     /// Codes whose invalidation could not be published; retried when Redis is back.
     pending_invalidations: Mutex<HashSet<String>>,
+    /// What this process does while Redis is away, for the outage warning.
+    outage_note: &'static str,
 }
 
 impl RedisHandle {
@@ -96,8 +98,18 @@ impl RedisHandle {
                 errors_total: AtomicU64::new(0),
                 flushed_total: AtomicU64::new(0),
                 pending_invalidations: Mutex::new(HashSet::new()),
+                outage_note: "serving from PostgreSQL and local caches, buffering clicks",
             }),
         })
+    }
+
+    /// Replaces what the outage warning says this process does meanwhile (the API's text by
+    /// default). Only before the handle is cloned.
+    pub fn with_outage_note(mut self, note: &'static str) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.outage_note = note;
+        }
+        self
     }
 
     pub fn keys(&self) -> &Keys {
@@ -127,9 +139,7 @@ impl RedisHandle {
     fn set_healthy(&self, healthy: bool) {
         let was = self.inner.healthy.swap(healthy, Ordering::Relaxed);
         if was && !healthy {
-            tracing::warn!(
-                "redis unreachable: serving from PostgreSQL and local caches, buffering clicks"
-            );
+            tracing::warn!("redis unreachable: {}", self.inner.outage_note);
         } else if !was && healthy {
             tracing::info!("redis reachable");
         }
