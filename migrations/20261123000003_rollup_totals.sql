@@ -33,37 +33,26 @@ CREATE INDEX click_rollups_daily_owner_day ON click_rollups_daily (owner_key_id,
 
 -- Adds what one statement added to click_rollups_hourly: the new rows of an INSERT, or
 -- new minus old of an UPDATE (the aggregator's INSERT ... ON CONFLICT DO UPDATE fires both).
+-- The delta's source differs by event; the folding is one statement (EXECUTE sees the
+-- transition tables too).
 CREATE FUNCTION click_rollups_fold() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    delta text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        WITH d AS (
-            SELECT link_id, owner_key_id, bucket, region, device_class, clicks, gated, latency_us_sum
-            FROM new_rows
-        ), t AS (
-            INSERT INTO click_rollups_total AS r
-                (link_id, owner_key_id, region, device_class, clicks, gated, latency_us_sum)
-            SELECT link_id, owner_key_id, region, device_class,
-                   sum(clicks), sum(gated), sum(latency_us_sum)
-            FROM d GROUP BY link_id, owner_key_id, region, device_class
-            ON CONFLICT (link_id, region, device_class) DO UPDATE SET
-                clicks = r.clicks + EXCLUDED.clicks,
-                gated = r.gated + EXCLUDED.gated,
-                latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum,
-                updated_at = now()
-        )
-        INSERT INTO click_rollups_daily AS r (link_id, owner_key_id, day, region, clicks)
-        SELECT link_id, owner_key_id, (bucket AT TIME ZONE 'UTC')::date, region, sum(clicks)
-        FROM d GROUP BY link_id, owner_key_id, (bucket AT TIME ZONE 'UTC')::date, region
-        ON CONFLICT (link_id, day, region) DO UPDATE SET clicks = r.clicks + EXCLUDED.clicks;
+        delta := 'SELECT link_id, owner_key_id, bucket, region, device_class, clicks, gated, latency_us_sum
+                  FROM new_rows';
     ELSE
-        WITH d AS (
-            SELECT n.link_id, n.owner_key_id, n.bucket, n.region, n.device_class,
-                   n.clicks - o.clicks AS clicks, n.gated - o.gated AS gated,
-                   n.latency_us_sum - o.latency_us_sum AS latency_us_sum
-            FROM new_rows n
-            JOIN old_rows o USING (link_id, bucket, region, device_class)
-            WHERE (n.clicks, n.gated, n.latency_us_sum) IS DISTINCT FROM (o.clicks, o.gated, o.latency_us_sum)
-        ), t AS (
+        delta := 'SELECT n.link_id, n.owner_key_id, n.bucket, n.region, n.device_class,
+                         n.clicks - o.clicks AS clicks, n.gated - o.gated AS gated,
+                         n.latency_us_sum - o.latency_us_sum AS latency_us_sum
+                  FROM new_rows n
+                  JOIN old_rows o USING (link_id, bucket, region, device_class)
+                  WHERE (n.clicks, n.gated, n.latency_us_sum)
+                        IS DISTINCT FROM (o.clicks, o.gated, o.latency_us_sum)';
+    END IF;
+    EXECUTE format($fold$
+        WITH d AS (%s), t AS (
             INSERT INTO click_rollups_total AS r
                 (link_id, owner_key_id, region, device_class, clicks, gated, latency_us_sum)
             SELECT link_id, owner_key_id, region, device_class,
@@ -78,8 +67,8 @@ BEGIN
         INSERT INTO click_rollups_daily AS r (link_id, owner_key_id, day, region, clicks)
         SELECT link_id, owner_key_id, (bucket AT TIME ZONE 'UTC')::date, region, sum(clicks)
         FROM d GROUP BY link_id, owner_key_id, (bucket AT TIME ZONE 'UTC')::date, region
-        ON CONFLICT (link_id, day, region) DO UPDATE SET clicks = r.clicks + EXCLUDED.clicks;
-    END IF;
+        ON CONFLICT (link_id, day, region) DO UPDATE SET clicks = r.clicks + EXCLUDED.clicks
+    $fold$, delta);
     RETURN NULL;
 END
 $$;

@@ -78,7 +78,9 @@ impl Pipeline {
             &config.redis_key_prefix,
             config.pipeline.poll_interval + Duration::from_secs(5),
         )?
-        .with_outage_note("reconnecting; stream entries wait in Redis, nothing is acknowledged meanwhile");
+        .with_outage_note(
+            "reconnecting; stream entries wait in Redis, nothing is acknowledged meanwhile",
+        );
         let geo = config
             .pipeline
             .geoip_db

@@ -948,11 +948,15 @@ async fn wait_until_answering(
 /// the target never resets queued connections).
 pub fn stop(out: &mut impl Write) -> anyhow::Result<()> {
     ensure_installed()?;
-    systemctl(&["stop", "--", TARGET, SOCKET])?;
     let mut units = vec![TARGET.to_string(), SOCKET.to_string()];
     units.extend(loaded_api_instances()?.into_iter().map(api_unit));
     units.push(WORKER.to_string());
     units.push(AGGREGATOR.to_string());
+    // Every unit named: systemctl waits only for the jobs of the units it is given, and the
+    // target's own stop job finishes before the services it stops (they are ordered before it).
+    let mut args = vec!["stop", "--"];
+    args.extend(units.iter().map(String::as_str));
+    systemctl(&args)?;
     let still: Vec<String> = show(&units)?
         .into_iter()
         .filter(|s| s.is_active())

@@ -15,6 +15,55 @@ use crate::support::{eventually, fresh_database, redis_url};
 
 const API_BIN: &str = env!("CARGO_BIN_EXE_boltlink-api");
 
+/// One `boltlink-api` on `listener` (as systemd passes it), with its own Redis key prefix and
+/// no env file; callers add what their test is about.
+fn api_command(listener: &std::net::TcpListener, database_url: &str) -> Command {
+    let mut cmd =
+        boltlink::systemd::spawn_with_listener(listener, Path::new(API_BIN)).expect("cmd");
+    cmd.env("DATABASE_URL", database_url)
+        .env("REDIS_URL", redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("t{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("LOG_LEVEL", "warn");
+    cmd
+}
+
+/// A `NOTIFY_SOCKET` for a child, in a fresh directory removed on drop.
+struct NotifySocket {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+    socket: tokio::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    fn bind(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("bl-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("notify.sock");
+        let socket = tokio::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        NotifySocket { dir, path, socket }
+    }
+
+    /// The next message, or a panic naming `what` after `within`.
+    async fn recv(&self, within: Duration, what: &str) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(within, self.socket.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what} in time"))
+            .expect("recv");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 struct Suite {
     base: String,
     children: Vec<Child>,
@@ -364,49 +413,26 @@ async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in
 
 #[tokio::test]
 async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
-    let dir = std::env::temp_dir().join(format!("bl-notify-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let socket_path = dir.join("notify.sock");
-    let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
-
+    let notify = NotifySocket::bind("notify");
     let database_url = fresh_database().await;
     let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-    let mut cmd =
-        boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN)).expect("cmd");
-    let mut child = cmd
-        .env("DATABASE_URL", &database_url)
-        .env("REDIS_URL", redis_url())
-        .env(
-            "REDIS_KEY_PREFIX",
-            format!("t{}:", uuid::Uuid::new_v4().simple()),
-        )
-        .env("BOLTLINK_ENV_FILE", "/dev/null")
-        .env("LOG_LEVEL", "warn")
-        .env("NOTIFY_SOCKET", &socket_path)
+    let mut child = api_command(&listener, &database_url)
+        .env("NOTIFY_SOCKET", &notify.path)
         .spawn()
         .expect("spawn");
 
     let mut messages = Vec::new();
-    let mut buf = vec![0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(30);
     while !messages.iter().any(|m: &String| m.contains("READY=1")) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let n = tokio::time::timeout(left, notify.recv(&mut buf))
-            .await
-            .expect("READY=1 in time")
-            .expect("recv");
-        messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        messages.push(notify.recv(left, "READY=1").await);
     }
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
     while !messages.iter().any(|m| m.contains("STOPPING=1")) {
-        let n = tokio::time::timeout(Duration::from_secs(5), notify.recv(&mut buf))
-            .await
-            .expect("STOPPING=1 in time")
-            .expect("recv");
-        messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        messages.push(notify.recv(Duration::from_secs(5), "STOPPING=1").await);
     }
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
@@ -423,48 +449,28 @@ async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
         .expect("stopping");
     assert!(ready_at < stopping_at, "{messages:?}");
     drop(listener);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its_status() {
-    let dir = std::env::temp_dir().join(format!("bl-watchdog-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let socket_path = dir.join("notify.sock");
-    let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
-
+    let notify = NotifySocket::bind("watchdog");
     let database_url = fresh_database().await;
     let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut cmd =
-        boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN)).expect("cmd");
-    let mut child = cmd
-        .env("DATABASE_URL", &database_url)
-        .env("REDIS_URL", redis_url())
-        .env(
-            "REDIS_KEY_PREFIX",
-            format!("t{}:", uuid::Uuid::new_v4().simple()),
-        )
-        .env("BOLTLINK_ENV_FILE", "/dev/null")
-        .env("LOG_LEVEL", "warn")
-        .env("NOTIFY_SOCKET", &socket_path)
+    let mut child = api_command(&listener, &database_url)
+        .env("NOTIFY_SOCKET", &notify.path)
         // WatchdogSec=1s; no WATCHDOG_PID, which is optional.
         .env("WATCHDOG_USEC", "1000000")
         .spawn()
         .expect("spawn");
 
-    let mut buf = vec![0u8; 4096];
     let mut ready_at = None;
     let mut pings_after_ready = Vec::new();
     let mut statuses_after_ready = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let n = tokio::time::timeout(left, notify.recv(&mut buf))
-            .await
-            .expect("notifications in time")
-            .expect("recv");
-        let message = String::from_utf8_lossy(&buf[..n]).to_string();
+        let message = notify.recv(left, "notifications").await;
         if message.contains("READY=1") {
             ready_at = Some(Instant::now());
             // Traffic for the status line to count.
@@ -510,7 +516,6 @@ async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its
         "{live}"
     );
     drop(listener);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -518,16 +523,7 @@ async fn above_memory_restart_mb_the_process_drains_and_exits_75_for_systemd_to_
     let database_url = fresh_database().await;
     let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut child = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
-        .expect("cmd")
-        .env("DATABASE_URL", &database_url)
-        .env("REDIS_URL", redis_url())
-        .env(
-            "REDIS_KEY_PREFIX",
-            format!("t{}:", uuid::Uuid::new_v4().simple()),
-        )
-        .env("BOLTLINK_ENV_FILE", "/dev/null")
-        .env("LOG_LEVEL", "warn")
+    let mut child = api_command(&listener, &database_url)
         // Any process is above 1 MiB.
         .env("MEMORY_RESTART_MB", "1")
         .stderr(Stdio::piped())

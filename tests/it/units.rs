@@ -105,25 +105,21 @@ fn every_service_runs_unprivileged_with_the_same_hardening_and_limits() {
             "{name}"
         );
         // The service discipline the issue asks of every process.
-        assert_eq!(one(&unit, "Service", "Type"), "notify", "{name}");
-        assert_eq!(one(&unit, "Service", "Restart"), "on-failure", "{name}");
-        assert_eq!(
-            one(&unit, "Service", "RestartPreventExitStatus"),
-            "78",
-            "{name}"
-        );
-        assert_eq!(one(&unit, "Service", "TimeoutStopSec"), "5s", "{name}");
-        assert_eq!(one(&unit, "Service", "MemoryMax"), "500M", "{name}");
-        assert_eq!(one(&unit, "Service", "MemoryHigh"), "450M", "{name}");
-        assert_eq!(one(&unit, "Service", "WatchdogSec"), "10s", "{name}");
-        assert_eq!(one(&unit, "Service", "Slice"), "boltlink.slice", "{name}");
-        assert_eq!(
-            one(&unit, "Service", "EnvironmentFile"),
-            "-/etc/boltlink/boltlink.env",
-            "{name}"
-        );
-        assert_eq!(one(&unit, "Unit", "PartOf"), "boltlink.target", "{name}");
-        assert_eq!(one(&unit, "Unit", "StartLimitIntervalSec"), "0", "{name}");
+        for (section, key, want) in [
+            ("Service", "Type", "notify"),
+            ("Service", "Restart", "on-failure"),
+            ("Service", "RestartPreventExitStatus", "78"),
+            ("Service", "TimeoutStopSec", "5s"),
+            ("Service", "MemoryMax", "500M"),
+            ("Service", "MemoryHigh", "450M"),
+            ("Service", "WatchdogSec", "10s"),
+            ("Service", "Slice", "boltlink.slice"),
+            ("Service", "EnvironmentFile", "-/etc/boltlink/boltlink.env"),
+            ("Unit", "PartOf", "boltlink.target"),
+            ("Unit", "StartLimitIntervalSec", "0"),
+        ] {
+            assert_eq!(one(&unit, section, key), want, "{name}: [{section}] {key}=");
+        }
     }
 }
 
