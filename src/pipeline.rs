@@ -163,6 +163,10 @@ impl Consumer {
                 Ok(entries)
             }
             Err(e) => {
+                // A read whose reply was lost (connection dropped, timeout, Redis killed
+                // after answering) may still have delivered entries to this consumer: they
+                // are pending and must be handled before anything newer.
+                self.recovering = true;
                 // The stream or group vanished (Redis lost its data, or started empty):
                 // recreate.
                 if e.contains("NOGROUP") {
@@ -256,6 +260,9 @@ pub async fn run_loop(
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
+                // Whatever failed, entries may be pending for this consumer that it does not
+                // hold in memory: re-read them before anything newer.
+                consumer.recover();
                 if p.migrations_pending.load(Ordering::Relaxed) && p.migrate_now().await.is_ok() {
                     tracing::info!("database migrations applied");
                     p.migrations_pending.store(false, Ordering::Relaxed);

@@ -567,6 +567,84 @@ async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
 }
 
 #[tokio::test]
+async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_anything_newer() {
+    // Redis delivers a batch (it is pending for the consumer) but the reply never arrives: the
+    // connection drops. The consumer must re-read its pending entries before new ones, or the
+    // aggregator's offset moves past a batch it never counted.
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/lost"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
+    let mut consumer = Consumer::new(aggregator::GROUP, "aggregator");
+    // Past its start-up recovery: reading new entries only.
+    assert_eq!(
+        aggregator::step(&p, &mut consumer)
+            .await
+            .expect("idle step"),
+        StepOutcome::Empty
+    );
+    assert!(!consumer.is_recovering());
+
+    append(
+        &p,
+        (0..5)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    // The delivery whose reply is lost: the entries become pending for "aggregator".
+    let mut c = app.redis.clone();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(aggregator::GROUP)
+        .arg("aggregator")
+        .arg("COUNT")
+        .arg(100)
+        .arg("STREAMS")
+        .arg(format!("{}clicks", app.prefix))
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .expect("delivery");
+    assert_eq!(pending(&app, "aggregator").await, 5);
+    // ... and the consumer's own connection drops (only that one: other tests share this
+    // Redis): its next read fails.
+    let id: i64 = p
+        .redis
+        .query_cmd(&redis::cmd("CLIENT").arg("ID").clone())
+        .await
+        .expect("the consumer's connection id");
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut c)
+        .await
+        .expect("client kill");
+    assert!(aggregator::step(&p, &mut consumer).await.is_err());
+    assert!(p.redis.connect_now().await, "reconnects");
+
+    append(
+        &p,
+        (0..5)
+            .map(|_| event(&link, owner, "US", ClickKind::Click))
+            .collect(),
+    )
+    .await;
+    // No manual help: the consumer itself knows it must recover.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while aggregator::step(&p, &mut consumer).await.expect("step") != StepOutcome::Empty {
+        assert!(std::time::Instant::now() < deadline, "did not drain");
+    }
+    assert_eq!(totals(&app).await.0, 10, "every click counted once");
+    assert_eq!(pending(&app, "aggregator").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
     let app = TestApp::spawn().await;
     let key = app.key(false).await;
