@@ -344,7 +344,7 @@ _bl_wait_ready() {
     [[ -n $redis_port ]] && redis_ok=0
     local deadline=$((SECONDS + BL_SERVICE_TIMEOUT))
     local pidfile=$state/redis/redis.pid
-    local redis_seen_at=$SECONDS
+    local redis_seen_at=$SECONDS pg_seen_at=$SECONDS
 
     while :; do
         if ((!pg_ok)) && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -t 2 >/dev/null 2>&1; then
@@ -355,10 +355,16 @@ _bl_wait_ready() {
         fi
         ((pg_ok && redis_ok)) && return 0
 
-        if ((!pg_ok)) && ! _bl_as_pg "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-            _bl_err "PostgreSQL exited during startup"
-            _bl_show_log "$(dirname "$data")/postgres.log"
-            return 1
+        if ((!pg_ok)); then
+            if _bl_as_pg "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+                pg_seen_at=$SECONDS
+            elif ((SECONDS - pg_seen_at > 3)); then
+                # `pg_ctl start -W` returns before the postmaster has written postmaster.pid,
+                # so "not running" right after the start is expected; for seconds, it exited.
+                _bl_err "PostgreSQL exited during startup"
+                _bl_show_log "$(dirname "$data")/postgres.log"
+                return 1
+            fi
         fi
         if ((!redis_ok)); then
             local pid=

@@ -43,36 +43,28 @@ pub struct OwnerLinkCounts {
 /// its index instead of a generic plan that scans.
 enum Cond {
     Link(Uuid),
-    Owner(Uuid),
-    All,
+    Scope(Scope),
 }
 
 impl Cond {
     fn of(filter: RollupFilter) -> Self {
         match filter {
             RollupFilter::Link(id) => Cond::Link(id),
-            RollupFilter::Owner(scope) if scope.admin => Cond::All,
-            RollupFilter::Owner(scope) => Cond::Owner(scope.key_id),
+            RollupFilter::Owner(scope) => Cond::Scope(scope),
         }
     }
 
-    fn of_scope(scope: Scope) -> Self {
-        Self::of(RollupFilter::Owner(scope))
-    }
-
-    /// `link_id = $1`, `owner_key_id = $1` or `$1 IS NOT NULL` (always true, keeps `$1`).
-    fn sql(&self) -> &'static str {
+    fn sql(&self) -> String {
         match self {
-            Cond::Link(_) => "link_id = $1",
-            Cond::Owner(_) => "owner_key_id = $1",
-            Cond::All => "$1::uuid IS NOT NULL",
+            Cond::Link(_) => "link_id = $1".to_string(),
+            Cond::Scope(scope) => scope.owner_filter("owner_key_id"),
         }
     }
 
     fn bind(&self) -> Uuid {
         match self {
-            Cond::Link(id) | Cond::Owner(id) => *id,
-            Cond::All => Uuid::nil(),
+            Cond::Link(id) => *id,
+            Cond::Scope(scope) => scope.key_id,
         }
     }
 }
@@ -120,7 +112,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<i64> {
-        let cond = Cond::of_scope(scope);
+        let cond = Cond::Scope(scope);
         let sql = format!(
             "SELECT count(DISTINCT link_id) FROM click_rollups_daily \
              WHERE {} AND day >= $2 AND day < $3 AND clicks > 0",
@@ -136,7 +128,7 @@ impl Store {
 
     /// Totals over the caller's links: all links, live links (not expired), clicks.
     pub async fn owner_link_counts(&self, scope: Scope) -> StoreResult<OwnerLinkCounts> {
-        let cond = Cond::of_scope(scope);
+        let cond = Cond::Scope(scope);
         let sql = format!(
             "SELECT count(*) AS total_links, \
              count(*) FILTER (WHERE NOT is_expiring OR expires_at > now()) AS active_links, \
@@ -152,7 +144,7 @@ impl Store {
 
     /// When the aggregator last touched any of the caller's rollups.
     pub async fn rollups_last_updated(&self, scope: Scope) -> StoreResult<Option<DateTime<Utc>>> {
-        let cond = Cond::of_scope(scope);
+        let cond = Cond::Scope(scope);
         let sql = format!(
             "SELECT max(updated_at) FROM click_rollups_total WHERE {}",
             cond.sql()

@@ -57,10 +57,10 @@ impl Store {
     }
 
     pub async fn list_campaigns(&self, scope: Scope) -> StoreResult<Vec<CampaignRecord>> {
-        let sql = format!("{CAMPAIGN_SELECT} WHERE (c.owner_key_id = $1 OR $2) ORDER BY c.created_at DESC, c.id DESC");
+        let filter = scope.owner_filter("c.owner_key_id");
+        let sql = format!("{CAMPAIGN_SELECT} WHERE {filter} ORDER BY c.created_at DESC, c.id DESC");
         Ok(sqlx::query_as::<_, CampaignRecord>(&sql)
             .bind(scope.key_id)
-            .bind(scope.admin)
             .fetch_all(self.pool())
             .await?)
     }

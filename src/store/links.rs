@@ -203,34 +203,32 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<LinkRecord>, i64)> {
+        let filter = scope.owner_filter("owner_key_id");
         let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM links WHERE (owner_key_id = $1 OR $2) \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} \
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
         let links = sqlx::query_as::<_, LinkRecord>(&sql)
             .bind(scope.key_id)
-            .bind(scope.admin)
             .bind(limit)
             .bind(offset)
             .fetch_all(self.pool())
             .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM links WHERE (owner_key_id = $1 OR $2)")
-                .bind(scope.key_id)
-                .bind(scope.admin)
-                .fetch_one(self.pool())
-                .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM links WHERE {filter}"))
+            .bind(scope.key_id)
+            .fetch_one(self.pool())
+            .await?;
         Ok((links, total))
     }
 
     pub async fn top_links(&self, scope: Scope, limit: i64) -> StoreResult<Vec<LinkRecord>> {
+        let filter = scope.owner_filter("owner_key_id");
         let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM links WHERE (owner_key_id = $1 OR $2) \
-             ORDER BY clicks DESC, created_at DESC LIMIT $3"
+            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} \
+             ORDER BY clicks DESC, created_at DESC LIMIT $2"
         );
         Ok(sqlx::query_as::<_, LinkRecord>(&sql)
             .bind(scope.key_id)
-            .bind(scope.admin)
             .bind(limit)
             .fetch_all(self.pool())
             .await?)

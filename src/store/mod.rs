@@ -75,6 +75,19 @@ pub struct Scope {
     pub admin: bool,
 }
 
+impl Scope {
+    /// The `WHERE` condition for lists: `{column} = $1` for a key, always true for an admin
+    /// (still naming `$1`, so the binds are the same). One SQL text per case: a shared
+    /// `(owner = $1 OR $2)` would let PostgreSQL settle on a generic plan that scans.
+    pub(crate) fn owner_filter(&self, column: &str) -> String {
+        if self.admin {
+            "$1::uuid IS NOT NULL".to_string()
+        } else {
+            format!("{column} = $1")
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
