@@ -83,6 +83,30 @@ async fn drain_aggregator(p: &Pipeline) -> usize {
     }
 }
 
+/// `n` ordinary clicks on `link`.
+fn clicks(link: &serde_json::Value, owner: Uuid, n: usize) -> Vec<ClickEvent> {
+    (0..n)
+        .map(|_| event(link, owner, "US", ClickKind::Click))
+        .collect()
+}
+
+/// Steps the aggregator with one consumer until nothing is left, treating a failed step the
+/// way `run_loop` does (recover, try again), for at most 20 s.
+async fn aggregate_until_empty(p: &Pipeline, consumer: &mut Consumer) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match aggregator::step(p, consumer).await {
+            Ok(StepOutcome::Empty) => return,
+            Ok(StepOutcome::Processed(_)) => {}
+            Err(_) => consumer.recover(),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aggregator did not drain"
+        );
+    }
+}
+
 async fn owner_of(app: &TestApp, link: &serde_json::Value) -> Uuid {
     sqlx::query_scalar("SELECT owner_key_id FROM links WHERE id = $1::uuid")
         .bind(link["id"].as_str().expect("id"))
@@ -526,13 +550,7 @@ async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
     assert!(p.redis.connect_now().await);
     p.redis.ensure_groups().await.expect("groups");
 
-    append(
-        &p,
-        (0..5)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-    )
-    .await;
+    append(&p, clicks(&link, owner, 5)).await;
     let mut consumer = Consumer::new(aggregator::GROUP, "aggregator");
     proxy.cut();
     assert!(
@@ -541,26 +559,9 @@ async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
     );
     consumer.recover();
     proxy.restore();
-    append(
-        &p,
-        (0..5)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-    )
-    .await;
+    append(&p, clicks(&link, owner, 5)).await;
     // The loop retries with the same consumer: the failed batch first, then the newer one.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        match aggregator::step(&p, &mut consumer).await {
-            Ok(StepOutcome::Empty) => break,
-            Ok(StepOutcome::Processed(_)) => {}
-            Err(_) => consumer.recover(),
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "aggregator did not recover"
-        );
-    }
+    aggregate_until_empty(&p, &mut consumer).await;
     assert_eq!(totals(&app).await.0, 10);
     assert_eq!(pending(&app, "aggregator").await, 0);
     app.stop().await;
@@ -588,13 +589,7 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
     );
     assert!(!consumer.is_recovering());
 
-    append(
-        &p,
-        (0..5)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-    )
-    .await;
+    append(&p, clicks(&link, owner, 5)).await;
     // The delivery whose reply is lost: the entries become pending for "aggregator".
     let mut c = app.redis.clone();
     let _: redis::Value = redis::cmd("XREADGROUP")
@@ -627,18 +622,10 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
     assert!(aggregator::step(&p, &mut consumer).await.is_err());
     assert!(p.redis.connect_now().await, "reconnects");
 
-    append(
-        &p,
-        (0..5)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-    )
-    .await;
-    // No manual help: the consumer itself knows it must recover.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while aggregator::step(&p, &mut consumer).await.expect("step") != StepOutcome::Empty {
-        assert!(std::time::Instant::now() < deadline, "did not drain");
-    }
+    append(&p, clicks(&link, owner, 5)).await;
+    // No manual help: the failed read itself put the consumer back into recovery.
+    assert!(consumer.is_recovering());
+    aggregate_until_empty(&p, &mut consumer).await;
     assert_eq!(totals(&app).await.0, 10, "every click counted once");
     assert_eq!(pending(&app, "aggregator").await, 0);
     app.stop().await;
