@@ -137,10 +137,11 @@ pub async fn run(
     migrate: bool,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    crate::pipeline::prepare(&p, migrate, &shutdown).await;
-    // Ready (and watched) before the lock: a standby aggregator waiting for another one's
-    // lock is a healthy process, not a start-up that systemd should time out.
+    // systemd may count watchdog time from the start: ping through start-up too.
     p.spawn_watchdog(&shutdown);
+    crate::pipeline::prepare(&p, migrate, &shutdown).await;
+    // Ready before the lock: a standby aggregator waiting for another one's lock is a
+    // healthy process, not a start-up that systemd should time out.
     crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
     let mut waiting = false;
     let lock = loop {

@@ -59,14 +59,22 @@ impl Pipeline {
         }
     }
 
-    /// Pings the systemd watchdog (when `WatchdogSec=` is set) while the step loop keeps
-    /// turning; a wedged loop stops the pings and systemd restarts the process.
+    /// Pings the systemd watchdog (when `WatchdogSec=` is set) while the runtime runs and
+    /// the step loop has gone round within [`Pipeline::loop_grace`]; a frozen process or a
+    /// loop stuck beyond that stops the pings and systemd restarts the process.
     pub fn spawn_watchdog(&self, shutdown: &Shutdown) {
         tokio::spawn(crate::systemd::run_watchdog(
             crate::systemd::watchdog_interval(),
-            self.liveness.clone().progress_probe(),
+            self.liveness.clone().progress_probe(self.loop_grace()),
             shutdown.wait(),
         ));
+    }
+
+    /// The longest a turn of the step loop may take before the process counts as wedged: a
+    /// blocking read's wait plus time for a slow write (PostgreSQL paused for a while is an
+    /// outage to wait out, not a reason to restart).
+    pub fn loop_grace(&self) -> Duration {
+        self.config.poll_interval + Duration::from_secs(30)
     }
 
     /// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
@@ -346,10 +354,12 @@ pub async fn prepare(p: &Pipeline, migrate: bool, shutdown: &Shutdown) {
             p.migrations_pending.store(true, Ordering::Relaxed);
         }
     }
+    p.liveness.beat();
     notify(&[NotifyState::Status("starting: connecting to Redis")]);
     if !p.redis.connect_now().await {
         tracing::warn!("Redis unreachable at start; waiting for it");
     }
+    p.liveness.beat();
     if let Err(e) = p.redis.ensure_groups().await {
         tracing::warn!(error = %e, "consumer groups not created yet; will retry");
     }

@@ -118,44 +118,61 @@ pub fn notify_watchdog() {
     notify(&[NotifyState::Watchdog]);
 }
 
-/// A counter a main loop advances on every turn, for a watchdog probe to check that the loop
-/// is still going round (the worker's and aggregator's consume loops, for instance).
-#[derive(Debug, Default)]
+/// When a main loop last went round, for a watchdog probe to check that it still does (the
+/// worker's and aggregator's consume loops).
+#[derive(Debug)]
 pub struct LoopHeartbeat {
-    beats: AtomicU64,
+    /// Reference point for `last_beat_ms`.
+    origin: std::time::Instant,
+    /// Milliseconds after `origin` of the last turn.
+    last_beat_ms: AtomicU64,
+}
+
+impl Default for LoopHeartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LoopHeartbeat {
+    /// Counts as a turn: a loop that is just being started has not had its chance yet.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            origin: std::time::Instant::now(),
+            last_beat_ms: AtomicU64::new(0),
+        }
     }
 
-    /// Called by the loop on every turn (cheap: one relaxed atomic add).
+    /// Called by the loop on every turn (cheap: one relaxed atomic store).
     pub fn beat(&self) {
-        self.beats.fetch_add(1, Ordering::Relaxed);
+        self.last_beat_ms
+            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    pub fn count(&self) -> u64 {
-        self.beats.load(Ordering::Relaxed)
+    /// Time since the last turn.
+    pub fn since_last_beat(&self) -> Duration {
+        let last = Duration::from_millis(self.last_beat_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
     }
 
-    /// A probe for [`run_watchdog`]: healthy while the count moved since the previous call.
-    /// The loop must therefore turn at least once per half watchdog interval (use a bounded
-    /// blocking read, e.g. `XREADGROUP ... BLOCK` shorter than that).
+    /// A probe for [`run_watchdog`]: healthy while the loop went round within `grace`. Set
+    /// `grace` above the longest legitimate turn (a blocking read's wait plus a slow write):
+    /// a loop waiting on a slow dependency is not wedged, one stuck beyond it is. A stopped or
+    /// blocked runtime fails anyway, since then the probe itself does not run.
     pub fn progress_probe(
         self: std::sync::Arc<Self>,
+        grace: Duration,
     ) -> impl FnMut() -> std::future::Ready<Result<(), String>> + Send + 'static {
-        // The first check only takes the baseline: a loop that is just being started has not
-        // had its chance to turn yet.
-        let mut last: Option<u64> = None;
         move || {
-            let now = self.count();
-            let moved = last != Some(now);
-            last = Some(now);
-            std::future::ready(if moved {
+            let since = self.since_last_beat();
+            std::future::ready(if since <= grace {
                 Ok(())
             } else {
-                Err("the main loop has not advanced since the previous watchdog check".into())
+                Err(format!(
+                    "the main loop has not gone round for {} s (allowed: {} s)",
+                    since.as_secs(),
+                    grace.as_secs()
+                ))
             })
         }
     }
@@ -172,7 +189,8 @@ impl LoopHeartbeat {
 /// use boltlink::systemd::{run_watchdog, watchdog_interval, LoopHeartbeat};
 /// let heartbeat = Arc::new(LoopHeartbeat::new());
 /// // ... the consume loop calls heartbeat.beat() on every turn ...
-/// tokio::spawn(run_watchdog(watchdog_interval(), heartbeat.clone().progress_probe(), stop));
+/// let grace = std::time::Duration::from_secs(30);
+/// tokio::spawn(run_watchdog(watchdog_interval(), heartbeat.clone().progress_probe(grace), stop));
 /// # }
 /// ```
 pub async fn run_watchdog<P, F>(
@@ -311,17 +329,19 @@ mod tests {
     #[tokio::test]
     async fn a_loop_heartbeat_probe_fails_when_the_loop_stops_turning() {
         let heartbeat = std::sync::Arc::new(LoopHeartbeat::new());
-        let mut probe = heartbeat.clone().progress_probe();
+        let mut probe = heartbeat.clone().progress_probe(Duration::from_millis(100));
         assert!(
             probe().await.is_ok(),
-            "the first check only takes the baseline"
+            "a loop just started counts as turning"
         );
-        assert!(probe().await.is_err(), "no beat since the last check");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let err = probe()
+            .await
+            .expect_err("no turn for longer than the grace");
+        assert!(err.contains("has not gone round"), "{err}");
         heartbeat.beat();
         assert!(probe().await.is_ok());
-        assert!(probe().await.is_err(), "no beat since the last check");
-        heartbeat.beat();
-        assert!(probe().await.is_ok());
+        assert!(probe().await.is_ok(), "still within the grace");
     }
 
     #[tokio::test]

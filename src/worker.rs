@@ -73,6 +73,8 @@ pub async fn apply_retention(p: &Pipeline) -> anyhow::Result<u64> {
 
 /// The worker process: the step loop, retention every hour, and the heartbeat.
 pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown) {
+    // systemd may count watchdog time from the start: ping through start-up too.
+    p.spawn_watchdog(&shutdown);
     crate::pipeline::prepare(&p, migrate, &shutdown).await;
     let heartbeat = tokio::spawn(crate::pipeline::run_heartbeat(
         p.clone(),
@@ -103,7 +105,6 @@ pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown)
             }
         })
     };
-    p.spawn_watchdog(&shutdown);
     crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
     tracing::info!(instance, "boltlink-worker ready");
     // A stable consumer name: a restarted process must find its own pending entries.
