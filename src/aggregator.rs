@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::app::Shutdown;
 use crate::cache::stream::StreamId;
 use crate::enrich::{enrich, Enriched};
-use crate::pipeline::{parse_batch, Consumer, Pipeline, StepOutcome};
+use crate::pipeline::{parse_batch, Consumer, Pipeline, Process, StepOutcome};
 use crate::store::RollupDelta;
 
 pub const GROUP: &str = "aggregator";
@@ -162,42 +162,24 @@ pub async fn run(
     if waiting {
         tracing::info!("aggregator lock taken; leaving standby");
     }
-    let heartbeat = tokio::spawn(crate::pipeline::run_heartbeat(
-        p.clone(),
-        "aggregator",
-        GROUP,
-        shutdown.clone(),
-    ));
-    let trimmer = {
+    let trimmer = crate::pipeline::spawn_periodic(&shutdown, Duration::from_secs(5), {
         let p = p.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
+        move || {
+            let p = p.clone();
+            async move {
                 match p.redis.trim_consumed().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(stream.trimmed = n, "trimmed consumed click events"),
                     Err(e) => tracing::debug!(error = %e, "stream trim skipped"),
                 }
-                tokio::select! {
-                    _ = stop.wait() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
             }
-        })
-    };
+        }
+    });
     tracing::info!(instance, "boltlink-aggregator ready");
-    // A stable consumer name: a restarted process must find its own pending entries.
-    let mut consumer = Consumer::new(GROUP, GROUP);
-    crate::pipeline::run_loop(
-        "boltlink-aggregator",
-        shutdown.clone(),
-        &p,
-        &mut consumer,
-        |p, c| Box::pin(step(p, c)),
-    )
+    crate::pipeline::consume(&p, Process::Aggregator, &shutdown, |p, c| {
+        Box::pin(step(p, c))
+    })
     .await;
-    crate::systemd::notify(&[crate::systemd::NotifyState::Stopping]);
-    let _ = heartbeat.await;
     trimmer.abort();
     drop(lock);
     tracing::info!("boltlink-aggregator stopped");

@@ -379,6 +379,48 @@ impl Process {
             Process::Aggregator => "boltlink-aggregator",
         }
     }
+
+    /// Its consumer group, which is also its heartbeat's and its consumer's name.
+    pub fn group(self) -> &'static str {
+        match self {
+            Process::Worker => crate::worker::GROUP,
+            Process::Aggregator => crate::aggregator::GROUP,
+        }
+    }
+}
+
+/// What both processes do once started: publish the heartbeat, run `step` with one consumer
+/// until `shutdown`, then say `STOPPING=1` and let the heartbeat finish.
+pub async fn consume(p: &Pipeline, process: Process, shutdown: &Shutdown, step: StepFn) {
+    let group = process.group();
+    let heartbeat = tokio::spawn(run_heartbeat(p.clone(), group, group, shutdown.clone()));
+    // A stable consumer name: a restarted process must find its own pending entries.
+    let mut consumer = Consumer::new(group, group);
+    run_loop(process.binary(), shutdown.clone(), p, &mut consumer, step).await;
+    crate::systemd::notify(&[crate::systemd::NotifyState::Stopping]);
+    let _ = heartbeat.await;
+}
+
+/// Runs `chore` now and then every `every` until `shutdown` (retention, stream trimming).
+pub fn spawn_periodic<F, Fut>(
+    shutdown: &Shutdown,
+    every: Duration,
+    mut chore: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            chore().await;
+            tokio::select! {
+                _ = stop.wait() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
 }
 
 /// The whole `main` of `boltlink-worker` and `boltlink-aggregator`: parse config, drop

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use crate::app::Shutdown;
 use crate::enrich::enrich;
-use crate::pipeline::{parse_batch, Consumer, Pipeline, StepOutcome};
+use crate::pipeline::{parse_batch, Consumer, Pipeline, Process, StepOutcome};
 
 pub const GROUP: &str = "worker";
 /// Rows per retention `DELETE`: small enough to keep each transaction short.
@@ -76,17 +76,11 @@ pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown)
     // systemd may count watchdog time from the start: ping through start-up too.
     p.spawn_watchdog(&shutdown);
     crate::pipeline::prepare(&p, migrate, &shutdown).await;
-    let heartbeat = tokio::spawn(crate::pipeline::run_heartbeat(
-        p.clone(),
-        "worker",
-        GROUP,
-        shutdown.clone(),
-    ));
-    let retention = {
+    let retention = crate::pipeline::spawn_periodic(&shutdown, Duration::from_secs(3600), {
         let p = p.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
+        move || {
+            let p = p.clone();
+            async move {
                 match apply_retention(&p).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
@@ -98,27 +92,12 @@ pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown)
                         "retention failed; retrying in an hour"
                     ),
                 }
-                tokio::select! {
-                    _ = stop.wait() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                }
             }
-        })
-    };
+        }
+    });
     crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
     tracing::info!(instance, "boltlink-worker ready");
-    // A stable consumer name: a restarted process must find its own pending entries.
-    let mut consumer = Consumer::new(GROUP, GROUP);
-    crate::pipeline::run_loop(
-        "boltlink-worker",
-        shutdown.clone(),
-        &p,
-        &mut consumer,
-        |p, c| Box::pin(step(p, c)),
-    )
-    .await;
-    crate::systemd::notify(&[crate::systemd::NotifyState::Stopping]);
-    let _ = heartbeat.await;
+    crate::pipeline::consume(&p, Process::Worker, &shutdown, |p, c| Box::pin(step(p, c))).await;
     retention.abort();
     tracing::info!("boltlink-worker stopped");
 }
