@@ -6,14 +6,7 @@ use serde_json::json;
 use crate::support::TestApp;
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -300,14 +300,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
                 .fetch_one(&app.db)
                 .await
                 .expect("mm");
-            let metrics = app
-                .get("/metrics")
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
+            let metrics = app.metrics_text().await;
             let clicks_metrics: Vec<&str> = metrics
                 .lines()
                 .filter(|l| l.starts_with("boltlink_click"))

@@ -298,6 +298,17 @@ impl TestApp {
         secret.expose().to_string()
     }
 
+    /// The body of `GET /metrics` (Prometheus text).
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.get(self.url(path))
     }
