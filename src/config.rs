@@ -394,23 +394,51 @@ impl Config {
     }
 }
 
-/// Loads the env file named by `BOLTLINK_ENV_FILE`, or the default one when it exists.
-/// An explicitly named file that is missing is an error; a missing default file is not.
+/// The file `boltlinkctl setup` writes its database settings to, beside the env file
+/// (`/etc/boltlink/setup.env`). It is read first, so the administrator's env file wins; the
+/// units list it before `boltlink.env` in `EnvironmentFile=` for the same order.
+pub const SETUP_ENV_FILE_NAME: &str = "setup.env";
+
+/// The env file: `BOLTLINK_ENV_FILE` when set, else [`DEFAULT_ENV_FILE`]; and whether it was
+/// named explicitly.
+pub fn env_file_for(env: &HashMap<String, String>) -> (std::path::PathBuf, bool) {
+    match env.get("BOLTLINK_ENV_FILE").filter(|p| !p.is_empty()) {
+        Some(p) => (p.into(), true),
+        None => (DEFAULT_ENV_FILE.into(), false),
+    }
+}
+
+/// `setup.env` in the env file's directory.
+pub fn setup_env_file_beside(env_file: &Path) -> std::path::PathBuf {
+    env_file
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(SETUP_ENV_FILE_NAME)
+}
+
+/// Loads `setup.env` (when it exists) and then the env file named by `BOLTLINK_ENV_FILE`, or
+/// the default one when it exists; a variable in the env file overrides the same variable in
+/// `setup.env`. An explicitly named env file that is missing is an error; a missing default
+/// file is not.
 pub fn read_env_file_for(
     env: &HashMap<String, String>,
 ) -> Result<HashMap<String, String>, ConfigError> {
-    let (path, explicit) = match env.get("BOLTLINK_ENV_FILE").filter(|p| !p.is_empty()) {
-        Some(p) => (p.as_str(), true),
-        None => (DEFAULT_ENV_FILE, false),
-    };
-    match std::fs::read_to_string(Path::new(path)) {
+    let (path, explicit) = env_file_for(env);
+    let mut merged = read_one_env_file(&setup_env_file_beside(&path), false)?;
+    merged.extend(read_one_env_file(&path, explicit)?);
+    Ok(merged)
+}
+
+fn read_one_env_file(path: &Path, required: bool) -> Result<HashMap<String, String>, ConfigError> {
+    let shown = path.display();
+    match std::fs::read_to_string(path) {
         Ok(text) => parse_env_file(&text).map_err(|(line, msg)| {
-            ConfigError::new("BOLTLINK_ENV_FILE", format!("{path}:{line}: {msg}"))
+            ConfigError::new("BOLTLINK_ENV_FILE", format!("{shown}:{line}: {msg}"))
         }),
-        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
         Err(e) => Err(ConfigError::new(
             "BOLTLINK_ENV_FILE",
-            format!("cannot read {path}: {e}"),
+            format!("cannot read {shown}: {e}"),
         )),
     }
 }
@@ -748,5 +776,38 @@ mod tests {
         )]);
         let err = read_env_file_for(&env).expect_err("missing");
         assert_eq!(err.var, "BOLTLINK_ENV_FILE");
+    }
+
+    #[test]
+    fn setup_env_is_read_first_and_the_env_file_overrides_it() {
+        let dir = std::env::temp_dir().join(format!("boltlink-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let env_file = dir.join("boltlink.env");
+        let env = HashMap::from([(
+            "BOLTLINK_ENV_FILE".to_string(),
+            env_file.display().to_string(),
+        )]);
+        std::fs::write(&env_file, "REDIS_KEY_PREFIX=admin:\n").expect("write");
+        // No setup.env yet: only the env file.
+        let m = read_env_file_for(&env).expect("read");
+        assert_eq!(m.get("DATABASE_URL"), None);
+        std::fs::write(
+            dir.join(SETUP_ENV_FILE_NAME),
+            "DATABASE_URL=postgres://boltlink:pw@127.0.0.1:5432/boltlink\nREDIS_KEY_PREFIX=setup:\n",
+        )
+        .expect("write");
+        let m = read_env_file_for(&env).expect("read");
+        assert_eq!(
+            m["DATABASE_URL"],
+            "postgres://boltlink:pw@127.0.0.1:5432/boltlink"
+        );
+        assert_eq!(
+            m["REDIS_KEY_PREFIX"], "admin:",
+            "the env file wins over setup.env"
+        );
+        std::fs::write(dir.join(SETUP_ENV_FILE_NAME), "not a line\n").expect("write");
+        let err = read_env_file_for(&env).expect_err("bad setup.env");
+        assert!(err.message.contains("setup.env:1"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -4,6 +4,7 @@
 //! Operating the installed suite under systemd (`status`, `restart`, `stop`, `scale`,
 //! `logs`) lives in [`units`].
 
+pub mod setup;
 pub mod units;
 
 use std::path::PathBuf;

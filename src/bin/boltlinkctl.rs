@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use boltlink::config::{Config, EXIT_CONFIG};
 use boltlink::ctl;
+use boltlink::ctl::setup;
 use boltlink::ctl::units::{self, Scale};
 use clap::{Parser, Subcommand};
 
@@ -54,6 +55,22 @@ enum Command {
     },
     /// Apply pending database migrations (safe to run while the suite is up).
     Migrate,
+    /// Make this machine's installation ready: with no DATABASE_URL configured, create the
+    /// PostgreSQL role and database `boltlink` (local server, as the postgres account) and
+    /// write DATABASE_URL to /etc/boltlink/setup.env; then apply migrations and check Redis.
+    /// Safe to run again.
+    Setup {
+        /// Create the role and database on the server this superuser URL points at instead
+        /// of the local one (postgres://USER:PASSWORD@HOST:PORT/postgres).
+        #[arg(long, value_name = "URL")]
+        admin_url: Option<String>,
+        /// Name of the role and of the database to create.
+        #[arg(long, default_value = setup::DEFAULT_NAME)]
+        name: String,
+        /// Do nothing when a database is already configured (what the package runs).
+        #[arg(long)]
+        if_unconfigured: bool,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -104,6 +121,11 @@ fn main() -> ExitCode {
             return with_runtime(|| async { units::rolling_restart(&mut std::io::stdout()).await })
         }
         Command::Status { json } => return status(json),
+        Command::Setup {
+            admin_url,
+            name,
+            if_unconfigured,
+        } => return setup(admin_url, name, if_unconfigured),
         _ => {}
     }
     let config = match Config::from_process_env() {
@@ -196,6 +218,31 @@ fn status(json: bool) -> ExitCode {
     });
     if code == ExitCode::SUCCESS && !healthy {
         ExitCode::FAILURE
+    } else {
+        code
+    }
+}
+
+/// `setup` runs before a configuration exists, so it reads the env files itself.
+fn setup(admin_url: Option<String>, name: String, if_unconfigured: bool) -> ExitCode {
+    let mut config_error = false;
+    let code = with_runtime(|| async {
+        let opts = setup::SetupOptions {
+            admin_url,
+            name,
+            if_unconfigured,
+        };
+        match setup::setup(opts, &mut std::io::stdout()).await {
+            Ok(()) => Ok(()),
+            Err(setup::SetupError::Config(e)) => {
+                config_error = true;
+                Err(e.into())
+            }
+            Err(setup::SetupError::Failed(e)) => Err(e),
+        }
+    });
+    if config_error {
+        ExitCode::from(EXIT_CONFIG as u8)
     } else {
         code
     }

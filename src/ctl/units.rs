@@ -578,7 +578,7 @@ async fn check_postgres(config: &Config) -> DependencyReport {
     }
 }
 
-async fn connect_redis(config: &Config) -> (DependencyReport, Option<RedisHandle>) {
+pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<RedisHandle>) {
     let handle = match RedisHandle::new(&config.redis_url, &config.redis_key_prefix) {
         Ok(h) => h,
         Err(e) => {

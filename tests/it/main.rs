@@ -17,4 +17,5 @@ mod pipeline;
 mod processes;
 mod redirect;
 mod resilience;
+mod setup;
 mod units;
