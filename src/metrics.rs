@@ -63,6 +63,26 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Entries in the Redis click stream (cluster-wide).",
     ),
     (
+        "boltlink_consumer_lag_events",
+        "gauge",
+        "Click stream entries the consumer group has not processed yet, by group.",
+    ),
+    (
+        "boltlink_consumer_lag_seconds",
+        "gauge",
+        "Age of the oldest click stream entry the group has not processed, by group.",
+    ),
+    (
+        "boltlink_consumer_processed_total",
+        "counter",
+        "Click stream entries processed by the group's consumer, by group.",
+    ),
+    (
+        "boltlink_consumer_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the group's consumer last reported, by group.",
+    ),
+    (
         "boltlink_cache_hits_total",
         "counter",
         "Link lookups answered by a cache, by layer.",

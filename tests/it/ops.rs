@@ -522,9 +522,44 @@ async fn system_health_reports_instances_dependencies_and_background_processes_f
         .arg(now_ms - 90_000)
         .arg("last_seen")
         .arg(now_ms)
+        .arg("lag_events")
+        .arg(17)
+        .arg("lag_seconds")
+        .arg(2.5)
+        .arg("processed_total")
+        .arg(1234)
         .query_async(&mut redis)
         .await
         .expect("HSET worker heartbeat");
+
+    // The same heartbeat feeds the consumer families of /metrics (the shipped alert rules
+    // BoltLinkConsumerLagging / BoltLinkConsumerDown read them).
+    let samples = parse_metrics(&app.metrics_text().await);
+    let worker = [("group", "worker")];
+    assert_eq!(
+        metric(&samples, "boltlink_consumer_lag_events", &worker),
+        Some(17.0)
+    );
+    assert_eq!(
+        metric(&samples, "boltlink_consumer_lag_seconds", &worker),
+        Some(2.5)
+    );
+    assert_eq!(
+        metric(&samples, "boltlink_consumer_processed_total", &worker),
+        Some(1234.0)
+    );
+    let age = metric(&samples, "boltlink_consumer_heartbeat_age_seconds", &worker)
+        .expect("heartbeat age of the worker");
+    assert!((0.0..30.0).contains(&age), "heartbeat age {age}");
+    assert_eq!(
+        metric(
+            &samples,
+            "boltlink_consumer_lag_events",
+            &[("group", "aggregator")]
+        ),
+        None,
+        "no aggregator heartbeat, no aggregator samples"
+    );
 
     let entries = poll(
         Duration::from_secs(5),
