@@ -32,7 +32,12 @@ enum Command {
     },
     /// Rolling restart: API instances one at a time (the next once the previous serves
     /// again), then worker and aggregator; stops at the first failure.
-    Restart,
+    Restart {
+        /// Exit 0 without doing anything when boltlink.target is not active (what the
+        /// package runs after an upgrade).
+        #[arg(long)]
+        if_running: bool,
+    },
     /// Stop the whole suite, including the listening socket.
     Stop,
     /// Set the number of API instances (API_INSTANCES in the env file), reload systemd,
@@ -117,8 +122,10 @@ fn main() -> ExitCode {
             follow,
             lines,
         } => return report(units::logs(unit.as_deref(), follow, lines)),
-        Command::Restart => {
-            return with_runtime(|| async { units::rolling_restart(&mut std::io::stdout()).await })
+        Command::Restart { if_running } => {
+            return with_runtime(|| async {
+                units::rolling_restart(&mut std::io::stdout(), if_running).await
+            })
         }
         Command::Status { json } => return status(json),
         Command::Setup {

@@ -796,8 +796,19 @@ pub fn connect_address(listen: &str) -> Option<SocketAddr> {
 /// Rolling restart: each wanted API instance in turn — the next only once the previous is
 /// active again with a new process and answers on the shared socket, and the suite answers
 /// `/ready` — then the worker, then the aggregator. Stops at the first failure.
-pub async fn rolling_restart(out: &mut impl Write) -> anyhow::Result<()> {
+///
+/// `if_running`: a suite that is not running is left alone (exit 0) instead of being an error;
+/// the package's postinst restarts with it after an upgrade.
+pub async fn rolling_restart(out: &mut impl Write, if_running: bool) -> anyhow::Result<()> {
     let target = ensure_installed()?;
+    if !target.is_active() && if_running {
+        writeln!(
+            out,
+            "{TARGET} is {}: nothing to restart",
+            target.active_state
+        )?;
+        return Ok(());
+    }
     if !target.is_active() {
         bail!(
             "{TARGET} is {}: start the suite first (systemctl start {TARGET})",
