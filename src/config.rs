@@ -394,6 +394,23 @@ impl Config {
     }
 }
 
+/// The daemons' command line: none besides `--help` and `--version`. Everything else is
+/// configuration (environment and env files), so a stray argument is refused with exit
+/// status 2 and a pointer to where settings go, instead of being ignored.
+pub fn daemon_command_line(name: &'static str, about: &'static str) {
+    clap::Command::new(name)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about)
+        .after_help(format!(
+            "{name} takes no arguments. It is configured by the environment and the env files \
+             {setup} and {DEFAULT_ENV_FILE} (later ones win; the environment wins over both), \
+             and is normally started by systemd as part of boltlink.target. Exit status 78: \
+             configuration error. See {name}(8) and boltlink.env(5).",
+            setup = "/etc/boltlink/setup.env",
+        ))
+        .get_matches();
+}
+
 /// The file `boltlinkctl setup` writes its database settings to, beside the env file
 /// (`/etc/boltlink/setup.env`). It is read first, so the administrator's env file wins; the
 /// units list it before `boltlink.env` in `EnvironmentFile=` for the same order.

@@ -6,6 +6,10 @@ use boltlink::app::Shutdown;
 use boltlink::config::{Config, EXIT_CONFIG};
 
 fn main() -> ExitCode {
+    boltlink::config::daemon_command_line(
+        "boltlink-api",
+        "BoltLink HTTP API and redirects; one process per instance, all on one shared socket",
+    );
     let config = match Config::from_process_env() {
         Ok(c) => c,
         Err(e) => {

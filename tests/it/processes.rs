@@ -555,3 +555,46 @@ async fn above_memory_restart_mb_the_process_drains_and_exits_75_for_systemd_to_
     assert!(stderr.contains("MEMORY_RESTART_MB=1"), "{stderr}");
     drop(listener);
 }
+
+#[tokio::test]
+async fn the_daemons_answer_help_and_version_and_refuse_arguments_without_starting() {
+    for bin in [
+        API_BIN,
+        env!("CARGO_BIN_EXE_boltlink-worker"),
+        env!("CARGO_BIN_EXE_boltlink-aggregator"),
+    ] {
+        // No DATABASE_URL anywhere: had the process tried to start, it would exit 78.
+        let run = |arg: &str| {
+            Command::new(bin)
+                .env_clear()
+                .env("BOLTLINK_ENV_FILE", "/dev/null")
+                .arg(arg)
+                .output()
+                .expect("run the daemon")
+        };
+        let help = run("--help");
+        assert_eq!(help.status.code(), Some(0), "{bin} --help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("/etc/boltlink/boltlink.env"), "{bin}: {text}");
+        assert!(
+            text.contains("(8)"),
+            "{bin} --help points at its man page: {text}"
+        );
+
+        let version = run("--version");
+        assert_eq!(version.status.code(), Some(0), "{bin} --version");
+        assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+
+        let bad = run("--port=80");
+        assert_eq!(bad.status.code(), Some(2), "{bin} --port=80");
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            stderr.contains("unexpected argument '--port'"),
+            "{bin}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("configuration error"),
+            "{bin} tried to start: {stderr}"
+        );
+    }
+}
