@@ -104,6 +104,13 @@ fn every_service_runs_unprivileged_with_the_same_hardening_and_limits() {
             vec!["@system-service", "~@privileged @resources"],
             "{name}"
         );
+        // What `boltlinkctl setup` wrote, then the administrator's file, which wins (later
+        // EnvironmentFile= lines override earlier ones): the order config.rs reads them in.
+        assert_eq!(
+            values(&unit, "Service", "EnvironmentFile"),
+            vec!["-/etc/boltlink/setup.env", "-/etc/boltlink/boltlink.env"],
+            "{name}"
+        );
         // The service discipline the issue asks of every process.
         for (section, key, want) in [
             ("Service", "Type", "notify"),
@@ -114,7 +121,6 @@ fn every_service_runs_unprivileged_with_the_same_hardening_and_limits() {
             ("Service", "MemoryHigh", "450M"),
             ("Service", "WatchdogSec", "10s"),
             ("Service", "Slice", "boltlink.slice"),
-            ("Service", "EnvironmentFile", "-/etc/boltlink/boltlink.env"),
             ("Unit", "PartOf", "boltlink.target"),
             ("Unit", "StartLimitIntervalSec", "0"),
         ] {
