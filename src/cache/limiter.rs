@@ -9,6 +9,13 @@
 //!   same pipeline as the click events (`INCRBY`), whose replies bring back the cluster-wide
 //!   totals. Another instance's clicks are therefore seen one flush (milliseconds) late; the
 //!   overshoot across N instances is bounded by what they serve in one flush interval.
+//!   A client address is shared (shipped) only once this instance has counted
+//!   1/[`SHARE_FRACTION`] of its limit from it in the current window: most addresses make a
+//!   handful of requests, and shipping each of them would cost Redis two commands and a key
+//!   per request. The cluster may then let an address through up to
+//!   (instances − 1) × limit / [`SHARE_FRACTION`] requests beyond its limit. Per-link caps are
+//!   always shared. At most [`MAX_SUBJECTS_PER_SHARD`] × 16 subjects are kept per process:
+//!   under a flood of distinct addresses, the unshared ones are forgotten first.
 //! - [`SharedLimiter`] serves low-volume routes (shorten, generate-key, wrong passwords, per-key
 //!   limits), where exactness matters more than a round trip: it awaits `INCR` in Redis.
 
@@ -76,6 +83,9 @@ impl HotSubject {
 
 #[derive(Debug, Default)]
 struct HotEntry {
+    /// This window's count is shipped to Redis (always for links; for a client address once
+    /// it reached its share threshold).
+    shared: bool,
     window: i64,
     /// Cluster-wide total of `window` as last reported by Redis (our shipped increments included).
     known: u64,
@@ -100,6 +110,7 @@ impl HotEntry {
             self.known = 0;
             self.unflushed = 0;
             self.inflight = 0;
+            self.shared = false;
         }
     }
 }
@@ -114,6 +125,20 @@ pub struct PendingIncrement {
 }
 
 const SHARDS: usize = 16;
+/// A client address is shipped to Redis once one instance counted this share of its limit.
+pub const SHARE_FRACTION: u32 = 32;
+/// Subjects kept per shard before the unshared ones are forgotten (16 shards).
+pub const MAX_SUBJECTS_PER_SHARD: usize = 4096;
+
+impl HotSubject {
+    /// From which local count in a window this subject's increments are shipped.
+    fn share_from(&self, limit: u32) -> u64 {
+        match self {
+            HotSubject::Link(_) => 1,
+            HotSubject::ClientIp(_) => (limit / SHARE_FRACTION).max(1) as u64,
+        }
+    }
+}
 
 pub struct HotLimiter {
     shards: Vec<Mutex<HashMap<HotSubject, HotEntry>>>,
@@ -149,13 +174,19 @@ impl HotLimiter {
                 .shard(&subject)
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            if shard.len() >= MAX_SUBJECTS_PER_SHARD && !shard.contains_key(&subject) {
+                forget_unshared(&mut shard, window);
+            }
             let e = shard.entry(subject).or_default();
             e.roll(window);
             let cur = e.known + e.unflushed as u64 + e.inflight as u64;
             let count = sliding_count(e.prev, cur, now_ms, window_ms);
             if count < limit as u64 {
                 e.unflushed += 1;
-                if !e.dirty {
+                if !e.shared && cur + 1 >= subject.share_from(limit) {
+                    e.shared = true;
+                }
+                if e.shared && !e.dirty {
                     e.dirty = true;
                     newly_dirty = true;
                 }
@@ -259,6 +290,15 @@ impl HotLimiter {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Makes room in a full shard: first every subject that was never shipped (local counts below
+/// the share threshold), then, if shared subjects alone fill it, those of older windows.
+fn forget_unshared(shard: &mut HashMap<HotSubject, HotEntry>, window: i64) {
+    shard.retain(|_, e| e.shared || e.dirty || e.inflight > 0);
+    if shard.len() >= MAX_SUBJECTS_PER_SHARD {
+        shard.retain(|_, e| e.dirty || e.inflight > 0 || e.window == window);
     }
 }
 
@@ -392,6 +432,7 @@ mod tests {
     #[test]
     fn hot_limiter_ships_increments_and_learns_cluster_totals() {
         let l = HotLimiter::new();
+        // Limit 10: below SHARE_FRACTION, so shared from the first request.
         let s = HotSubject::ClientIp("192.0.2.1".parse().expect("ip"));
         let now = 5 * 60_000;
         l.check(s, 10, 60_000, now);
@@ -405,6 +446,69 @@ mod tests {
         assert_eq!(l.peek(s, 60_000, now), 9);
         assert!(l.check(s, 10, 60_000, now).allowed);
         assert!(!l.check(s, 10, 60_000, now).allowed);
+    }
+
+    #[test]
+    fn client_addresses_are_shared_only_from_their_threshold_and_then_exactly() {
+        let l = HotLimiter::new();
+        let s = HotSubject::ClientIp("192.0.2.7".parse().expect("ip"));
+        let now = 9 * 60_000;
+        // Limit 320: shared from the 10th request (320 / 32) of this window on.
+        for _ in 0..9 {
+            assert!(l.check(s, 320, 60_000, now).allowed);
+        }
+        assert!(
+            l.take_pending().is_empty(),
+            "below the threshold nothing goes to Redis"
+        );
+        assert!(l.check(s, 320, 60_000, now).allowed);
+        let pending = l.take_pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].delta, 10,
+            "every request of the window is shipped at once"
+        );
+        l.report(&pending[0], Some(10));
+        l.check(s, 320, 60_000, now);
+        assert_eq!(l.take_pending()[0].delta, 1, "then each one");
+        // A new window starts unshared again.
+        l.check(s, 320, 60_000, now + 60_000);
+        assert!(l.take_pending().is_empty());
+        // Links are always shared: a per-link cap is a setting users rely on.
+        let link = HotSubject::Link(Uuid::nil());
+        l.check(link, 320, 60_000, now);
+        assert_eq!(l.take_pending().len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_addresses_keeps_memory_bounded_and_shared_subjects() {
+        let l = HotLimiter::new();
+        let now = 11 * 60_000;
+        let heavy = HotSubject::ClientIp("198.51.100.1".parse().expect("ip"));
+        for _ in 0..40 {
+            l.check(heavy, 1000, 60_000, now);
+        }
+        let shipped = l.take_pending();
+        assert_eq!(shipped.len(), 1, "1000 / 32 = 31 requests make it shared");
+        l.report(&shipped[0], Some(40));
+        for i in 0..200_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            l.check(HotSubject::ClientIp(IpAddr::V4(ip)), 1000, 60_000, now);
+        }
+        assert!(
+            l.len() <= MAX_SUBJECTS_PER_SHARD * SHARDS,
+            "{} subjects kept",
+            l.len()
+        );
+        assert_eq!(
+            l.peek(heavy, 60_000, now),
+            40,
+            "the shared address is remembered"
+        );
+        assert!(
+            l.take_pending().is_empty(),
+            "one-off addresses cost Redis nothing"
+        );
     }
 
     #[test]
