@@ -136,10 +136,7 @@ pub struct PipelineConfig {
 impl Config {
     /// Reads the env file (if any) and the process environment, then validates.
     pub fn from_process_env() -> Result<Self, ConfigError> {
-        let env: HashMap<String, String> = std::env::vars().collect();
-        let mut merged = read_env_file_for(&env)?;
-        merged.extend(env);
-        Self::from_map(&merged)
+        Self::from_map(&with_env_files(std::env::vars().collect())?)
     }
 
     /// Validates a complete variable map (env file already merged in).
@@ -431,6 +428,16 @@ pub fn setup_env_file_beside(env_file: &Path) -> std::path::PathBuf {
         .parent()
         .unwrap_or(Path::new("/"))
         .join(SETUP_ENV_FILE_NAME)
+}
+
+/// `env` over the env files it names (see [`read_env_file_for`]): the variable map every
+/// process and `boltlinkctl setup` decide from.
+pub fn with_env_files(
+    env: HashMap<String, String>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let mut merged = read_env_file_for(&env)?;
+    merged.extend(env);
+    Ok(merged)
 }
 
 /// Loads `setup.env` (when it exists) and then the env file named by `BOLTLINK_ENV_FILE`, or

@@ -46,16 +46,6 @@ pub enum SetupError {
     Failed(#[from] anyhow::Error),
 }
 
-/// The variables `setup` decides from: the env files under the process environment, the same
-/// merge as [`Config::from_process_env`].
-fn configured_vars(
-    process_env: &HashMap<String, String>,
-) -> Result<HashMap<String, String>, ConfigError> {
-    let mut merged = config::read_env_file_for(process_env)?;
-    merged.extend(process_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Ok(merged)
-}
-
 fn has_database_url(vars: &HashMap<String, String>) -> bool {
     vars.get("DATABASE_URL")
         .is_some_and(|v| !v.trim().is_empty())
@@ -70,7 +60,7 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
         .into());
     }
     let process_env: HashMap<String, String> = std::env::vars().collect();
-    let mut vars = configured_vars(&process_env)?;
+    let mut vars = config::with_env_files(process_env.clone())?;
     let (env_file, _) = config::env_file_for(&process_env);
     let setup_file = config::setup_env_file_beside(&env_file);
 

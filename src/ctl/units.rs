@@ -1044,10 +1044,10 @@ pub fn set_env_assignment(text: &str, key: &str, value: &str) -> String {
 
 /// The env file `boltlinkctl scale` edits: `BOLTLINK_ENV_FILE`, else the default.
 pub fn env_file_path() -> PathBuf {
-    std::env::var_os("BOLTLINK_ENV_FILE")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_ENV_FILE))
+    let env = std::env::var("BOLTLINK_ENV_FILE")
+        .map(|v| std::collections::HashMap::from([("BOLTLINK_ENV_FILE".to_string(), v)]))
+        .unwrap_or_default();
+    crate::config::env_file_for(&env).0
 }
 
 /// Rewrites `path` atomically with `text`, keeping the old file's mode and owner (new files:
