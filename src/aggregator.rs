@@ -70,16 +70,27 @@ pub fn aggregate(events: &[Enriched], count_bots: bool) -> (Vec<RollupDelta>, Ve
     (rollups, links.into_iter().collect())
 }
 
-/// Reads a batch and commits its counts with the offset; returns the ids to acknowledge
-/// (empty when there was nothing to read). Split from [`step`] so a test can stop between
-/// the commit and the acknowledgement, as a crash would.
-pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Vec<StreamId>> {
+/// What [`apply`] committed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The entries to acknowledge (empty when there was nothing to read).
+    pub ids: Vec<StreamId>,
+    /// Clicks they carried (valid or dead-lettered).
+    pub clicks: usize,
+    /// Most clicks in one of them.
+    pub clicks_per_entry: usize,
+}
+
+/// Reads a batch and commits its counts with the offset; returns what to acknowledge.
+/// Split from [`step`] so a test can stop between the commit and the acknowledgement, as a
+/// crash would.
+pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Applied> {
     let entries = consumer
         .read(p)
         .await
         .map_err(|e| anyhow!("reading the click stream: {e}"))?;
     if entries.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Applied::default());
     }
     let offset = p
         .store
@@ -87,10 +98,11 @@ pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Vec<
         .await
         .map_err(|e| anyhow!("reading the aggregator offset: {e}"))?
         .unwrap_or_default();
-    let events = parse_batch(p, &entries)
+    let parsed = parse_batch(p, &entries)
         .await
         .map_err(|e| anyhow!("dead-lettering: {e}"))?;
-    let fresh: Vec<Enriched> = events
+    let fresh: Vec<Enriched> = parsed
+        .events
         .into_iter()
         .filter(|(id, _)| *id > offset)
         .map(|(_, e)| enrich(e, p.geo.as_deref()))
@@ -113,21 +125,26 @@ pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Vec<
             .await
             .map_err(|e| anyhow!("committing counts: {e}"))?;
     }
-    Ok(ids)
+    Ok(Applied {
+        ids,
+        clicks: parsed.clicks,
+        clicks_per_entry: parsed.clicks_per_entry,
+    })
 }
 
 pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepOutcome> {
-    let ids = apply(p, consumer).await?;
-    if ids.is_empty() {
+    let applied = apply(p, consumer).await?;
+    if applied.ids.is_empty() {
         return Ok(StepOutcome::Empty);
     }
     p.redis
-        .ack(GROUP, &ids)
+        .ack(GROUP, &applied.ids)
         .await
         .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
-    consumer.done();
-    p.processed.fetch_add(ids.len() as u64, Ordering::Relaxed);
-    Ok(StepOutcome::Processed(ids.len()))
+    consumer.done(applied.clicks_per_entry);
+    p.processed
+        .fetch_add(applied.clicks as u64, Ordering::Relaxed);
+    Ok(StepOutcome::Processed(applied.clicks))
 }
 
 /// The aggregator process: singleton lock, the step loop, stream trimming, heartbeat.

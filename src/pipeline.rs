@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::app::Shutdown;
-use crate::cache::clicks::ClickEvent;
+use crate::cache::clicks::{events_of_entry, ClickEvent};
 use crate::cache::stream::{StreamEntry, StreamId};
 use crate::cache::RedisHandle;
 use crate::config::{Config, PipelineConfig};
@@ -110,7 +110,7 @@ impl Pipeline {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
-    /// A batch of this many stream entries was handled and acknowledged.
+    /// A batch of this many clicks (valid or dead-lettered) was handled and acknowledged.
     Processed(usize),
     /// Nothing to do (the read waited up to the poll interval).
     Empty,
@@ -128,6 +128,10 @@ pub struct Consumer {
     /// was seen to lose the delivery record while keeping the group's position.
     /// Shared, not copied: handing it out again costs a reference count.
     in_flight: Option<Arc<Vec<StreamEntry>>>,
+    /// Most clicks in one entry of the last read: reads ask for `batch_size` / this many
+    /// entries, so a step holds about `PIPELINE_BATCH_SIZE` clicks whether entries are
+    /// packed (thousands of clicks) or not (one).
+    clicks_per_entry: usize,
 }
 
 impl Consumer {
@@ -138,6 +142,8 @@ impl Consumer {
             recovering: true,
             claimed: false,
             in_flight: None,
+            // Until a read says otherwise, assume the largest entries a flush writes.
+            clicks_per_entry: crate::cache::FLUSH_BATCH,
         }
     }
 
@@ -152,9 +158,16 @@ impl Consumer {
         self.recovering
     }
 
-    /// Marks the current batch as finished (written and acknowledged).
-    pub fn done(&mut self) {
+    /// Marks the current batch as finished (written and acknowledged); `clicks_per_entry`
+    /// is the most clicks one of its entries held.
+    pub fn done(&mut self, clicks_per_entry: usize) {
         self.in_flight = None;
+        self.clicks_per_entry = clicks_per_entry.max(1);
+    }
+
+    /// Entries to ask for in one read.
+    fn read_count(&self, batch_size: usize) -> usize {
+        (batch_size / self.clicks_per_entry).clamp(1, batch_size.max(1))
     }
 
     /// The batch to handle next: the unfinished one if a step failed, else a fresh read.
@@ -186,6 +199,7 @@ impl Consumer {
     }
 
     async fn read_inner(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {
+        let count = self.read_count(p.config.batch_size);
         if self.recovering && !self.claimed {
             p.redis.claim_all_pending(self.group, &self.name).await?;
             self.claimed = true;
@@ -193,13 +207,7 @@ impl Consumer {
         if self.recovering {
             let pending = p
                 .redis
-                .read_group(
-                    self.group,
-                    &self.name,
-                    p.config.batch_size,
-                    p.config.poll_interval,
-                    true,
-                )
+                .read_group(self.group, &self.name, count, p.config.poll_interval, true)
                 .await?;
             if !pending.is_empty() {
                 return Ok(pending);
@@ -207,30 +215,56 @@ impl Consumer {
             self.recovering = false;
         }
         p.redis
-            .read_group(
-                self.group,
-                &self.name,
-                p.config.batch_size,
-                p.config.poll_interval,
-                false,
-            )
+            .read_group(self.group, &self.name, count, p.config.poll_interval, false)
             .await
     }
 }
 
-/// Splits entries into valid events and the ids of invalid ones; invalid entries are moved
-/// to the dead-letter stream with the reason (and acknowledged with the batch by the caller),
-/// so one bad entry never blocks the stream.
-pub async fn parse_batch(
-    p: &Pipeline,
-    entries: &[StreamEntry],
-) -> Result<Vec<(StreamId, ClickEvent)>, String> {
-    let mut out = Vec::with_capacity(entries.len());
+/// The clicks of a batch of stream entries.
+pub struct ParsedBatch {
+    /// Valid clicks with the id of the entry that carried them.
+    pub events: Vec<(StreamId, ClickEvent)>,
+    /// Clicks handled: the valid ones plus the dead-lettered ones.
+    pub clicks: usize,
+    /// Most clicks in one entry (for the next read's size).
+    pub clicks_per_entry: usize,
+}
+
+/// Splits entries (packed or one-click, see [`events_of_entry`]) into valid clicks and
+/// invalid ones; invalid clicks (or whole entries that cannot be read) are moved to the
+/// dead-letter stream with the reason (and acknowledged with the batch by the caller), so
+/// one bad click never blocks the stream nor costs the clicks packed beside it.
+pub async fn parse_batch(p: &Pipeline, entries: &[StreamEntry]) -> Result<ParsedBatch, String> {
+    let mut out = ParsedBatch {
+        events: Vec::new(),
+        clicks: 0,
+        clicks_per_entry: 1,
+    };
     for entry in entries {
-        match ClickEvent::from_fields(&entry.fields) {
-            Ok(event) => out.push((entry.id, event)),
+        match events_of_entry(&entry.fields) {
+            Ok(records) => {
+                out.clicks += records.len();
+                out.clicks_per_entry = out.clicks_per_entry.max(records.len());
+                out.events.reserve(records.len());
+                for record in records {
+                    match record {
+                        Ok(event) => out.events.push((entry.id, event)),
+                        Err(bad) if bad.raw.is_empty() => {
+                            tracing::warn!(stream.id = %entry.id, error = %bad.error, "moving an invalid click event to the dead-letter stream");
+                            p.redis.dead_letter(entry, &bad.error.to_string()).await?;
+                        }
+                        Err(bad) => {
+                            tracing::warn!(stream.id = %entry.id, error = %bad.error, "moving an invalid click of a packed entry to the dead-letter stream");
+                            p.redis
+                                .dead_letter_record(entry.id, &bad.error.to_string(), &bad.raw)
+                                .await?;
+                        }
+                    }
+                }
+            }
             Err(e) => {
-                tracing::warn!(stream.id = %entry.id, error = %e, "moving an invalid click event to the dead-letter stream");
+                tracing::warn!(stream.id = %entry.id, error = %e, "moving an unreadable stream entry to the dead-letter stream");
+                out.clicks += 1;
                 p.redis.dead_letter(entry, &e.to_string()).await?;
             }
         }

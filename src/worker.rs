@@ -32,10 +32,11 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
         recovering = consumer.is_recovering(),
         "storing a batch"
     );
-    let events = parse_batch(p, &entries)
+    let parsed = parse_batch(p, &entries)
         .await
         .map_err(|e| anyhow!("dead-lettering: {e}"))?;
-    let enriched: Vec<_> = events
+    let enriched: Vec<_> = parsed
+        .events
         .into_iter()
         .map(|(_, e)| enrich(e, p.geo.as_deref()))
         .collect();
@@ -48,10 +49,10 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
         .ack(GROUP, &ids)
         .await
         .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
-    consumer.done();
+    consumer.done(parsed.clicks_per_entry);
     p.processed
-        .fetch_add(entries.len() as u64, Ordering::Relaxed);
-    Ok(StepOutcome::Processed(entries.len()))
+        .fetch_add(parsed.clicks as u64, Ordering::Relaxed);
+    Ok(StepOutcome::Processed(parsed.clicks))
 }
 
 /// Deletes raw events older than the retention period, in short batches. Rollups stay.

@@ -1,7 +1,8 @@
 //! Click events and the bounded in-memory queue between the redirect path and the stream.
 //!
 //! The redirect pushes an event and returns; the flusher task (see `super::flush`) ships
-//! queued events to the Redis Stream in pipelined batches. While Redis is unreachable events
+//! queued events to the Redis Stream in batches, each batch ONE stream entry (a "packed"
+//! entry, layout version 2: see [`pack`]). While Redis is unreachable events
 //! stay queued (oldest first) up to `CLICK_QUEUE_CAPACITY`; past it new events are dropped,
 //! counted in `boltlink_clicks_dropped_total` and logged, never silently.
 
@@ -12,8 +13,21 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Version of the stream entry layout, written as field `v`.
+/// Version of the one-click-per-entry layout (field `v`), written by releases before 0.2 and
+/// still read, so an upgrade with entries in the stream loses none.
 pub const CLICK_EVENT_VERSION: &str = "1";
+/// Version of the packed layout: one entry carries a whole flushed batch of clicks (fields
+/// `v` = `2`, `n` = number of clicks, `events` = the records, see [`pack`]). One `XADD`, one
+/// delivery per group and one `XACK` per batch instead of per click.
+pub const PACKED_VERSION: &str = "2";
+/// Separates the records of a packed entry.
+const RECORD_SEP: char = '\x1e';
+/// Separates the values of one record.
+const UNIT_SEP: char = '\x1f';
+/// The values of a packed record, in order: the version-1 fields without `v`.
+const PACKED_FIELDS: [&str; ClickEvent::FIELD_COUNT - 1] = [
+    "id", "link", "owner", "at", "region", "ua", "ref", "lat", "kind", "ip",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClickKind {
@@ -101,17 +115,25 @@ impl ClickEvent {
     /// Parses a stream entry written by [`ClickEvent::fields`]; rejects anything else with a
     /// message naming the field.
     pub fn from_fields(fields: &impl FieldLookup) -> Result<Self, InvalidEvent> {
-        let get = |name: &str| {
-            fields
-                .field(name)
-                .ok_or_else(|| InvalidEvent(format!("field `{name}` is missing")))
-        };
-        let version = get("v")?;
+        let version = fields
+            .field("v")
+            .ok_or_else(|| InvalidEvent("field `v` is missing".to_string()))?;
         if version != CLICK_EVENT_VERSION {
             return Err(InvalidEvent(format!(
                 "version {version:?} is not supported"
             )));
         }
+        Self::from_named(fields)
+    }
+
+    /// The fields of one click, however named fields are held (a version-1 entry, or one
+    /// record of a packed entry).
+    fn from_named(fields: &impl FieldLookup) -> Result<Self, InvalidEvent> {
+        let get = |name: &str| {
+            fields
+                .field(name)
+                .ok_or_else(|| InvalidEvent(format!("field `{name}` is missing")))
+        };
         let uuid = |name: &str| {
             get(name).and_then(|v| {
                 Uuid::parse_str(v)
@@ -158,6 +180,141 @@ impl ClickEvent {
     }
 }
 
+/// One record of a packed entry, its values named by position.
+struct PackedRecord<'a>([&'a str; PACKED_FIELDS.len()]);
+
+impl FieldLookup for PackedRecord<'_> {
+    fn field(&self, name: &str) -> Option<&str> {
+        PACKED_FIELDS
+            .iter()
+            .position(|f| *f == name)
+            .map(|i| self.0[i])
+    }
+}
+
+/// Appends `s` to a packed record, with the two separators (which no HTTP header value can
+/// hold, but a click event is not only built from headers) replaced by a space.
+fn push_value(out: &mut String, s: &str) {
+    if s.contains([RECORD_SEP, UNIT_SEP]) {
+        out.extend(s.chars().map(|c| {
+            if c == RECORD_SEP || c == UNIT_SEP {
+                ' '
+            } else {
+                c
+            }
+        }));
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// The `events` value of a packed entry: one record per click, records separated by `\x1e`,
+/// a record's values (in [`PACKED_FIELDS`] order) by `\x1f`. Text, so `XRANGE` in
+/// `redis-cli` stays readable.
+pub fn pack(events: &[ClickEvent]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(events.len() * 200);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEP);
+        }
+        let _ = write!(
+            out,
+            "{}\x1f{}\x1f{}\x1f{}\x1f",
+            e.id.hyphenated(),
+            e.link_id.hyphenated(),
+            e.owner_key_id.hyphenated(),
+            e.at_ms
+        );
+        push_value(&mut out, &e.region);
+        out.push(UNIT_SEP);
+        push_value(&mut out, &e.user_agent);
+        out.push(UNIT_SEP);
+        push_value(&mut out, &e.referer);
+        let _ = write!(out, "\x1f{}\x1f{}\x1f", e.latency_us, e.kind.as_str());
+        if let Some(ip) = e.client_ip {
+            let _ = write!(out, "{ip}");
+        }
+    }
+    out
+}
+
+/// A click of a stream entry that could not be read: the reason and the record as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRecord {
+    pub error: InvalidEvent,
+    /// The record's raw text (a packed record), empty for a version-1 entry (whose fields
+    /// the dead letter copies instead).
+    pub raw: String,
+}
+
+/// The clicks of one stream entry, either layout. `Err` when the entry as a whole cannot be
+/// read (unknown version, a packed entry whose count does not match its records); otherwise
+/// one result per click, so one bad record does not cost the others.
+pub fn events_of_entry(
+    fields: &impl FieldLookup,
+) -> Result<Vec<Result<ClickEvent, InvalidRecord>>, InvalidEvent> {
+    match fields.field("v") {
+        Some(PACKED_VERSION) => {}
+        _ => {
+            return Ok(vec![ClickEvent::from_fields(fields).map_err(|error| {
+                InvalidRecord {
+                    error,
+                    raw: String::new(),
+                }
+            })])
+        }
+    }
+    let n: usize = fields
+        .field("n")
+        .ok_or_else(|| InvalidEvent("field `n` is missing".to_string()))?
+        .parse()
+        .map_err(|_| InvalidEvent("field `n` is not a count".to_string()))?;
+    let events = fields
+        .field("events")
+        .ok_or_else(|| InvalidEvent("field `events` is missing".to_string()))?;
+    let records: Vec<&str> = if events.is_empty() {
+        Vec::new()
+    } else {
+        events.split(RECORD_SEP).collect()
+    };
+    if records.len() != n {
+        return Err(InvalidEvent(format!(
+            "field `n` says {n} clicks but `events` holds {}",
+            records.len()
+        )));
+    }
+    Ok(records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let invalid = |msg: String| InvalidRecord {
+                error: InvalidEvent(format!("record {i}: {msg}")),
+                raw: record.to_string(),
+            };
+            let mut values = [""; PACKED_FIELDS.len()];
+            let mut parts = record.split(UNIT_SEP);
+            for v in values.iter_mut() {
+                *v = parts.next().ok_or_else(|| {
+                    invalid(format!(
+                        "{} values, expected {}",
+                        record.split(UNIT_SEP).count(),
+                        PACKED_FIELDS.len()
+                    ))
+                })?;
+            }
+            if parts.next().is_some() {
+                return Err(invalid(format!(
+                    "{} values, expected {}",
+                    record.split(UNIT_SEP).count(),
+                    PACKED_FIELDS.len()
+                )));
+            }
+            ClickEvent::from_named(&PackedRecord(values)).map_err(|e| invalid(e.0))
+        })
+        .collect())
+}
+
 /// Truncates to at most `max` bytes on a character boundary (user agents can be huge).
 pub fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -170,15 +327,20 @@ pub fn clip(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-/// A batch on its way to Redis. It keeps its id until Redis confirms it, so a resend after an
-/// ambiguous failure (applied, but the reply was lost) is recognised and not applied twice.
+/// A batch on its way to Redis. It keeps its sequence number until Redis confirms it, so a
+/// resend after an ambiguous failure (applied, but the reply was lost) is recognised and not
+/// applied twice: batches of one queue are sent strictly in order (a held batch goes before
+/// anything newer), so Redis only has to remember the last sequence number per producer.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    pub id: Uuid,
+    pub seq: u64,
     pub events: Vec<ClickEvent>,
 }
 
 pub struct ClickQueue {
+    /// This queue's identity towards Redis (a fresh one per process start).
+    producer: Uuid,
+    next_seq: AtomicU64,
     events: Mutex<VecDeque<ClickEvent>>,
     /// The batch that failed last; it is resent, unchanged, before anything else.
     held: Mutex<Option<Batch>>,
@@ -191,6 +353,8 @@ pub struct ClickQueue {
 impl ClickQueue {
     pub fn new(capacity: usize) -> Self {
         Self {
+            producer: Uuid::new_v4(),
+            next_seq: AtomicU64::new(1),
             events: Mutex::new(VecDeque::new()),
             held: Mutex::new(None),
             capacity,
@@ -198,6 +362,10 @@ impl ClickQueue {
             dropped: AtomicU64::new(0),
             enqueued: AtomicU64::new(0),
         }
+    }
+
+    pub fn producer(&self) -> Uuid {
+        self.producer
     }
 
     /// Never blocks and never fails the caller; returns false when the event was dropped.
@@ -229,7 +397,7 @@ impl ClickQueue {
     }
 
     /// The next batch to ship: the held (failed) batch if there is one, else up to `max`
-    /// events from the front, oldest first, under a new batch id.
+    /// events from the front, oldest first, under the next sequence number.
     pub fn next_batch(&self, max: usize) -> Option<Batch> {
         if let Some(b) = self.held.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Some(b);
@@ -240,7 +408,7 @@ impl ClickQueue {
         }
         let n = q.len().min(max);
         Some(Batch {
-            id: Uuid::now_v7(),
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             events: q.drain(..n).collect(),
         })
     }
@@ -320,17 +488,17 @@ mod tests {
         }
         let first = q.next_batch(3).expect("batch");
         q.push(ev(99));
-        let id = first.id;
+        let id = first.seq;
         q.hold(first);
         assert_eq!(q.len(), 5);
         let again = q.next_batch(10).expect("held batch");
-        assert_eq!(again.id, id);
+        assert_eq!(again.seq, id);
         assert_eq!(
             again.events.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
             vec![0, 1, 2]
         );
         let rest = q.next_batch(10).expect("rest");
-        assert_ne!(rest.id, id);
+        assert!(rest.seq > id, "a new batch gets a later sequence number");
         assert_eq!(
             rest.events.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
             vec![3, 99]
@@ -370,6 +538,104 @@ mod tests {
             .expect_err("missing")
             .to_string()
             .contains("`link`"));
+    }
+
+    fn packed(events: &[ClickEvent]) -> Vec<(String, String)> {
+        vec![
+            ("v".into(), PACKED_VERSION.into()),
+            ("n".into(), events.len().to_string()),
+            ("events".into(), pack(events)),
+        ]
+    }
+
+    #[test]
+    fn packed_entries_round_trip_every_click() {
+        let mut odd = ev(1_700_000_000_001);
+        odd.user_agent = "Mozilla/5.0 (X11)\tweird\x1fsep\x1erec".into();
+        odd.referer = "https://example.com/ü".into();
+        odd.client_ip = None;
+        odd.kind = ClickKind::Gated;
+        let events = vec![ev(1_700_000_000_000), odd.clone(), ev(1_700_000_000_002)];
+        let read: Vec<ClickEvent> = events_of_entry(&packed(&events))
+            .expect("entry")
+            .into_iter()
+            .map(|r| r.expect("record"))
+            .collect();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[0], events[0]);
+        assert_eq!(read[2], events[2]);
+        // The separators cannot survive inside a value; everything else does.
+        assert_eq!(read[1].user_agent, "Mozilla/5.0 (X11)\tweird sep rec");
+        assert_eq!(
+            ClickEvent {
+                user_agent: odd.user_agent.clone(),
+                ..read[1].clone()
+            },
+            odd
+        );
+        // An empty batch is a valid (if useless) entry.
+        assert_eq!(events_of_entry(&packed(&[])).expect("empty"), vec![]);
+    }
+
+    #[test]
+    fn version_one_entries_are_still_read() {
+        let e = ev(1_700_000_000_000);
+        let fields: Vec<(String, String)> = e
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(events_of_entry(&fields), Ok(vec![Ok(e)]));
+        let bad = vec![("v".to_string(), "1".to_string())];
+        let read = events_of_entry(&bad).expect("a v1 entry is one click");
+        assert!(read[0].as_ref().is_err_and(|r| r.error.0.contains("is missing")));
+    }
+
+    #[test]
+    fn a_bad_record_names_itself_and_spares_the_others() {
+        let events = vec![ev(1), ev(2), ev(3)];
+        let mut fields = packed(&events);
+        let broken = pack(&events).replacen(&events[1].id.to_string(), "not-a-uuid", 1);
+        fields[2].1 = broken;
+        let read = events_of_entry(&fields).expect("entry");
+        assert_eq!(read[0].as_ref().ok(), Some(&events[0]));
+        assert_eq!(read[2].as_ref().ok(), Some(&events[2]));
+        let bad = read[1].as_ref().expect_err("record 1");
+        assert!(
+            bad.error.0.contains("record 1") && bad.error.0.contains("`id`"),
+            "{bad:?}"
+        );
+        assert!(bad.raw.starts_with("not-a-uuid"), "{bad:?}");
+
+        let mut short = packed(&events);
+        short[2].1 = format!("{}\x1etoo\x1ffew", pack(&events[..2]));
+        let read = events_of_entry(&short).expect("entry");
+        assert!(read[2]
+            .as_ref()
+            .is_err_and(|r| r.error.0.contains("2 values, expected 10")));
+
+        // The entry as a whole: a count that does not match, a missing field, a bad count,
+        // an unknown version.
+        let mut wrong_n = packed(&events);
+        wrong_n[1].1 = "4".into();
+        assert!(events_of_entry(&wrong_n)
+            .expect_err("n")
+            .0
+            .contains("says 4 clicks but `events` holds 3"));
+        let mut no_events = packed(&events);
+        no_events.pop();
+        assert!(events_of_entry(&no_events)
+            .expect_err("events")
+            .0
+            .contains("`events` is missing"));
+        let mut bad_n = packed(&events);
+        bad_n[1].1 = "many".into();
+        assert!(events_of_entry(&bad_n).expect_err("n").0.contains("`n`"));
+        let future = vec![("v".to_string(), "9".to_string())];
+        let read = events_of_entry(&future).expect("unknown versions are one bad click");
+        assert!(read[0]
+            .as_ref()
+            .is_err_and(|r| r.error.0.contains("version \"9\"")));
     }
 
     #[test]

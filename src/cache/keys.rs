@@ -27,9 +27,10 @@ impl Keys {
         format!("{}clicks", self.prefix)
     }
 
-    /// Marker of a click batch already appended (makes resends idempotent).
-    pub fn click_batch(&self, batch_id: &str) -> String {
-        format!("{}clickbatch:{batch_id}", self.prefix)
+    /// The sequence number of the last click batch a producer (one API process) appended;
+    /// makes resends idempotent. One key per process start, not per batch.
+    pub fn click_producer(&self, producer: &str) -> String {
+        format!("{}clickproducer:{producer}", self.prefix)
     }
 
     /// Where entries that are not valid click events are moved, with the reason.

@@ -31,21 +31,24 @@ use local::LocalLinkCache;
 const MISSING_MARKER: &str = "-";
 /// Upper bound on one Redis command from the request path.
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
-/// Click events per pipeline.
+/// Most click events per flush, and so per packed stream entry.
 pub const FLUSH_BATCH: usize = 2000;
+/// How long the flusher lets clicks gather after the first one before it ships them: one
+/// stream entry per instance per few milliseconds instead of one per handful of requests. No
+/// request waits for it (the redirect only queues).
+pub const FLUSH_LINGER: Duration = Duration::from_millis(2);
 
-/// Appends one batch of click events to the stream, unless a batch with the same id was
-/// appended before (`KEYS[2]` is the batch's marker, kept a day). Atomic: Redis runs a
+/// Appends one batch of click events to the stream as ONE packed entry, unless this producer
+/// already appended a batch with this sequence number or a later one (`KEYS[2]` holds the
+/// producer's last sequence number, kept a day after its last batch). Atomic: Redis runs a
 /// script as one unit, so a batch is either wholly in the stream or not at all, and a resend
-/// after a lost reply changes nothing. `ARGV[1]` is the number of fields per event.
+/// after a lost reply changes nothing. `ARGV[1]` is the sequence number, the rest the entry's
+/// fields and values.
 pub const APPEND_SCRIPT: &str = r#"
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then return 0 end
-local width = tonumber(ARGV[1]) * 2
-local i = 2
-while i + width - 1 <= #ARGV do
-  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
-  i = i + width
-end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 return 1
 "#;
 
@@ -385,7 +388,13 @@ impl RedisHandle {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = queue.notify.notified() => {}
+                _ = queue.notify.notified() => {
+                    // Let the clicks of the next few milliseconds join this batch.
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(FLUSH_LINGER) => {}
+                    }
+                }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
             if last_eviction.elapsed() > Duration::from_secs(10) {
@@ -408,8 +417,8 @@ impl RedisHandle {
         }
     }
 
-    /// One pipeline: a batch of up to [`FLUSH_BATCH`] events (appended by [`APPEND_SCRIPT`],
-    /// at most once per batch id) plus every pending limiter increment.
+    /// One pipeline: a batch of up to [`FLUSH_BATCH`] events (appended as one packed entry by
+    /// [`APPEND_SCRIPT`], at most once per batch) plus every pending limiter increment.
     pub async fn flush_once(&self, queue: &ClickQueue, limiter: &HotLimiter) -> FlushOutcome {
         if !self.is_healthy() {
             return FlushOutcome::Failed;
@@ -425,13 +434,14 @@ impl RedisHandle {
             cmd.arg(APPEND_SCRIPT)
                 .arg(2)
                 .arg(self.keys().click_stream())
-                .arg(self.keys().click_batch(&batch.id.to_string()))
-                .arg(clicks::ClickEvent::FIELD_COUNT);
-            for event in &batch.events {
-                for (field, value) in event.fields() {
-                    cmd.arg(field).arg(value);
-                }
-            }
+                .arg(self.keys().click_producer(&queue.producer().to_string()))
+                .arg(batch.seq)
+                .arg("v")
+                .arg(clicks::PACKED_VERSION)
+                .arg("n")
+                .arg(batch.events.len())
+                .arg("events")
+                .arg(clicks::pack(&batch.events));
             pipe.add_command(cmd).ignore();
         }
         for inc in &increments {

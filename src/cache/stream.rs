@@ -175,6 +175,28 @@ impl RedisHandle {
         self.try_pipe::<()>(&pipe).await
     }
 
+    /// Keeps one unreadable click of a packed entry (its raw record), with the reason, in
+    /// the dead-letter stream; the entry's other clicks go on.
+    pub async fn dead_letter_record(
+        &self,
+        stream_id: StreamId,
+        reason: &str,
+        record: &str,
+    ) -> Result<(), String> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys().dead_letters())
+            .arg("*")
+            .arg("stream_id")
+            .arg(stream_id.to_string())
+            .arg("reason")
+            .arg(reason)
+            .arg("record")
+            .arg(record);
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).ignore();
+        self.try_pipe::<()>(&pipe).await
+    }
+
     async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
         let mut pipe = redis::pipe();
         pipe.cmd("XINFO")

@@ -58,6 +58,6 @@ async fn a_cached_redirect_makes_no_database_lookup() {
         assert_eq!(app.get(&path).send().await.expect("req").status(), 302);
     }
     assert_eq!(metric(&app, "boltlink_cache_misses_total").await, 1.0);
-    app.wait_for_stream_len(30).await;
+    app.wait_for_stream_clicks(30).await;
     app.stop().await;
 }

@@ -99,11 +99,29 @@ impl PrivateRedis {
         }
     }
 
-    /// `XLEN` of a stream over a fresh connection (the server may have restarted).
-    pub async fn xlen(&self, key: &str) -> Option<u64> {
+    /// Valid clicks in a click stream, however packed into entries, over a fresh connection
+    /// (the server may have restarted).
+    pub async fn stream_clicks(&self, key: &str) -> Option<u64> {
         let client = redis::Client::open(self.url()).ok()?;
         let mut c = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("XLEN").arg(key).query_async(&mut c).await.ok()
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        let mut clicks = 0;
+        for entry in reply.ids {
+            let fields: std::collections::HashMap<String, String> = entry
+                .map
+                .into_iter()
+                .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
+                .collect();
+            let records = boltlink::cache::clicks::events_of_entry(&fields).ok()?;
+            clicks += records.iter().filter(|r| r.is_ok()).count() as u64;
+        }
+        Some(clicks)
     }
 }
 

@@ -61,6 +61,14 @@ fn event(link: &serde_json::Value, owner: Uuid, region: &str, kind: ClickKind) -
     }
 }
 
+/// `events` as packed stream entries of `per_entry` clicks each (several flushes).
+async fn append_entries(p: &Pipeline, events: Vec<ClickEvent>, per_entry: usize) {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        append(p, events.by_ref().take(per_entry).collect()).await;
+    }
+}
+
 async fn drain_worker(p: &Pipeline) -> usize {
     let mut c = Consumer::new(worker::GROUP, "worker");
     let mut total = 0;
@@ -280,7 +288,8 @@ async fn a_resent_batch_with_the_same_id_is_appended_once() {
         p.redis.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
-    assert_eq!(app.stream_len().await, 3);
+    assert_eq!(app.stream_entry_count().await, 1);
+    assert_eq!(app.stream_click_count().await, 3);
     app.stop().await;
 }
 
@@ -293,20 +302,29 @@ async fn a_crash_between_commit_and_acknowledgement_recounts_nothing() {
         .await;
     let owner = owner_of(&app, &link).await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
-    append(
+    // Four packed entries of three clicks.
+    append_entries(
         &p,
         (0..12)
             .map(|_| event(&link, owner, "US", ClickKind::Click))
             .collect(),
+        3,
     )
     .await;
 
-    // Commit the counts, then "die" before acknowledging.
+    // Commit the counts, then "die" before acknowledging. (A fresh consumer asks for
+    // batch size / largest entry a flush writes = 1 entry, so read all four first.)
     let mut dying = Consumer::new(aggregator::GROUP, "aggregator");
-    let ids = aggregator::apply(&p, &mut dying).await.expect("apply");
-    assert_eq!(ids.len(), 12);
+    let mut applied = (0, 0);
+    while applied.1 < 12 {
+        let a = aggregator::apply(&p, &mut dying).await.expect("apply");
+        assert!(!a.ids.is_empty(), "entries left to read");
+        applied = (applied.0 + a.ids.len(), applied.1 + a.clicks);
+        dying.done(a.clicks_per_entry);
+    }
+    assert_eq!(applied, (4, 12));
     drop(dying);
-    assert_eq!(pending(&app, "aggregator").await, 12);
+    assert_eq!(pending(&app, "aggregator").await, 4);
     assert_eq!(totals(&app).await.0, 12);
 
     // The restarted aggregator re-reads its pending entries and skips them.
@@ -326,11 +344,13 @@ async fn a_crash_before_commit_counts_the_batch_after_restart() {
         .await;
     let owner = owner_of(&app, &link).await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
-    append(
+    // Four packed entries of two clicks.
+    append_entries(
         &p,
         (0..8)
             .map(|_| event(&link, owner, "US", ClickKind::Click))
             .collect(),
+        2,
     )
     .await;
     // Entries delivered to a consumer that died before doing anything (another name, too).
@@ -345,7 +365,7 @@ async fn a_crash_before_commit_counts_the_batch_after_restart() {
         )
         .await
         .expect("read");
-    assert_eq!(delivered.len(), 8);
+    assert_eq!(delivered.len(), 4);
     assert_eq!(drain_aggregator(&p).await, 8);
     assert_eq!(totals(&app).await.0, 8);
     assert_eq!(pending(&app, "aggregator").await, 0);
@@ -392,6 +412,89 @@ async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
         .expect("xrange");
     let reason: String = redis::from_redis_value(&entries.ids[0].map["reason"]).expect("reason");
     assert!(reason.contains("id"), "{reason}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
+    let app = TestApp::spawn().await;
+    let key = app.key(false).await;
+    let link = app
+        .shorten(&key, json!({"url": "https://example.com/packed"}))
+        .await;
+    let owner = owner_of(&app, &link).await;
+    let p = pipeline_for(&app, &[]).await;
+    let good = vec![
+        event(&link, owner, "US", ClickKind::Click),
+        event(&link, owner, "DE", ClickKind::Click),
+    ];
+    // Record 1 of 3 has a link id that is no UUID; records 0 and 2 are fine.
+    let mut records: Vec<String> = good
+        .iter()
+        .map(|e| boltlink::cache::clicks::pack(std::slice::from_ref(e)))
+        .collect();
+    let broken = records[0].replacen(&good[0].link_id.to_string(), "no-such-link", 1);
+    records.insert(1, broken.clone());
+    let mut c = app.redis.clone();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{}clicks", app.prefix))
+        .arg("*")
+        .arg("v")
+        .arg("2")
+        .arg("n")
+        .arg(3)
+        .arg("events")
+        .arg(records.join("\x1e"))
+        .query_async(&mut c)
+        .await
+        .expect("xadd");
+    // A packed entry whose count does not match its records cannot be trusted at all.
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{}clicks", app.prefix))
+        .arg("*")
+        .arg("v")
+        .arg("2")
+        .arg("n")
+        .arg(5)
+        .arg("events")
+        .arg(&records[0])
+        .query_async(&mut c)
+        .await
+        .expect("xadd");
+    // Each step counts the clicks it handled: three, then one unreadable entry.
+    assert_eq!(drain_worker(&p).await, 4);
+    assert_eq!(drain_aggregator(&p).await, 4);
+    assert_eq!(totals(&app).await, (2, 2, 0, 2));
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{}clicks:dead", app.prefix))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .expect("xrange");
+    // Worker and aggregator each dead-letter the bad record and the bad entry.
+    assert_eq!(entries.ids.len(), 4);
+    let text = |i: usize, f: &str| -> String {
+        entries.ids[i]
+            .map
+            .get(f)
+            .map(|v| redis::from_redis_value(v).expect("text"))
+            .unwrap_or_default()
+    };
+    assert!(
+        text(0, "reason").contains("record 1") && text(0, "reason").contains("`link`"),
+        "{}",
+        text(0, "reason")
+    );
+    assert_eq!(text(0, "record"), broken);
+    assert!(
+        text(1, "reason").contains("says 5 clicks"),
+        "{}",
+        text(1, "reason")
+    );
+    assert_eq!(text(1, "field.n"), "5");
+    assert_eq!(pending(&app, "worker").await, 0);
+    assert_eq!(pending(&app, "aggregator").await, 0);
     app.stop().await;
 }
 
@@ -492,20 +595,23 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
         .await;
     let owner = owner_of(&app, &link).await;
     let p = pipeline_for(&app, &[]).await;
-    append(
+    // Five packed entries of four clicks.
+    append_entries(
         &p,
         (0..20)
             .map(|_| event(&link, owner, "US", ClickKind::Click))
             .collect(),
+        4,
     )
     .await;
     drain_worker(&p).await;
     // The aggregator has not read anything: nothing may go.
     assert_eq!(p.redis.trim_consumed().await.expect("trim"), 0);
-    assert_eq!(app.stream_len().await, 20);
+    assert_eq!(app.stream_entry_count().await, 5);
+    assert_eq!(app.stream_click_count().await, 20);
     drain_aggregator(&p).await;
     let removed = p.redis.trim_consumed().await.expect("trim");
-    assert!(removed >= 19, "removed {removed}");
+    assert!(removed >= 4, "removed {removed} of 5 entries");
     let lag = p.redis.group_lag("aggregator").await.expect("lag");
     assert_eq!((lag.events, lag.pending), (0, 0));
     append(
@@ -515,8 +621,9 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
             .collect(),
     )
     .await;
+    // Lag counts stream entries: the three clicks were flushed as one.
     let lag = p.redis.group_lag("worker").await.expect("lag");
-    assert_eq!(lag.events, 3);
+    assert_eq!(lag.events, 1);
     assert!(lag.oldest_ms.is_some());
     let counts: HashMap<&str, usize> = HashMap::from([
         ("worker", drain_worker(&p).await),
@@ -589,7 +696,7 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
     );
     assert!(!consumer.is_recovering());
 
-    append(&p, clicks(&link, owner, 5)).await;
+    append_entries(&p, clicks(&link, owner, 5), 1).await;
     // The delivery whose reply is lost: the entries become pending for "aggregator".
     let mut c = app.redis.clone();
     let _: redis::Value = redis::cmd("XREADGROUP")
@@ -640,11 +747,13 @@ async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
         .await;
     let owner = owner_of(&app, &link).await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
-    append(
+    // Five packed entries of two clicks.
+    append_entries(
         &p,
         (0..10)
             .map(|_| event(&link, owner, "US", ClickKind::Click))
             .collect(),
+        2,
     )
     .await;
     drain_worker(&p).await;
@@ -660,9 +769,10 @@ async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
         )
         .await
         .expect("read");
-    assert_eq!(delivered.len(), 10);
+    assert_eq!(delivered.len(), 5);
     assert_eq!(p.redis.trim_consumed().await.expect("trim"), 0);
-    assert_eq!(app.stream_len().await, 10);
+    assert_eq!(app.stream_entry_count().await, 5);
+    assert_eq!(app.stream_click_count().await, 10);
     assert_eq!(drain_aggregator(&p).await, 10);
     assert_eq!(totals(&app).await.0, 10);
     app.stop().await;
@@ -683,12 +793,17 @@ async fn a_full_batch_of_queued_clicks_reaches_the_stream_in_one_flush() {
         p.redis.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
-    assert_eq!(app.stream_len().await, boltlink::cache::FLUSH_BATCH as u64);
+    assert_eq!(app.stream_entry_count().await, 1);
+    assert_eq!(
+        app.stream_click_count().await,
+        boltlink::cache::FLUSH_BATCH as u64
+    );
     assert_eq!(
         p.redis.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
-    assert_eq!(app.stream_len().await, n as u64);
+    assert_eq!(app.stream_entry_count().await, 2);
+    assert_eq!(app.stream_click_count().await, n as u64);
     app.stop().await;
 }
 

@@ -117,10 +117,10 @@ async fn flush_barrier(app: &TestApp, barrier_code: &str) -> Vec<HashMap<String,
     let resp = visit_with_ua(app, &format!("/{barrier_code}"), &marker).await;
     assert_eq!(resp.status(), 302, "barrier link redirects");
     eventually(Duration::from_secs(10), || async {
-        app.stream_entries().await.iter().any(|e| e["ua"] == marker)
+        app.stream_clicks().await.iter().any(|e| e["ua"] == marker)
     })
     .await;
-    let mut entries = app.stream_entries().await;
+    let mut entries = app.stream_clicks().await;
     let at = entries
         .iter()
         .position(|e| e["ua"] == marker)
@@ -163,8 +163,8 @@ async fn redirect_answers_302_to_the_original_url_and_records_exactly_one_click(
     assert_eq!(location(&resp), TARGET);
     let after_ms = Utc::now().timestamp_millis();
 
-    app.wait_for_stream_len(1).await;
-    let entries = app.stream_entries().await;
+    app.wait_for_stream_clicks(1).await;
+    let entries = app.stream_clicks().await;
     let e = &entries[0];
     assert_eq!(e["link"], id_of(&link));
     assert_eq!(e["owner"], owner_key_id(&app, &code).await.to_string());
@@ -182,8 +182,8 @@ async fn redirect_answers_302_to_the_original_url_and_records_exactly_one_click(
     // order, so the first visit cannot have written two.
     let resp = visit_with_ua(&app, &format!("/{code}"), "BoltLinkTest/1.0 (second)").await;
     assert_eq!(resp.status(), 302);
-    app.wait_for_stream_len(2).await;
-    let entries = app.stream_entries().await;
+    app.wait_for_stream_clicks(2).await;
+    let entries = app.stream_clicks().await;
     assert_eq!(entries[1]["ua"], "BoltLinkTest/1.0 (second)");
     assert_eq!(entries[1]["region"], "UNKNOWN");
     assert_eq!(entries[1]["ref"], "");
@@ -207,8 +207,8 @@ async fn the_api_prefixed_redirect_answers_302_and_records_one_click() {
         .expect("visit");
     assert_eq!(resp.status(), 302);
     assert_eq!(location(&resp), TARGET);
-    app.wait_for_stream_len(1).await;
-    let entries = app.stream_entries().await;
+    app.wait_for_stream_clicks(1).await;
+    let entries = app.stream_clicks().await;
     assert_eq!(entries[0]["link"], id_of(&link));
     assert_eq!(entries[0]["region"], "JP");
     assert_eq!(entries[0]["ua"], "via-api-path");
@@ -216,8 +216,8 @@ async fn the_api_prefixed_redirect_answers_302_and_records_one_click() {
 
     let resp = visit_with_ua(&app, &format!("/api/{code}"), "second").await;
     assert_eq!(resp.status(), 302);
-    app.wait_for_stream_len(2).await;
-    assert_eq!(app.stream_entries().await[1]["ua"], "second");
+    app.wait_for_stream_clicks(2).await;
+    assert_eq!(app.stream_clicks().await[1]["ua"], "second");
     app.stop().await;
 }
 
@@ -241,8 +241,8 @@ async fn head_answers_302_and_records_no_click() {
     // click it would be the first entry (and the stream would reach 2).
     let resp = visit_with_ua(&app, &format!("/{code}"), "real-visit").await;
     assert_eq!(resp.status(), 302);
-    app.wait_for_stream_len(1).await;
-    let entries = app.stream_entries().await;
+    app.wait_for_stream_clicks(1).await;
+    let entries = app.stream_clicks().await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["ua"], "real-visit");
 
@@ -257,9 +257,9 @@ async fn head_answers_302_and_records_no_click() {
     assert_eq!(resp.status(), 302);
     let resp = visit_with_ua(&app, &format!("/{code}"), "real-visit-2").await;
     assert_eq!(resp.status(), 302);
-    app.wait_for_stream_len(2).await;
+    app.wait_for_stream_clicks(2).await;
     let uas: Vec<String> = app
-        .stream_entries()
+        .stream_clicks()
         .await
         .iter()
         .map(|e| e["ua"].clone())
@@ -522,15 +522,15 @@ async fn xhr_requests_get_200_with_the_redirect_in_json_and_record_a_click() {
     assert!(resp.headers().get("location").is_none());
     let body: Value = resp.json().await.expect("JSON body");
     assert_eq!(body, json!({ "redirect": TARGET }));
-    app.wait_for_stream_len(1).await;
+    app.wait_for_stream_clicks(1).await;
 
     let resp = visit_with_ua(&app, &format!("/{code}?xhr=1"), "xhr-query").await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON body");
     assert_eq!(body, json!({ "redirect": TARGET }));
-    app.wait_for_stream_len(2).await;
+    app.wait_for_stream_clicks(2).await;
 
-    let entries = app.stream_entries().await;
+    let entries = app.stream_clicks().await;
     let uas: Vec<&str> = entries.iter().map(|e| e["ua"].as_str()).collect();
     assert_eq!(uas, ["xhr-header", "xhr-query"]);
     assert_eq!(kinds(&entries), ["click", "click"]);
@@ -571,7 +571,7 @@ async fn the_sixth_redirect_from_one_ip_answers_429_with_retry_after_and_rate_li
     );
 
     // Only the five redirects were clicks.
-    app.wait_for_stream_len(5).await;
+    app.wait_for_stream_clicks(5).await;
     app.stop().await;
 }
 
@@ -649,8 +649,8 @@ async fn verify_of_an_unprotected_link_answers_the_redirect_and_records_one_clic
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body, json!({ "redirect": TARGET }));
-    app.wait_for_stream_len(1).await;
-    let e = &app.stream_entries().await[0];
+    app.wait_for_stream_clicks(1).await;
+    let e = &app.stream_clicks().await[0];
     assert_eq!(e["link"], id_of(&link));
     assert_eq!(e["kind"], "click");
     assert_eq!(e["region"], "FR");
@@ -659,7 +659,7 @@ async fn verify_of_an_unprotected_link_answers_the_redirect_and_records_one_clic
     // With any password too, and again exactly one more click.
     let resp = verify(&app, &code, json!({"password": "whatever"})).await;
     assert_eq!(resp.status(), 200);
-    app.wait_for_stream_len(2).await;
+    app.wait_for_stream_clicks(2).await;
     app.stop().await;
 }
 
@@ -704,8 +704,8 @@ async fn verify_of_a_protected_link_checks_the_password() {
 
     // Neither the refused attempts nor anything else recorded a click: the one entry is
     // the successful verify.
-    app.wait_for_stream_len(1).await;
-    let e = &app.stream_entries().await[0];
+    app.wait_for_stream_clicks(1).await;
+    let e = &app.stream_clicks().await[0];
     assert_eq!(e["link"], id_of(&link));
     assert_eq!(e["kind"], "click");
     assert_eq!(e["ua"], "verified");

@@ -26,7 +26,7 @@ async fn redirects_survive_a_redis_outage_and_its_clicks_reach_the_stream_afterw
     let resp = app.get(&path).send().await.expect("redirect");
     assert_eq!(resp.status(), 302);
     eventually(Duration::from_secs(5), || async {
-        redis.xlen(&stream).await == Some(1)
+        redis.stream_clicks(&stream).await == Some(1)
     })
     .await;
 
@@ -64,7 +64,7 @@ async fn redirects_survive_a_redis_outage_and_its_clicks_reach_the_stream_afterw
     // Every click made during the outage is delivered once Redis is back: 1 + 60.
     let expected = 1 + during as u64;
     eventually(Duration::from_secs(15), || async {
-        redis.xlen(&stream).await == Some(expected)
+        redis.stream_clicks(&stream).await == Some(expected)
     })
     .await;
     eventually(Duration::from_secs(10), || async {

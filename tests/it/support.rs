@@ -336,8 +336,8 @@ impl TestApp {
         resp.json().await.expect("json")
     }
 
-    /// Entries in this test's click stream.
-    pub async fn stream_len(&self) -> u64 {
+    /// Entries in this test's click stream (`XLEN`; a flushed batch of clicks is one entry).
+    pub async fn stream_entry_count(&self) -> u64 {
         let mut c = self.redis.clone();
         redis::cmd("XLEN")
             .arg(format!("{}clicks", self.prefix))
@@ -346,8 +346,14 @@ impl TestApp {
             .unwrap_or(0)
     }
 
-    /// All entries of this test's click stream as field maps.
-    pub async fn stream_entries(&self) -> Vec<HashMap<String, String>> {
+    /// Clicks in this test's click stream, however they are packed into entries.
+    pub async fn stream_click_count(&self) -> u64 {
+        self.stream_clicks().await.len() as u64
+    }
+
+    /// Every click in this test's click stream, in order, as a map of its (version-1) field
+    /// names to values; packed entries are unpacked with the consumers' own reader.
+    pub async fn stream_clicks(&self) -> Vec<HashMap<String, String>> {
         let mut c = self.redis.clone();
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(format!("{}clicks", self.prefix))
@@ -356,29 +362,40 @@ impl TestApp {
             .query_async(&mut c)
             .await
             .expect("XRANGE");
-        reply
-            .ids
-            .into_iter()
-            .map(|id| {
-                id.map
-                    .into_iter()
-                    .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
-                    .collect()
-            })
-            .collect()
+        let mut clicks = Vec::new();
+        for id in reply.ids {
+            let fields: HashMap<String, String> = id
+                .map
+                .into_iter()
+                .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
+                .collect();
+            for record in
+                boltlink::cache::clicks::events_of_entry(&fields).expect("a readable entry")
+            {
+                let event = record.expect("a valid click");
+                clicks.push(
+                    event
+                        .fields()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                );
+            }
+        }
+        clicks
     }
 
-    /// Waits until the stream holds `n` entries (the flusher ships within milliseconds).
-    pub async fn wait_for_stream_len(&self, n: u64) {
+    /// Waits until the stream holds `n` clicks (the flusher ships within milliseconds).
+    pub async fn wait_for_stream_clicks(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let len = self.stream_len().await;
+            let len = self.stream_click_count().await;
             if len == n {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "click stream holds {len} entries, expected {n}"
+                "click stream holds {len} clicks, expected {n}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
