@@ -60,12 +60,12 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "boltlink_click_stream_length",
         "gauge",
-        "Entries in the Redis click stream (cluster-wide).",
+        "Entries in the Redis click stream (cluster-wide; one entry carries one flushed batch of clicks).",
     ),
     (
         "boltlink_consumer_lag_events",
         "gauge",
-        "Click stream entries the consumer group has not processed yet, by group.",
+        "Click stream entries (each a flushed batch of clicks) the consumer group has not processed yet, by group.",
     ),
     (
         "boltlink_consumer_lag_seconds",

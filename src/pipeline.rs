@@ -352,12 +352,12 @@ pub async fn run_heartbeat(
                 fields.push(("pending", lag.pending.to_string()));
                 fields.push(("lag_seconds", format!("{age:.3}")));
                 crate::systemd::notify_status(&format!(
-                    "{group}: {processed} events processed, lag {} events ({age:.1} s), {} pending",
+                    "{group}: {processed} clicks processed, lag {} stream entries ({age:.1} s), {} pending",
                     lag.events, lag.pending
                 ));
             }
             Err(e) => crate::systemd::notify_status(&format!(
-                "{group}: {processed} events processed; Redis unreachable ({e})"
+                "{group}: {processed} clicks processed; Redis unreachable ({e})"
             )),
         }
         let _ = p.redis.publish_process_heartbeat(process, &fields).await;

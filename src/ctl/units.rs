@@ -689,7 +689,7 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
     ));
     for c in &report.consumers {
         out.push_str(&format!(
-            "{:<17} lag {} events, {} s; last heartbeat {}{}\n",
+            "{:<17} lag {} stream entries, {} s; last heartbeat {}{}\n",
             c.name,
             c.lag_events
                 .map(|v| v.to_string())
