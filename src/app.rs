@@ -86,6 +86,7 @@ impl AppState {
         code: &str,
     ) -> Result<Option<Arc<RedirectTarget>>, ResolveError> {
         let now = Instant::now();
+        let epoch = self.local.epoch();
         let stale = match self.local.get(code, now) {
             LocalLookup::Fresh(v) => {
                 self.metrics
@@ -96,7 +97,11 @@ impl AppState {
             LocalLookup::Stale(v) => v,
             LocalLookup::Absent => None,
         };
-        let ttl = self.config.local_cache_ttl;
+        let ttl = self.local.ttl_for(
+            epoch,
+            self.config.local_cache_ttl,
+            self.config.local_cache_subscribed_ttl,
+        );
         if self.redis.is_healthy() {
             match self.redis.get_link(code).await {
                 RedisLookup::Found(t) => {
@@ -328,7 +333,11 @@ pub fn spawn_background(
     let listener = tokio::spawn(
         app.redis
             .clone()
-            .run_invalidation_listener(app.local.clone(), shutdown.wait()),
+            .run_invalidation_listener(
+                app.local.clone(),
+                app.config.local_cache_ttl,
+                shutdown.wait(),
+            ),
     );
     let flusher = tokio::spawn(app.redis.clone().run_click_flusher(
         app.clicks.clone(),

@@ -101,9 +101,13 @@ pub struct Config {
     pub redis_key_prefix: String,
     pub rate_limits: RateLimits,
     pub log_level: String,
+    /// One `boltlink::access` line per request (off by default: see the README).
+    pub access_log: bool,
     pub migrate_on_start: bool,
     pub shutdown_timeout: Duration,
     pub local_cache_ttl: Duration,
+    /// The local cache lifetime while the invalidation listener is subscribed.
+    pub local_cache_subscribed_ttl: Duration,
     pub redis_cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
     pub click_queue_capacity: usize,
@@ -121,10 +125,13 @@ pub struct Config {
 /// Settings of `boltlink-worker` and `boltlink-aggregator`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineConfig {
-    /// Most stream entries read per step (a large backlog is drained in batches this big).
+    /// Clicks per step, about (a large backlog is drained in batches this big).
     pub batch_size: usize,
     /// How long one read waits for new entries when the stream is idle.
     pub poll_interval: Duration,
+    /// After a step that found less than a quarter of `batch_size`, wait this long before the
+    /// next read, so clicks gather into bigger batches (fewer, larger transactions).
+    pub linger: Duration,
     /// Raw click events older than this many days are deleted (rollups are kept).
     pub retention_days: u32,
     /// Whether clicks flagged as bots count in `links.clicks` and rollups.
@@ -240,6 +247,7 @@ impl Config {
                 format!("{log_level:?} is not a level or filter (try info, debug, or boltlink=debug,info)"),
             ));
         }
+        let access_log = parse_bool("ACCESS_LOG", get("ACCESS_LOG"), false)?;
         let migrate_on_start = parse_bool("MIGRATE_ON_START", get("MIGRATE_ON_START"), true)?;
         let shutdown_timeout = Duration::from_millis(parse_number(
             "SHUTDOWN_TIMEOUT_MS",
@@ -254,6 +262,13 @@ impl Config {
             1000u64,
             0,
             60_000,
+        )?);
+        let local_cache_subscribed_ttl = Duration::from_millis(parse_number(
+            "LOCAL_CACHE_SUBSCRIBED_TTL_MS",
+            get("LOCAL_CACHE_SUBSCRIBED_TTL_MS"),
+            60_000u64,
+            0,
+            3_600_000,
         )?);
         let redis_cache_ttl = Duration::from_secs(parse_number(
             "REDIS_CACHE_TTL_SECS",
@@ -340,6 +355,13 @@ impl Config {
                 1,
                 60_000,
             )?),
+            linger: Duration::from_millis(parse_number(
+                "PIPELINE_LINGER_MS",
+                get("PIPELINE_LINGER_MS"),
+                200u64,
+                0,
+                10_000,
+            )?),
             retention_days: parse_number(
                 "CLICK_RETENTION_DAYS",
                 get("CLICK_RETENTION_DAYS"),
@@ -375,9 +397,11 @@ impl Config {
             redis_key_prefix,
             rate_limits,
             log_level,
+            access_log,
             migrate_on_start,
             shutdown_timeout,
             local_cache_ttl,
+            local_cache_subscribed_ttl,
             redis_cache_ttl,
             negative_cache_ttl,
             click_queue_capacity,
@@ -681,6 +705,8 @@ mod tests {
         assert_eq!(c.rate_limits, RateLimits::default());
         assert_eq!(c.shutdown_timeout, Duration::from_secs(4));
         assert!(c.migrate_on_start);
+        assert!(!c.access_log);
+        assert!(with(&[("ACCESS_LOG", "true")]).expect("ok").access_log);
         assert_eq!(c.memory_restart_bytes, Some(400 << 20));
     }
 
@@ -720,6 +746,9 @@ mod tests {
             ("RATE_LIMIT_REDIRECT_PER_MIN", "-5"),
             ("LOG_LEVEL", "lots[["),
             ("MIGRATE_ON_START", "maybe"),
+            ("ACCESS_LOG", "verbose"),
+            ("LOCAL_CACHE_SUBSCRIBED_TTL_MS", "forever"),
+            ("PIPELINE_LINGER_MS", "-1"),
             ("METADATA_ALLOWLIST", "127.0.0.1"),
             ("BOLTLINK_INSTANCE", "has space"),
             ("PIPELINE_BATCH_SIZE", "0"),

@@ -2,7 +2,11 @@
 //!
 //! Entries are fresh for `LOCAL_CACHE_TTL_MS` (1 s by default), which bounds how long another
 //! instance may serve an old link state even when the pub/sub invalidation is lost (Redis
-//! down). Past freshness an entry is kept as *stale* for a while: it is served only when both
+//! down). While this process's invalidation listener is subscribed, no invalidation can be
+//! missed, so entries are fresh for `LOCAL_CACHE_SUBSCRIBED_TTL_MS` (60 s) instead — unless an
+//! invalidation arrived while the value was being looked up (the [`LocalLinkCache::epoch`]
+//! moved: the value may predate the change), and when the subscription drops every entry is
+//! cut back to the short lifetime at once. Past freshness an entry is kept as *stale* for a while: it is served only when both
 //! Redis and PostgreSQL fail to answer, so an outage of both still redirects known links.
 //! Invalidation removes an entry outright, so a changed or deleted link is never served stale.
 //!
@@ -11,6 +15,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +43,10 @@ struct Entry {
 pub struct LocalLinkCache {
     shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
     max_per_shard: usize,
+    /// Moves on every invalidation, clear and cut-back.
+    epoch: AtomicU64,
+    /// The invalidation listener is subscribed (and cleared the cache when it subscribed).
+    subscribed: AtomicBool,
 }
 
 impl LocalLinkCache {
@@ -45,6 +54,46 @@ impl LocalLinkCache {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             max_per_shard: (max_entries / SHARDS).max(16),
+            epoch: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+        }
+    }
+
+    /// Read before a lookup in Redis or PostgreSQL; see [`LocalLinkCache::ttl_for`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The lifetime for a value looked up since `epoch`: `long` only if the invalidation
+    /// listener is subscribed and nothing was invalidated meanwhile, else `short`.
+    pub fn ttl_for(&self, epoch: u64, short: Duration, long: Duration) -> Duration {
+        if self.subscribed.load(Ordering::Acquire) && self.epoch() == epoch {
+            long.max(short)
+        } else {
+            short
+        }
+    }
+
+    /// The listener subscribed: drops everything (messages sent while it was not subscribed
+    /// are lost) and allows long lifetimes from now on.
+    pub fn subscribed(&self) {
+        self.clear();
+        self.subscribed.store(true, Ordering::Release);
+    }
+
+    /// The listener lost its subscription: from now on only short lifetimes, and entries
+    /// already cached are cut back to at most `short` from `now`.
+    pub fn unsubscribed(&self, short: Duration, now: Instant) {
+        self.subscribed.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            for e in shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values_mut()
+            {
+                e.fresh_until = e.fresh_until.min(now + short);
+            }
         }
     }
 
@@ -91,6 +140,7 @@ impl LocalLinkCache {
     }
 
     pub fn invalidate(&self, code: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.shard(code)
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -99,6 +149,7 @@ impl LocalLinkCache {
 
     /// Drops everything, e.g. after the invalidation channel reconnects (messages may be lost).
     pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
             shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
@@ -168,6 +219,34 @@ mod tests {
         c.put("abc", Some(target("abc")), Duration::from_secs(1), t0);
         c.invalidate("abc");
         assert!(matches!(c.get("abc", t0), LocalLookup::Absent));
+    }
+
+    #[test]
+    fn long_lifetimes_only_while_subscribed_and_nothing_moved() {
+        let c = LocalLinkCache::new(100);
+        let (short, long) = (Duration::from_secs(1), Duration::from_secs(60));
+        let e = c.epoch();
+        assert_eq!(c.ttl_for(e, short, long), short, "not subscribed yet");
+        c.subscribed();
+        let e = c.epoch();
+        assert_eq!(c.ttl_for(e, short, long), long);
+        // An invalidation during the lookup: the value may be older than the change.
+        c.invalidate("other");
+        assert_eq!(c.ttl_for(e, short, long), short);
+        let t0 = Instant::now();
+        c.put("abc", Some(target("abc")), long, t0);
+        assert!(matches!(
+            c.get("abc", t0 + Duration::from_secs(30)),
+            LocalLookup::Fresh(Some(_))
+        ));
+        // The subscription drops: what is cached is fresh for at most `short` more.
+        c.unsubscribed(short, t0);
+        assert_eq!(c.ttl_for(c.epoch(), short, long), short);
+        assert!(matches!(c.get("abc", t0), LocalLookup::Fresh(Some(_))));
+        assert!(matches!(
+            c.get("abc", t0 + Duration::from_secs(2)),
+            LocalLookup::Stale(Some(_))
+        ));
     }
 
     #[test]

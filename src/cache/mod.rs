@@ -319,10 +319,12 @@ impl RedisHandle {
 
     /// Listens for invalidations from other instances and applies them to `local`.
     /// After every (re)subscription the local cache is cleared: messages sent while we were
-    /// disconnected are lost, and the short local TTL alone would otherwise bound staleness.
+    /// disconnected are lost. While subscribed, entries may live `LOCAL_CACHE_SUBSCRIBED_TTL_MS`;
+    /// when the subscription drops they are cut back to `short_ttl` (see [`LocalLinkCache`]).
     pub async fn run_invalidation_listener(
         self,
         local: Arc<LocalLinkCache>,
+        short_ttl: Duration,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -354,18 +356,30 @@ impl RedisHandle {
                     }
                 }
             };
-            local.clear();
+            local.subscribed();
             let mut messages = pubsub.on_message();
+            // A connection that dies silently (no FIN) would keep the stream open: when the
+            // supervisor finds Redis unreachable, give up the subscription and resubscribe.
+            let mut health = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = &mut shutdown => return,
+                    _ = health.tick() => {
+                        if !self.is_healthy() {
+                            local.unsubscribed(short_ttl, std::time::Instant::now());
+                            break;
+                        }
+                    }
                     msg = messages.next() => match msg {
                         Some(m) => {
                             if let Ok(code) = m.get_payload::<String>() {
                                 local.invalidate(&code);
                             }
                         }
-                        None => break,
+                        None => {
+                            local.unsubscribed(short_ttl, std::time::Instant::now());
+                            break;
+                        }
                     }
                 }
             }

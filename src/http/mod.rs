@@ -320,15 +320,17 @@ where
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.observe_request(route_idx, status, elapsed);
-    tracing::info!(
-        target: "boltlink::access",
-        request_id = rid.to_str().unwrap_or(""),
-        route = ROUTES.get(route_idx).map(|r| r.name).unwrap_or(UNMATCHED),
-        http.method = %method,
-        http.status = status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "request served"
-    );
+    if app.config.access_log {
+        tracing::info!(
+            target: "boltlink::access",
+            request_id = rid.to_str().unwrap_or(""),
+            route = ROUTES.get(route_idx).map(|r| r.name).unwrap_or(UNMATCHED),
+            http.method = %method,
+            http.status = status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request served"
+        );
+    }
     resp
 }
 
