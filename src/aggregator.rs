@@ -77,7 +77,7 @@ pub struct Applied {
     pub ids: Vec<StreamId>,
     /// Clicks they carried (valid or dead-lettered).
     pub clicks: usize,
-    /// Most clicks in one of them.
+    /// Clicks per entry, on average.
     pub clicks_per_entry: usize,
 }
 

@@ -129,7 +129,7 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// How long one read waits for new entries when the stream is idle.
     pub poll_interval: Duration,
-    /// After a step that found less than a quarter of `batch_size`, wait this long before the
+    /// After a step that found less than a quarter of `batch_size` and the stream caught up, wait this long before the
     /// next read, so clicks gather into bigger batches (fewer, larger transactions).
     pub linger: Duration,
     /// Raw click events older than this many days are deleted (rollups are kept).

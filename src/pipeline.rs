@@ -128,10 +128,12 @@ pub struct Consumer {
     /// was seen to lose the delivery record while keeping the group's position.
     /// Shared, not copied: handing it out again costs a reference count.
     in_flight: Option<Arc<Vec<StreamEntry>>>,
-    /// Most clicks in one entry of the last read: reads ask for `batch_size` / this many
-    /// entries, so a step holds about `PIPELINE_BATCH_SIZE` clicks whether entries are
-    /// packed (thousands of clicks) or not (one).
+    /// Clicks per entry in the last batch, on average: reads ask for `batch_size` / this
+    /// many entries, so a step holds about `PIPELINE_BATCH_SIZE` clicks whether entries are
+    /// packed (up to 2000 clicks) or not (one).
     clicks_per_entry: usize,
+    /// The last read of new entries got fewer than it asked for: the stream is caught up.
+    caught_up: bool,
 }
 
 impl Consumer {
@@ -144,6 +146,7 @@ impl Consumer {
             in_flight: None,
             // Until a read says otherwise, assume the largest entries a flush writes.
             clicks_per_entry: crate::cache::FLUSH_BATCH,
+            caught_up: false,
         }
     }
 
@@ -159,10 +162,16 @@ impl Consumer {
     }
 
     /// Marks the current batch as finished (written and acknowledged); `clicks_per_entry`
-    /// is the most clicks one of its entries held.
+    /// is how many clicks its entries held on average.
     pub fn done(&mut self, clicks_per_entry: usize) {
         self.in_flight = None;
         self.clicks_per_entry = clicks_per_entry.max(1);
+    }
+
+    /// Whether the last read of new entries found the stream caught up (fewer entries than
+    /// asked for): then waiting a little before the next read loses nothing.
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// Entries to ask for in one read.
@@ -204,6 +213,7 @@ impl Consumer {
             p.redis.claim_all_pending(self.group, &self.name).await?;
             self.claimed = true;
         }
+        self.caught_up = false;
         if self.recovering {
             let pending = p
                 .redis
@@ -214,9 +224,12 @@ impl Consumer {
             }
             self.recovering = false;
         }
-        p.redis
+        let entries = p
+            .redis
             .read_group(self.group, &self.name, count, p.config.poll_interval, false)
-            .await
+            .await?;
+        self.caught_up = entries.len() < count;
+        Ok(entries)
     }
 }
 
@@ -226,7 +239,7 @@ pub struct ParsedBatch {
     pub events: Vec<(StreamId, ClickEvent)>,
     /// Clicks handled: the valid ones plus the dead-lettered ones.
     pub clicks: usize,
-    /// Most clicks in one entry (for the next read's size).
+    /// Clicks per entry, on average (for the next read's size).
     pub clicks_per_entry: usize,
 }
 
@@ -244,7 +257,6 @@ pub async fn parse_batch(p: &Pipeline, entries: &[StreamEntry]) -> Result<Parsed
         match events_of_entry(&entry.fields) {
             Ok(records) => {
                 out.clicks += records.len();
-                out.clicks_per_entry = out.clicks_per_entry.max(records.len());
                 out.events.reserve(records.len());
                 for record in records {
                     match record {
@@ -269,6 +281,7 @@ pub async fn parse_batch(p: &Pipeline, entries: &[StreamEntry]) -> Result<Parsed
             }
         }
     }
+    out.clicks_per_entry = out.clicks.div_ceil(entries.len().max(1)).max(1);
     Ok(out)
 }
 
@@ -300,11 +313,12 @@ pub async fn run_loop(
                     in_outage = false;
                 }
                 backoff = Duration::from_millis(100);
-                // A small batch: let clicks gather for the next one. Per click, one step of
-                // a few clicks costs PostgreSQL several times what one of thousands does
-                // (statements, commit, WAL flush), and lag stays well under a second.
+                // A small batch that emptied the stream: let clicks gather for the next one.
+                // Per click, one step of a few clicks costs PostgreSQL several times what one
+                // of thousands does (statements, commit, WAL flush); lag stays under a second.
                 if let StepOutcome::Processed(n) = outcome {
                     if n < p.config.batch_size / 4
+                        && consumer.is_caught_up()
                         && !p.config.linger.is_zero()
                         && !p.backoff(p.config.linger, &shutdown).await
                     {
