@@ -330,15 +330,11 @@ pub fn spawn_background(
     drain_deadline: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let supervisor = tokio::spawn(app.redis.clone().run_supervisor(flush_stop.wait()));
-    let listener = tokio::spawn(
-        app.redis
-            .clone()
-            .run_invalidation_listener(
-                app.local.clone(),
-                app.config.local_cache_ttl,
-                shutdown.wait(),
-            ),
-    );
+    let listener = tokio::spawn(app.redis.clone().run_invalidation_listener(
+        app.local.clone(),
+        app.config.local_cache_ttl,
+        shutdown.wait(),
+    ));
     let flusher = tokio::spawn(app.redis.clone().run_click_flusher(
         app.clicks.clone(),
         app.hot_limiter.clone(),

@@ -588,7 +588,9 @@ mod tests {
         assert_eq!(events_of_entry(&fields), Ok(vec![Ok(e)]));
         let bad = vec![("v".to_string(), "1".to_string())];
         let read = events_of_entry(&bad).expect("a v1 entry is one click");
-        assert!(read[0].as_ref().is_err_and(|r| r.error.0.contains("is missing")));
+        assert!(read[0]
+            .as_ref()
+            .is_err_and(|r| r.error.0.contains("is missing")));
     }
 
     #[test]

@@ -87,11 +87,7 @@ impl LocalLinkCache {
         self.subscribed.store(false, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
-            for e in shard
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values_mut()
-            {
+            for e in shard.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
                 e.fresh_until = e.fresh_until.min(now + short);
             }
         }

@@ -424,7 +424,7 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         .await;
     let owner = owner_of(&app, &link).await;
     let p = pipeline_for(&app, &[]).await;
-    let good = vec![
+    let good = [
         event(&link, owner, "US", ClickKind::Click),
         event(&link, owner, "DE", ClickKind::Click),
     ];
