@@ -292,24 +292,15 @@ pub fn events_of_entry(
                 error: InvalidEvent(format!("record {i}: {msg}")),
                 raw: record.to_string(),
             };
-            let mut values = [""; PACKED_FIELDS.len()];
-            let mut parts = record.split(UNIT_SEP);
-            for v in values.iter_mut() {
-                *v = parts.next().ok_or_else(|| {
+            let parts: Vec<&str> = record.split(UNIT_SEP).collect();
+            let values: [&str; PACKED_FIELDS.len()] =
+                parts.as_slice().try_into().map_err(|_| {
                     invalid(format!(
                         "{} values, expected {}",
-                        record.split(UNIT_SEP).count(),
+                        parts.len(),
                         PACKED_FIELDS.len()
                     ))
                 })?;
-            }
-            if parts.next().is_some() {
-                return Err(invalid(format!(
-                    "{} values, expected {}",
-                    record.split(UNIT_SEP).count(),
-                    PACKED_FIELDS.len()
-                )));
-            }
             ClickEvent::from_named(&PackedRecord(values)).map_err(|e| invalid(e.0))
         })
         .collect())
