@@ -14,8 +14,10 @@ use crate::cache::local::{LocalLinkCache, LocalLookup};
 use crate::cache::{RedisHandle, RedisLookup};
 use crate::config::Config;
 use crate::domain::RedirectTarget;
+use crate::http::connections::Connections;
 use crate::metadata::{FetchPolicy, MetadataFetcher};
 use crate::metrics::{Metrics, Sample, Snapshot};
+use crate::passwords::PasswordPool;
 use crate::store::{Store, StoreError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,6 +32,10 @@ pub struct AppState {
     pub shared_limiter: SharedLimiter,
     pub metrics: Metrics,
     pub metadata: MetadataFetcher,
+    /// Password hashing and checking, at most `PASSWORD_HASH_CONCURRENCY` at a time.
+    pub passwords: PasswordPool,
+    /// Open client connections, their caps and deadlines.
+    pub connections: Arc<Connections>,
     pub started: Instant,
     pub started_at: DateTime<Utc>,
     pub in_flight: AtomicU64,
@@ -71,6 +77,8 @@ impl AppState {
             hot_limiter: Arc::new(HotLimiter::new()),
             metrics: Metrics::new(Box::leak(route_names.into_boxed_slice())),
             metadata,
+            passwords: PasswordPool::new(config.password_hash_concurrency),
+            connections: Connections::new(config.http.clone()),
             started: Instant::now(),
             started_at: Utc::now(),
             in_flight: AtomicU64::new(0),
@@ -213,11 +221,41 @@ impl AppState {
             ),
             Sample::new("boltlink_local_cache_entries", &[], self.local.len() as f64),
             Sample::new(
+                "boltlink_http_connections_open",
+                &[],
+                self.connections.open() as f64,
+            ),
+            Sample::new(
+                "boltlink_password_hashes_in_progress",
+                &[],
+                self.passwords.in_progress() as f64,
+            ),
+            Sample::new(
+                "boltlink_password_hash_refused_total",
+                &[],
+                self.passwords.refused_total() as f64,
+            ),
+            Sample::new(
                 "process_start_time_seconds",
                 &[],
                 self.started_at.timestamp() as f64,
             ),
         ];
+        let mut extra = extra;
+        for (cap, n) in self.connections.refused() {
+            extra.push(Sample::new(
+                "boltlink_http_connections_refused_total",
+                &[("cap", cap)],
+                n as f64,
+            ));
+        }
+        for (reason, n) in self.connections.closed() {
+            extra.push(Sample::new(
+                "boltlink_http_connections_closed_total",
+                &[("reason", reason)],
+                n as f64,
+            ));
+        }
         self.metrics.snapshot(&self.config.instance, extra)
     }
 
@@ -257,7 +295,12 @@ impl AppState {
             .arg("PX")
             .arg(HEARTBEAT_TTL_MS)
             .ignore();
-        let _: Option<()> = self.redis.query_pipe(&pipe).await;
+        // How many instances share the limiter's counters (expired members included until
+        // pruned: a larger count only makes the per-link cap more careful).
+        pipe.cmd("SCARD").arg(keys.instances());
+        if let Some((instances,)) = self.redis.query_pipe::<(u32,)>(&pipe).await {
+            self.hot_limiter.set_instances(instances);
+        }
     }
 
     /// Removes this instance's heartbeat on a clean stop, so status views do not show it.

@@ -44,13 +44,25 @@ pub enum AllowedOrigins {
 }
 
 impl AllowedOrigins {
-    /// The value to echo in `Access-Control-Allow-Origin`, or `None` for an origin not listed.
-    pub fn allow<'a>(&self, origin: &'a str) -> Option<&'a str> {
+    /// Whether `origin` may read responses, and with credentials. `*` lets any origin read
+    /// (the origin is echoed) but never with credentials: reflecting every origin *with*
+    /// credentials would let any site, or a sandboxed `null` origin, act with a visitor's
+    /// cookies or HTTP auth. Listed origins get credentials, as the contract says.
+    pub fn allow(&self, origin: &str) -> Option<CorsGrant> {
         match self {
-            AllowedOrigins::Any => Some(origin),
-            AllowedOrigins::List(list) => list.iter().any(|o| o == origin).then_some(origin),
+            AllowedOrigins::Any => Some(CorsGrant { credentials: false }),
+            AllowedOrigins::List(list) => list
+                .iter()
+                .any(|o| o == origin)
+                .then_some(CorsGrant { credentials: true }),
         }
     }
+}
+
+/// What an allowed origin gets (see [`AllowedOrigins::allow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorsGrant {
+    pub credentials: bool,
 }
 
 /// Per-client and per-key limits. Windows are fixed by the contract; counts are configurable.
@@ -84,6 +96,46 @@ impl Default for RateLimits {
         }
     }
 }
+
+/// Connection and request-time bounds of the HTTP edge (hardening issue, finding 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head must arrive within this, counted from the accept or from the end of
+    /// the previous response (so it also closes idle HTTP/1.1 keep-alive connections).
+    pub header_timeout: Duration,
+    /// A request body must arrive whole within this (else 408).
+    pub body_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    pub idle_timeout: Duration,
+    /// Open connections per process; over it the oldest idle one is shed, or the new one
+    /// refused when none is idle.
+    pub max_connections: usize,
+    /// Open connections per client address (the peer) per process, the same way; 0 = no cap.
+    pub max_connections_per_client: usize,
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`), if it can be read.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    if soft == "unlimited" {
+        return Some(u64::MAX);
+    }
+    soft.parse().ok()
+}
+
+/// File descriptors kept free of client connections for PostgreSQL, Redis, the listener,
+/// journald and outgoing fetches.
+pub const RESERVED_FDS: u64 = 128;
+/// `HTTP_MAX_CONNECTIONS=auto` never goes above this: each open connection costs a few
+/// kilobytes even idle, and more than this per process means a flood, not clients.
+pub const AUTO_MAX_CONNECTIONS: u64 = 4096;
+/// `HTTP_MAX_CONNECTIONS_PER_CLIENT=auto` without `TRUST_PROXY`.
+pub const AUTO_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,6 +171,9 @@ pub struct Config {
     pub instance: String,
     pub metadata_fetch: bool,
     pub metadata_allowlist: Vec<SocketAddr>,
+    /// Password hashes and checks running at once per process.
+    pub password_hash_concurrency: usize,
+    pub http: HttpLimits,
     pub pipeline: PipelineConfig,
 }
 
@@ -339,6 +394,14 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let password_hash_concurrency = parse_number(
+            "PASSWORD_HASH_CONCURRENCY",
+            get("PASSWORD_HASH_CONCURRENCY"),
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            1,
+            256,
+        )?;
+        let http = parse_http_limits(&get, trust_proxy)?;
 
         let pipeline = PipelineConfig {
             batch_size: parse_number(
@@ -410,6 +473,8 @@ impl Config {
             instance,
             metadata_fetch,
             metadata_allowlist,
+            password_hash_concurrency,
+            http,
             pipeline,
         })
     }
@@ -551,6 +616,51 @@ where
             format!("{value:?} is not a whole number from {min} to {max}"),
         )),
     }
+}
+
+fn parse_http_limits<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    trust_proxy: usize,
+) -> Result<HttpLimits, ConfigError> {
+    let millis = |var: &str, default: u64| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(parse_number(
+            var,
+            get(var),
+            default,
+            100,
+            3_600_000,
+        )?))
+    };
+    let fds = open_files_limit().unwrap_or(1024);
+    let room = fds.saturating_sub(RESERVED_FDS).max(16);
+    let max_connections = match get("HTTP_MAX_CONNECTIONS") {
+        None | Some("auto") => (room * 3 / 4).clamp(16, AUTO_MAX_CONNECTIONS) as usize,
+        Some(v) => {
+            let n: u64 = parse_number("HTTP_MAX_CONNECTIONS", Some(v), 0, 1, 10_000_000)?;
+            if n > room {
+                return Err(ConfigError::new(
+                    "HTTP_MAX_CONNECTIONS",
+                    format!(
+                        "{n} does not fit under the open-file limit of this process ({fds}, of which {RESERVED_FDS} stay free for other uses); raise LimitNOFILE= or use auto"
+                    ),
+                ));
+            }
+            n as usize
+        }
+    };
+    let max_connections_per_client = match get("HTTP_MAX_CONNECTIONS_PER_CLIENT") {
+        // Behind a proxy every connection comes from the proxy: no per-peer cap by default.
+        None | Some("auto") if trust_proxy > 0 => 0,
+        None | Some("auto") => AUTO_MAX_CONNECTIONS_PER_CLIENT,
+        Some(v) => parse_number("HTTP_MAX_CONNECTIONS_PER_CLIENT", Some(v), 0, 0, 10_000_000)?,
+    };
+    Ok(HttpLimits {
+        header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+        body_timeout: millis("HTTP_BODY_TIMEOUT_MS", 10_000)?,
+        idle_timeout: millis("HTTP_IDLE_TIMEOUT_MS", 30_000)?,
+        max_connections,
+        max_connections_per_client,
+    })
 }
 
 fn parse_bool(var: &str, value: Option<&str>, default: bool) -> Result<bool, ConfigError> {
@@ -781,15 +891,23 @@ mod tests {
             "https://a.example, http://b.example:3000/",
         )])
         .expect("ok");
-        assert_eq!(
-            c.allowed_origins.allow("https://a.example"),
-            Some("https://a.example")
-        );
-        assert_eq!(
-            c.allowed_origins.allow("http://b.example:3000"),
-            Some("http://b.example:3000")
-        );
+        let listed = Some(CorsGrant { credentials: true });
+        assert_eq!(c.allowed_origins.allow("https://a.example"), listed);
+        assert_eq!(c.allowed_origins.allow("http://b.example:3000"), listed);
         assert_eq!(c.allowed_origins.allow("https://evil.example"), None);
+        assert_eq!(c.allowed_origins.allow("null"), None);
+    }
+
+    #[test]
+    fn any_origin_may_read_but_never_with_credentials() {
+        let c = with(&[("ALLOWED_ORIGINS", "*")]).expect("ok");
+        for origin in ["https://any.example", "null"] {
+            assert_eq!(
+                c.allowed_origins.allow(origin),
+                Some(CorsGrant { credentials: false }),
+                "{origin}"
+            );
+        }
     }
 
     #[test]

@@ -52,12 +52,20 @@ impl fmt::Display for ShortCode {
     }
 }
 
-/// An absolute http(s) URL of at most [`MAX_URL_LEN`] characters.
+/// An absolute http(s) URL of at most [`MAX_URL_LEN`] characters, in its normalised form:
+/// what the WHATWG URL parser serialises (punycode host, percent-encoded path, query and
+/// fragment, lower-case scheme and host, a `/` path at least). That form is what is stored,
+/// shown and sent in `Location`, which then is always ASCII (hardening issue, finding 7: a
+/// UTF-8 host went out raw). Input the parser only accepts by repairing it — a backslash for
+/// a slash, a missing `//`, tabs or newlines it drops — is refused rather than guessed at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetUrl(String);
 
 impl TargetUrl {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
+        use std::cell::Cell;
+        use url::SyntaxViolation;
+
         let s = s.trim();
         if s.is_empty() {
             return Err(DomainError("url is required".to_string()));
@@ -67,8 +75,44 @@ impl TargetUrl {
                 "url must be at most {MAX_URL_LEN} characters"
             )));
         }
-        let url = url::Url::parse(s)
+        if s.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(DomainError(
+                "url must not contain spaces or control characters".to_string(),
+            ));
+        }
+        if s.contains('\\') {
+            return Err(DomainError(
+                "url must not contain backslashes (use / in URLs)".to_string(),
+            ));
+        }
+        let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(DomainError(
+                "url must start with http:// or https://".to_string(),
+            ));
+        }
+        let repaired = Cell::new(None);
+        let url = url::Url::options()
+            .syntax_violation_callback(Some(&|v| {
+                if matches!(
+                    v,
+                    SyntaxViolation::Backslash
+                        | SyntaxViolation::C0SpaceIgnored
+                        | SyntaxViolation::TabOrNewlineIgnored
+                        | SyntaxViolation::ExpectedDoubleSlash
+                        | SyntaxViolation::NullInFragment
+                ) {
+                    repaired.set(Some(v));
+                }
+            }))
+            .parse(s)
             .map_err(|_| DomainError("url must be an absolute http(s) URL".to_string()))?;
+        if let Some(v) = repaired.get() {
+            return Err(DomainError(format!(
+                "url is not a well-formed URL: {}",
+                v.description()
+            )));
+        }
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(DomainError(
                 "url must start with http:// or https://".to_string(),
@@ -77,14 +121,13 @@ impl TargetUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(DomainError("url must have a host".to_string()));
         }
-        // Keep the caller's spelling (the contract echoes originalUrl back), but it must not
-        // contain characters that would break the Location header.
-        if s.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(DomainError(
-                "url must not contain spaces or control characters".to_string(),
-            ));
+        let normalised = String::from(url);
+        if normalised.len() > MAX_URL_LEN {
+            return Err(DomainError(format!(
+                "url must be at most {MAX_URL_LEN} characters once normalised (non-ASCII characters are percent-encoded)"
+            )));
         }
-        Ok(Self(s.to_string()))
+        Ok(Self(normalised))
     }
 
     pub fn as_str(&self) -> &str {
@@ -93,6 +136,19 @@ impl TargetUrl {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+/// The `Location` for a stored URL. Since the hardening issue every URL is stored normalised
+/// (ASCII); a row stored raw before that is normalised here, so redirects never send raw
+/// UTF-8. A row that does not parse at all is sent as it is.
+pub fn location_of(stored: &str) -> String {
+    if stored.is_ascii() {
+        return stored.to_string();
+    }
+    match url::Url::parse(stored) {
+        Ok(u) => u.into(),
+        Err(_) => stored.to_string(),
     }
 }
 
@@ -224,6 +280,41 @@ mod tests {
             "javascript:alert(1)",
             "https://",
             "http://a b.example",
+        ] {
+            assert!(TargetUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn target_url_is_stored_in_its_normalised_ascii_form() {
+        for (given, stored) in [
+            ("http://bücher.invalid/", "http://xn--bcher-kva.invalid/"),
+            (
+                "https://example.com/straße?q=é#ü",
+                "https://example.com/stra%C3%9Fe?q=%C3%A9#%C3%BC",
+            ),
+            ("HTTPS://Example.COM", "https://example.com/"),
+            ("https://example.com:443/a/../b", "https://example.com/b"),
+            (
+                "https://example.com/page?q=1",
+                "https://example.com/page?q=1",
+            ),
+        ] {
+            let url = TargetUrl::parse(given).unwrap_or_else(|e| panic!("{given}: {e}"));
+            assert_eq!(url.as_str(), stored, "{given}");
+            assert!(url.as_str().is_ascii());
+        }
+    }
+
+    #[test]
+    fn target_url_refuses_what_only_parses_by_repair() {
+        for bad in [
+            "http:/127.0.0.1",
+            "http:\\\\127.0.0.1\\x",
+            "https:example.com",
+            "http:///example.com",
+            "https://example.com/a\\b",
+            "http://exa\tmple.com/",
         ] {
             assert!(TargetUrl::parse(bad).is_err(), "{bad}");
         }

@@ -7,6 +7,7 @@
 //! - [`telemetry`]: tracing to journald or stderr.
 //! - [`systemd`]: the only code touching `LISTEN_FDS` / `NOTIFY_SOCKET`.
 //! - [`domain`]: parsed newtypes (`ShortCode`, `TargetUrl`, API keys, password hashing).
+//! - [`passwords`]: bounded password hashing (a few Argon2 computations at a time).
 //! - [`store`]: PostgreSQL (the only sqlx user), owner-scoped queries, migrations.
 //! - [`cache`]: Redis (the only redis user): link cache, click stream, limiters, pub/sub;
 //!   plus the in-process link cache and click queue.
@@ -30,6 +31,7 @@ pub mod enrich;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
+pub mod passwords;
 pub mod pipeline;
 pub mod store;
 pub mod systemd;

@@ -162,6 +162,38 @@ impl MetadataFetcher {
         }
     }
 
+    /// Applies the address rules to a URL that will be fetched later (a webhook target, when
+    /// it is set): an IP-literal host and every address a host name resolves to (within
+    /// `within`) must be allowed. A name that does not resolve now passes — it is checked
+    /// again at every fetch, and DNS answers change anyway.
+    pub async fn check_destination(
+        &self,
+        url: &Url,
+        within: Duration,
+    ) -> Result<(), MetadataError> {
+        require_http_url(url)?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| MetadataError::InvalidUrl(format!("{url} has no port")))?;
+        match url.host() {
+            Some(Host::Ipv4(ip)) => {
+                self.check_address(&ip.to_string(), SocketAddr::new(ip.into(), port))
+            }
+            Some(Host::Ipv6(ip)) => {
+                self.check_address(&ip.to_string(), SocketAddr::new(ip.into(), port))
+            }
+            Some(Host::Domain(domain)) => {
+                match tokio::time::timeout(within, resolve_host(domain, port)).await {
+                    Ok(Ok(addrs)) => addrs
+                        .iter()
+                        .try_for_each(|a| self.check_address(domain, *a)),
+                    _ => Ok(()),
+                }
+            }
+            None => Err(MetadataError::InvalidUrl(format!("{url} has no host"))),
+        }
+    }
+
     /// Checks where `url` would connect, then sends one GET there and nowhere else.
     async fn send_one_hop(&self, url: &Url) -> Result<reqwest::Response, MetadataError> {
         let port = url

@@ -108,6 +108,36 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Entries in the in-process link cache.",
     ),
     (
+        "boltlink_password_hashes_in_progress",
+        "gauge",
+        "Password hashes and checks running now (at most PASSWORD_HASH_CONCURRENCY).",
+    ),
+    (
+        "boltlink_password_hash_refused_total",
+        "counter",
+        "Requests answered 503 because every password-hashing slot was busy.",
+    ),
+    (
+        "boltlink_http_connections_open",
+        "gauge",
+        "Client connections open in this process.",
+    ),
+    (
+        "boltlink_http_connections_refused_total",
+        "counter",
+        "Connections closed at accept because a connection cap was reached with nothing idle to shed, by cap (client, process).",
+    ),
+    (
+        "boltlink_http_connections_closed_total",
+        "counter",
+        "Connections the server closed on its own, by reason (no_request: nothing sent within HTTP_HEADER_TIMEOUT_MS; idle: HTTP_IDLE_TIMEOUT_MS without a request; shed: the oldest idle one, to admit a new connection over a cap).",
+    ),
+    (
+        "boltlink_http_edge_errors_total",
+        "counter",
+        "Requests refused before routing because they could not be parsed, by status (400, 414, 431).",
+    ),
+    (
         "process_resident_memory_bytes",
         "gauge",
         "Resident set size of the process.",
@@ -181,7 +211,12 @@ pub struct Metrics {
     pub cache_local_hits: AtomicU64,
     pub cache_redis_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Requests hyper refused before routing (see `http::edge`): 400, 414, 431.
+    edge_errors: [AtomicU64; EDGE_STATUSES.len()],
 }
+
+/// The statuses hyper answers by itself for requests it cannot parse.
+pub const EDGE_STATUSES: [u16; 3] = [400, 414, 431];
 
 impl Metrics {
     /// `routes`: the route names used as the `route` label, indexed by route id.
@@ -196,6 +231,14 @@ impl Metrics {
             cache_local_hits: AtomicU64::new(0),
             cache_redis_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            edge_errors: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts a request refused before routing, with the status it was answered.
+    pub fn observe_edge_error(&self, status: u16) {
+        if let Some(i) = EDGE_STATUSES.iter().position(|s| *s == status) {
+            self.edge_errors[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -295,6 +338,13 @@ impl Metrics {
             &[],
             load(&self.cache_misses),
         ));
+        for (status, count) in EDGE_STATUSES.iter().zip(&self.edge_errors) {
+            samples.push(Sample::new(
+                "boltlink_http_edge_errors_total",
+                &[("status", &status.to_string())],
+                load(count),
+            ));
+        }
         if let Some(rss) = resident_memory_bytes() {
             samples.push(Sample::new(
                 "process_resident_memory_bytes",

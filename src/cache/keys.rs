@@ -48,6 +48,12 @@ impl Keys {
         format!("{}rl:{name}:{subject}:{window}", self.prefix)
     }
 
+    /// The lock that allows one attempt in flight for `subject` (e.g. a password check per
+    /// link and client), held while the attempt is checked.
+    pub fn attempt_lock(&self, subject: &str) -> String {
+        format!("{}attempt:{subject}", self.prefix)
+    }
+
     /// Set of API instance names that have published a heartbeat.
     pub fn instances(&self) -> String {
         format!("{}instances", self.prefix)

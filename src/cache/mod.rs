@@ -469,11 +469,12 @@ impl RedisHandle {
         }
         match self.try_pipe::<Vec<u64>>(&pipe).await {
             Ok(totals) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
                 for (inc, total) in increments
                     .iter()
                     .zip(totals.into_iter().map(Some).chain(std::iter::repeat(None)))
                 {
-                    limiter.report(inc, total);
+                    limiter.report(inc, total, now_ms);
                 }
                 if let Some(batch) = batch {
                     self.inner
@@ -483,8 +484,9 @@ impl RedisHandle {
                 FlushOutcome::Delivered
             }
             Err(_) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
                 for inc in &increments {
-                    limiter.report(inc, None);
+                    limiter.report(inc, None, now_ms);
                 }
                 if let Some(batch) = batch {
                     queue.hold(batch);

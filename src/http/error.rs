@@ -27,14 +27,18 @@ pub enum ApiError {
     /// The redirect's plain-text 404.
     #[error("Link not found")]
     LinkNotFound,
+    /// With the route's `Allow` header value.
     #[error("Method not allowed")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(&'static HeaderValue),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Gone(String),
     #[error("Request body too large (limit 1 MiB)")]
     PayloadTooLarge,
+    /// The body did not arrive within `HTTP_BODY_TIMEOUT_MS`.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{message}")]
     TooManyRequests { message: String, decision: Decision },
     #[error("{0}")]
@@ -61,6 +65,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::passwords::PoolError> for ApiError {
+    fn from(e: crate::passwords::PoolError) -> Self {
+        match e {
+            crate::passwords::PoolError::Busy(_) => ApiError::Unavailable(
+                "Too many password checks in progress, please retry in a moment".to_string(),
+            ),
+            crate::passwords::PoolError::Failed(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> Self {
         e.0.into()
@@ -78,6 +93,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -91,18 +107,15 @@ impl ApiError {
         if let ApiError::LinkNotFound = self {
             return text(status, "Link not found");
         }
+        // An internal error's detail is logged where the request id is known (`http::handle`).
         let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "request failed");
-                "Internal server error".to_string()
-            }
+            ApiError::Internal(_) => "Internal server error".to_string(),
             other => other.to_string(),
         };
         let mut resp = json(status, &serde_json::json!({ "error": message }));
         match self {
             ApiError::MethodNotAllowed(allow) => {
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut().insert(header::ALLOW, allow.clone());
             }
             ApiError::TooManyRequests { decision, .. } => {
                 rate_limit_headers(&mut resp, &decision, true)
@@ -118,16 +131,27 @@ impl ApiError {
 }
 
 /// `RateLimit-*` headers (IETF draft, as express-rate-limit sends them), and `Retry-After`
-/// when the request was refused.
+/// when the request was refused: the whole seconds until one more request fits (the sliding
+/// estimate decays as the window moves), so a client that waits as told gets through.
 pub fn rate_limit_headers(resp: &mut Response<Body>, d: &Decision, refused: bool) {
-    let reset = d.reset_after.as_secs().max(1);
     let h = resp.headers_mut();
     h.insert("ratelimit-limit", HeaderValue::from(d.limit));
     h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
-    h.insert("ratelimit-reset", HeaderValue::from(reset));
     if refused {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(reset));
+        let wait = whole_seconds(d.retry_after);
+        h.insert("ratelimit-reset", HeaderValue::from(wait));
+        h.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    } else {
+        h.insert(
+            "ratelimit-reset",
+            HeaderValue::from(whole_seconds(d.reset_after)),
+        );
     }
+}
+
+/// Seconds, rounded up, at least 1.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
 }
 
 pub fn too_many(message: &str, decision: Decision) -> ApiError {
@@ -169,8 +193,6 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 }
 
 pub fn retry_after(resp: &mut Response<Body>, after: Duration) {
-    resp.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(after.as_secs().max(1)),
-    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
 }

@@ -6,6 +6,8 @@
 //! and a test compares it with the OpenAPI document in both directions.
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 
+pub mod connections;
+pub mod edge;
 pub mod error;
 pub mod request;
 pub mod routes;
@@ -56,8 +58,6 @@ pub struct RouteSpec {
     pub route: Route,
     /// The `route` label in metrics and logs.
     pub name: &'static str,
-    /// Value of the `Allow` header for 405 answers.
-    pub allow: &'static str,
 }
 
 const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
@@ -68,134 +68,119 @@ const GET_POST: &[Method] = &[Method::GET, Method::POST];
 const GET_PATCH_DELETE: &[Method] = &[Method::GET, Method::PATCH, Method::DELETE];
 
 macro_rules! route {
-    ($path:expr, $methods:expr, $route:ident, $name:expr, $allow:expr) => {
+    ($path:expr, $methods:expr, $route:ident, $name:expr) => {
         RouteSpec {
             path: $path,
             methods: $methods,
             route: Route::$route,
             name: $name,
-            allow: $allow,
         }
     };
 }
 
 pub static ROUTES: &[RouteSpec] = &[
-    route!(
-        "/{code}",
-        GET_HEAD,
-        Redirect,
-        "redirect",
-        "GET, HEAD, OPTIONS"
-    ),
-    route!(
-        "/api/{code}",
-        GET_HEAD,
-        ApiRedirect,
-        "redirect_api",
-        "GET, HEAD, OPTIONS"
-    ),
-    route!(
-        "/api/verify/{code}",
-        POST,
-        Verify,
-        "verify",
-        "POST, OPTIONS"
-    ),
-    route!("/api/shorten", POST, Shorten, "shorten", "POST, OPTIONS"),
-    route!("/api/links", GET, Links, "links_list", "GET, OPTIONS"),
-    route!(
-        "/api/links/{id}",
-        GET_PATCH_DELETE,
-        Link,
-        "link",
-        "GET, PATCH, DELETE, OPTIONS"
-    ),
-    route!("/api/top-links", GET, TopLinks, "top_links", "GET, OPTIONS"),
+    route!("/{code}", GET_HEAD, Redirect, "redirect"),
+    route!("/api/{code}", GET_HEAD, ApiRedirect, "redirect_api"),
+    route!("/api/verify/{code}", POST, Verify, "verify"),
+    route!("/api/shorten", POST, Shorten, "shorten"),
+    route!("/api/links", GET, Links, "links_list"),
+    route!("/api/links/{id}", GET_PATCH_DELETE, Link, "link"),
+    route!("/api/top-links", GET, TopLinks, "top_links"),
     route!(
         "/api/rate-limit-status/{code}",
         GET,
         RateLimitStatus,
-        "rate_limit_status",
-        "GET, OPTIONS"
+        "rate_limit_status"
     ),
     route!(
         "/api/analytics/{code}",
         GET,
         LinkAnalytics,
-        "analytics_link",
-        "GET, OPTIONS"
+        "analytics_link"
     ),
     route!(
         "/api/analytics/global",
         GET,
         GlobalAnalytics,
-        "analytics_global",
-        "GET, OPTIONS"
+        "analytics_global"
     ),
-    route!(
-        "/api/stats/overview",
-        GET,
-        StatsOverview,
-        "stats_overview",
-        "GET, OPTIONS"
-    ),
-    route!(
-        "/api/campaigns",
-        GET_POST,
-        Campaigns,
-        "campaigns",
-        "GET, POST, OPTIONS"
-    ),
+    route!("/api/stats/overview", GET, StatsOverview, "stats_overview"),
+    route!("/api/campaigns", GET_POST, Campaigns, "campaigns"),
     route!(
         "/api/campaigns/{id}",
         GET_PATCH_DELETE,
         Campaign,
-        "campaign",
-        "GET, PATCH, DELETE, OPTIONS"
+        "campaign"
     ),
-    route!(
-        "/api/campaigns/link",
-        POST,
-        CampaignLink,
-        "campaign_link",
-        "POST, OPTIONS"
-    ),
-    route!(
-        "/api/generate-key",
-        POST,
-        GenerateKey,
-        "generate_key",
-        "POST, OPTIONS"
-    ),
-    route!("/api/auth/me", GET, AuthMe, "auth_me", "GET, OPTIONS"),
+    route!("/api/campaigns/link", POST, CampaignLink, "campaign_link"),
+    route!("/api/generate-key", POST, GenerateKey, "generate_key"),
+    route!("/api/auth/me", GET, AuthMe, "auth_me"),
     route!(
         "/api/settings/developer",
         GET,
         DeveloperSettings,
-        "settings_developer",
-        "GET, OPTIONS"
+        "settings_developer"
     ),
     route!(
         "/api/settings/developer/webhook",
         PATCH,
         Webhook,
-        "settings_webhook",
-        "PATCH, OPTIONS"
+        "settings_webhook"
     ),
-    route!("/api/metadata", POST, Metadata, "metadata", "POST, OPTIONS"),
-    route!("/health", GET, Health, "health", "GET, OPTIONS"),
-    route!("/api/health", GET, Health, "health", "GET, OPTIONS"),
-    route!("/ready", GET, Ready, "ready", "GET, OPTIONS"),
-    route!("/api/ready", GET, Ready, "ready", "GET, OPTIONS"),
-    route!(
-        "/api/system/health",
-        GET,
-        SystemHealth,
-        "system_health",
-        "GET, OPTIONS"
+    route!("/api/metadata", POST, Metadata, "metadata"),
+    route!("/health", GET, Health, "health"),
+    route!("/api/health", GET, Health, "health"),
+    route!("/ready", GET, Ready, "ready"),
+    route!("/api/ready", GET, Ready, "ready"),
+    route!("/api/system/health", GET, SystemHealth, "system_health"),
+    route!("/api/openapi.json", GET, OpenApi, "openapi"),
+    route!("/metrics", GET, Metrics, "metrics"),
+];
+
+impl RouteSpec {
+    /// Whether the route answers `method`: its own methods, and HEAD wherever GET is served
+    /// (answered like GET, without the body).
+    pub fn serves(&self, method: &Method) -> bool {
+        self.methods.contains(method)
+            || (*method == Method::HEAD && self.methods.contains(&Method::GET))
+    }
+
+    /// The `Allow` header: the route's methods, HEAD with GET, and OPTIONS.
+    pub fn allow(&self) -> &'static HeaderValue {
+        static ALLOW: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+        let all = ALLOW.get_or_init(|| {
+            ROUTES
+                .iter()
+                .map(|r| {
+                    let mut names: Vec<&str> = Vec::new();
+                    for m in r.methods {
+                        names.push(m.as_str());
+                        if *m == Method::GET && !r.methods.contains(&Method::HEAD) {
+                            names.push("HEAD");
+                        }
+                    }
+                    names.push("OPTIONS");
+                    HeaderValue::from_str(&names.join(", "))
+                        .unwrap_or_else(|_| HeaderValue::from_static("OPTIONS"))
+                })
+                .collect()
+        });
+        let idx = ROUTES
+            .iter()
+            .position(|r| std::ptr::eq(r, self))
+            .unwrap_or(0);
+        &all[idx]
+    }
+}
+
+/// The headers every response carries, the router's and the edge's (see [`edge`]).
+pub const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
     ),
-    route!("/api/openapi.json", GET, OpenApi, "openapi", "GET, OPTIONS"),
-    route!("/metrics", GET, Metrics, "metrics", "GET, OPTIONS"),
 ];
 
 /// Metric label for requests that matched no route.
@@ -254,6 +239,11 @@ fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
             }
         }
     }
+    new_request_id()
+}
+
+/// A request id of this process: a random prefix per process and a counter.
+pub fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<String> = OnceLock::new();
     let prefix = PREFIX.get_or_init(|| format!("{:08x}", rand::random::<u32>()));
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -295,16 +285,25 @@ where
             let spec = &ROUTES[idx];
             if method == Method::OPTIONS {
                 let mut r = error::empty(StatusCode::NO_CONTENT);
-                r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(spec.allow));
+                r.headers_mut().insert(header::ALLOW, spec.allow().clone());
                 r
-            } else if !spec.methods.contains(&method) {
-                ApiError::MethodNotAllowed(spec.allow).into_response()
+            } else if !spec.serves(&method) {
+                ApiError::MethodNotAllowed(spec.allow()).into_response()
             } else {
                 let param = PathParam(param.unwrap_or_default());
                 match routes::dispatch(&app, spec.route, ctx, param, body, started).await {
                     Ok(r) => r,
-                    Err(e) => e.into_response(),
+                    Err(e) => {
+                        if let ApiError::Internal(detail) = &e {
+                            tracing::error!(
+                                request_id = rid.to_str().unwrap_or(""),
+                                route = spec.name,
+                                error = %detail,
+                                "request failed"
+                            );
+                        }
+                        e.into_response()
+                    }
                 }
             }
         }
@@ -343,28 +342,24 @@ fn decorate(
     method: &Method,
 ) {
     let h = resp.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "strict-transport-security",
-        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-    );
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
     h.insert("x-request-id", rid);
     let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
         return;
     };
-    let Some(allowed) = app.config.allowed_origins.allow(origin) else {
+    let Some(grant) = app.config.allowed_origins.allow(origin) else {
         return;
     };
-    if let Ok(v) = HeaderValue::from_str(allowed) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+        if grant.credentials {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("X-Total-Count, X-Request-Id"),

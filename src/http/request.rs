@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::error::{too_many, ApiError};
 use crate::app::App;
@@ -83,7 +84,8 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: usize) -> I
     hops[idx]
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -93,8 +95,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`] (413 past it).
-pub async fn read_body<B>(headers: &HeaderMap, body: B) -> Result<Bytes, ApiError>
+/// Reads a body of at most [`MAX_BODY_BYTES`] (413 past it) arriving whole within `within`
+/// (`HTTP_BODY_TIMEOUT_MS`; 408 past it: a slow body must not hold a connection for minutes).
+pub async fn read_body<B>(headers: &HeaderMap, body: B, within: Duration) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -108,7 +111,15 @@ where
             return Err(ApiError::PayloadTooLarge);
         }
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let collected = tokio::time::timeout(within, Limited::new(body, MAX_BODY_BYTES).collect())
+        .await
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "Request body not received within {} s",
+                within.as_secs_f64()
+            ))
+        })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -180,8 +191,47 @@ where
     T: serde::Deserialize<'de>,
     D: serde::Deserializer<'de>,
 {
-    use serde::Deserialize;
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// Deserializes a field that may be absent (`None`) but not `null`: for fields whose schema is
+/// not nullable (a boolean, a count, a name), `null` is a 400 naming the field, not "absent".
+pub fn non_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Text a request stores in PostgreSQL (names, titles, descriptions). PostgreSQL's `text`
+/// cannot hold NUL (U+0000), and JSON can carry it (`"\u0000"`): refused with a 400 naming the
+/// field, instead of the database refusing it later as a 500 (hardening issue, finding 4).
+/// JSON strings are valid UTF-8 otherwise (serde refuses lone surrogates), so NUL is the one
+/// character to refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.contains('\0') {
+            return Err(serde::de::Error::custom(
+                "must not contain NUL characters (\\u0000)",
+            ));
+        }
+        Ok(Text(s))
+    }
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// The authenticated caller.

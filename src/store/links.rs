@@ -32,7 +32,7 @@ impl LinkRecord {
             link_id: self.id,
             owner_key_id: self.owner_key_id,
             code: self.short_code.clone(),
-            url: self.original_url.clone(),
+            url: crate::domain::location_of(&self.original_url),
             is_protected: self.is_protected,
             expires_at_ms: if self.is_expiring {
                 self.expires_at.map(|t| t.timestamp_millis())

@@ -15,18 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::support::{error_message, eventually, TestApp};
-
-/// Waits (polling, bounded) until at least 10 s remain in the current fixed window of
-/// `window_secs`, so a scenario that counts towards a limit stays inside one window.
-async fn wait_for_room_in_window(window_secs: i64) {
-    let secs_left = || {
-        let now_ms = Utc::now().timestamp_millis();
-        let window_ms = window_secs * 1000;
-        (window_ms - now_ms.rem_euclid(window_ms)) / 1000
-    };
-    eventually(Duration::from_secs(15), || async { secs_left() >= 10 }).await;
-}
+use crate::support::{error_message, wait_for_room_in_window, TestApp};
 
 async fn generate_key(app: &TestApp) -> reqwest::Response {
     app.client

@@ -11,6 +11,7 @@ mod caching;
 mod campaigns;
 mod conventions;
 mod exactly_once;
+mod hardening;
 mod links;
 mod ops;
 mod pipeline;

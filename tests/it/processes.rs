@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use boltlink::domain::ApiKeySecret;
-use boltlink::store::{NewApiKey, Store};
 use serde_json::json;
 
-use crate::support::{eventually, fresh_database, redis_url};
+use crate::support::{
+    create_key, eventually, fresh_connection_client, fresh_database, redis_url, Suite,
+};
 
 const API_BIN: &str = env!("CARGO_BIN_EXE_boltlink-api");
 
@@ -62,111 +62,6 @@ impl Drop for NotifySocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-struct Suite {
-    base: String,
-    children: Vec<Child>,
-    _listener: std::net::TcpListener,
-}
-
-impl Suite {
-    fn start(instances: usize, database_url: &str, prefix: &str) -> Suite {
-        let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let children = (1..=instances)
-            .map(|i| {
-                let mut cmd = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
-                    .expect("cmd");
-                cmd.env("DATABASE_URL", database_url)
-                    .env("REDIS_URL", redis_url())
-                    .env("REDIS_KEY_PREFIX", prefix)
-                    .env("BOLTLINK_INSTANCE", format!("api-{i}"))
-                    .env("BOLTLINK_ENV_FILE", "/dev/null")
-                    .env("PUBLIC_BASE_URL", "https://bl.example")
-                    .env("METADATA_FETCH", "false")
-                    .env("LOG_LEVEL", "warn")
-                    .env("DB_POOL_SIZE", "4")
-                    .stdout(Stdio::null());
-                cmd.spawn().expect("spawn boltlink-api")
-            })
-            .collect();
-        Suite {
-            base,
-            children,
-            _listener: listener,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGTERM to every process; returns their exit codes.
-    fn terminate(&mut self) -> Vec<Option<i32>> {
-        for c in &self.children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        self.children
-            .iter_mut()
-            .map(|c| loop {
-                match c.try_wait() {
-                    Ok(Some(status)) => break status.code(),
-                    _ if Instant::now() > deadline => {
-                        let _ = c.kill();
-                        break None;
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(20)),
-                }
-            })
-            .collect()
-    }
-}
-
-impl Drop for Suite {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A client that opens a new connection per request, so the kernel spreads requests over
-/// every process accepting on the shared socket.
-fn fresh_connection_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
-}
-
-async fn create_key(database_url: &str) -> String {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(database_url)
-        .await
-        .expect("connect");
-    let secret = ApiKeySecret::generate();
-    Store::from_pool(pool)
-        .create_api_key(NewApiKey {
-            hash: secret.hash(),
-            prefix: secret.prefix(),
-            name: None,
-            email: None,
-            is_admin: false,
-            rate_limit_per_min: 100_000,
-            rate_limit_per_hour: 1_000_000,
-        })
-        .await
-        .expect("key");
-    secret.expose().to_string()
 }
 
 async fn locations(client: &reqwest::Client, url: &str, n: usize) -> Vec<String> {

@@ -15,20 +15,9 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{error_message, eventually, TestApp};
+use crate::support::{error_message, eventually, wait_for_room_in_window, TestApp};
 
 const TARGET: &str = "https://example.com/landing?from=boltlink";
-
-/// Waits (polling, bounded) until at least 10 s remain in the current fixed window of
-/// `window_secs`, so a scenario that counts towards a limit stays inside one window.
-async fn wait_for_room_in_window(window_secs: i64) {
-    let secs_left = || {
-        let now_ms = Utc::now().timestamp_millis();
-        let window_ms = window_secs * 1000;
-        (window_ms - now_ms.rem_euclid(window_ms)) / 1000
-    };
-    eventually(Duration::from_secs(15), || async { secs_left() >= 10 }).await;
-}
 
 async fn create_link(app: &TestApp, key: &str, extra: Value) -> Value {
     let mut body = json!({ "url": TARGET });

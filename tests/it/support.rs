@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,8 @@ use boltlink::domain::ApiKeySecret;
 use boltlink::store::{NewApiKey, Store};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+
+const API_BIN: &str = env!("CARGO_BIN_EXE_boltlink-api");
 
 pub fn admin_database_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL role that may create databases (scripts/test sets it)")
@@ -282,6 +286,11 @@ impl TestApp {
 
     /// A new API key (plain or admin) created through the store.
     pub async fn key(&self, admin: bool) -> String {
+        self.key_with_limits(admin, 100_000, 1_000_000).await
+    }
+
+    /// A new API key with its own per-minute and per-hour request limits.
+    pub async fn key_with_limits(&self, admin: bool, per_min: u32, per_hour: u32) -> String {
         let secret = ApiKeySecret::generate();
         self.store
             .create_api_key(NewApiKey {
@@ -290,8 +299,8 @@ impl TestApp {
                 name: Some("test"),
                 email: Some("test@example.com"),
                 is_admin: admin,
-                rate_limit_per_min: 100_000,
-                rate_limit_per_hour: 1_000_000,
+                rate_limit_per_min: per_min,
+                rate_limit_per_hour: per_hour,
             })
             .await
             .expect("create key");
@@ -435,6 +444,17 @@ where
     }
 }
 
+/// Waits (polling, bounded) until at least 10 s remain in the current fixed window of
+/// `window_secs`, so a scenario that counts towards a limit stays inside one window.
+pub async fn wait_for_room_in_window(window_secs: i64) {
+    let secs_left = || {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let window_ms = window_secs * 1000;
+        (window_ms - now_ms.rem_euclid(window_ms)) / 1000
+    };
+    eventually(Duration::from_secs(15), || async { secs_left() >= 10 }).await;
+}
+
 /// Asserts the contract's error shape and returns the message.
 pub async fn error_message(resp: reqwest::Response, status: u16) -> String {
     assert_eq!(resp.status().as_u16(), status, "unexpected status");
@@ -443,4 +463,145 @@ pub async fn error_message(resp: reqwest::Response, status: u16) -> String {
         .as_str()
         .expect("error field is a string")
         .to_string()
+}
+
+/// Real `boltlink-api` processes on one inherited socket (the `LISTEN_FDS` protocol systemd
+/// uses), like `scripts/run` and the units start them.
+pub struct Suite {
+    pub base: String,
+    pub children: Vec<Child>,
+    _listener: std::net::TcpListener,
+}
+
+impl Suite {
+    pub fn start(instances: usize, database_url: &str, prefix: &str) -> Suite {
+        Self::start_with(instances, database_url, prefix, &[])
+    }
+
+    /// [`Suite::start`] with extra configuration for every process (`envs` win).
+    pub fn start_with(
+        instances: usize,
+        database_url: &str,
+        prefix: &str,
+        envs: &[(&str, &str)],
+    ) -> Suite {
+        let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let children = (1..=instances)
+            .map(|i| {
+                let mut cmd = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
+                    .expect("cmd");
+                cmd.env("DATABASE_URL", database_url)
+                    .env("REDIS_URL", redis_url())
+                    .env("REDIS_KEY_PREFIX", prefix)
+                    .env("BOLTLINK_INSTANCE", format!("api-{i}"))
+                    .env("BOLTLINK_ENV_FILE", "/dev/null")
+                    .env("PUBLIC_BASE_URL", "https://bl.example")
+                    .env("METADATA_FETCH", "false")
+                    .env("LOG_LEVEL", "warn")
+                    .env("DB_POOL_SIZE", "4")
+                    .envs(envs.iter().copied())
+                    .stdout(Stdio::null());
+                cmd.spawn().expect("spawn boltlink-api")
+            })
+            .collect();
+        Suite {
+            base,
+            children,
+            _listener: listener,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until `/ready` answers 200 and every process has answered `/health` on the shared
+    /// socket (names `api-1` … `api-N`).
+    pub async fn wait_until_all_serve(&self) {
+        let client = fresh_connection_client();
+        eventually(Duration::from_secs(30), || async {
+            matches!(client.get(self.url("/ready")).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        let mut seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < self.children.len() {
+            assert!(
+                Instant::now() < deadline,
+                "only {seen:?} answered on the shared socket"
+            );
+            if let Ok(r) = client.get(self.url("/health")).send().await {
+                if let Ok(body) = r.json::<serde_json::Value>().await {
+                    seen.insert(body["instance"].as_str().unwrap_or("").to_string());
+                }
+            }
+        }
+    }
+
+    /// SIGTERM to every process; returns their exit codes.
+    pub fn terminate(&mut self) -> Vec<Option<i32>> {
+        for c in &self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.children
+            .iter_mut()
+            .map(|c| loop {
+                match c.try_wait() {
+                    Ok(Some(status)) => break status.code(),
+                    _ if Instant::now() > deadline => {
+                        let _ = c.kill();
+                        break None;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client that opens a new connection per request, so the kernel spreads requests over
+/// every process accepting on the shared socket.
+pub fn fresh_connection_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+pub async fn create_key(database_url: &str) -> String {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .expect("connect");
+    let secret = ApiKeySecret::generate();
+    Store::from_pool(pool)
+        .create_api_key(NewApiKey {
+            hash: secret.hash(),
+            prefix: secret.prefix(),
+            name: None,
+            email: None,
+            is_admin: false,
+            rate_limit_per_min: 100_000,
+            rate_limit_per_hour: 1_000_000,
+        })
+        .await
+        .expect("key");
+    secret.expose().to_string()
 }

@@ -157,6 +157,14 @@ fn api_instances_share_the_socket_nonblocking_and_know_their_name() {
         "BOLTLINK_INSTANCE=api-%i"
     );
     assert_eq!(one(&unit, "Unit", "Requires"), "boltlink-api.socket");
+    // Room for HTTP_MAX_CONNECTIONS=auto (4096) above the default soft limit of 1024.
+    let fds: u64 = one(&unit, "Service", "LimitNOFILE")
+        .parse()
+        .expect("a number");
+    assert!(
+        fds >= boltlink::config::AUTO_MAX_CONNECTIONS + boltlink::config::RESERVED_FDS,
+        "LimitNOFILE={fds}"
+    );
     for (name, instance) in [
         ("boltlink-worker.service", "worker"),
         ("boltlink-aggregator.service", "aggregator"),

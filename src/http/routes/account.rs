@@ -13,6 +13,11 @@ use crate::http::request::{authenticate, parse_json, RequestCtx};
 use crate::metadata::MetadataError;
 use crate::store::NewApiKey;
 
+/// The answer for a URL whose host is, or resolves to, a non-public address. It names no
+/// address and no range, so it says nothing about how our resolver sees a name.
+const REFUSED_ADDRESS: &str =
+    "refusing to fetch this URL: its host is not a public Internet address";
+
 pub async fn generate_key(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
     let decision = app
         .shared_limiter
@@ -78,7 +83,10 @@ pub async fn developer_settings(app: &App, ctx: &RequestCtx) -> Result<Response<
 
 #[derive(Deserialize)]
 struct WebhookBody {
-    url: Option<String>,
+    /// Required: a URL sets the webhook, `null` or `""` removes it, a missing field is a 400
+    /// (it used to mean "remove", which a client sending the wrong field name would not expect).
+    #[serde(default, deserialize_with = "crate::http::request::double_option")]
+    url: Option<Option<String>>,
 }
 
 pub async fn set_webhook(
@@ -88,19 +96,35 @@ pub async fn set_webhook(
 ) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let input: WebhookBody = parse_json(body)?;
+    let Some(url) = input.url else {
+        return Err(ApiError::BadRequest(
+            "missing field `url` (a URL sets the webhook; null or \"\" removes it)".to_string(),
+        ));
+    };
     // An empty or null url removes the webhook.
-    let url = match input
-        .url
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-    {
+    let url = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         None => None,
-        Some(u) => Some(
-            TargetUrl::parse(u)
+        Some(u) => {
+            let url = TargetUrl::parse(u)
                 .map_err(|e| ApiError::BadRequest(e.to_string().replacen("url", "webhook url", 1)))?
-                .into_string(),
-        ),
+                .into_string();
+            // The fetcher's address rules apply when the URL is set, not only when it is used:
+            // a webhook must not point into our own network (loopback, private, metadata).
+            let parsed = url::Url::parse(&url).map_err(|_| {
+                ApiError::BadRequest("webhook url must be an absolute http(s) URL".to_string())
+            })?;
+            if let Err(e) = app
+                .metadata
+                .check_destination(&parsed, Duration::from_secs(2))
+                .await
+            {
+                tracing::debug!(error = %e, "webhook url refused");
+                return Err(ApiError::BadRequest(
+                    REFUSED_ADDRESS.replace("this URL", "this webhook url"),
+                ));
+            }
+            Some(url)
+        }
     };
     app.store
         .set_webhook_url(caller.key.id, url.as_deref())
@@ -133,13 +157,21 @@ pub async fn metadata(
     match app.metadata.fetch(&url).await {
         Ok(meta) => Ok(json(StatusCode::OK, &meta)),
         Err(e) => Err(match e {
-            MetadataError::InvalidUrl(_) | MetadataError::ForbiddenAddress(_) => {
-                ApiError::BadRequest(e.to_string())
+            MetadataError::InvalidUrl(_) => ApiError::BadRequest(e.to_string()),
+            // Which range an address is in, or what a name resolved to, is nobody's business
+            // outside: the detail goes to the debug log only.
+            MetadataError::ForbiddenAddress(detail) => {
+                tracing::debug!(error = %detail, "metadata fetch refused");
+                ApiError::BadRequest(REFUSED_ADDRESS.to_string())
+            }
+            MetadataError::Network(detail) => {
+                tracing::debug!(error = %detail, "metadata fetch failed");
+                ApiError::BadGateway("could not fetch the page".to_string())
             }
             MetadataError::Timeout => ApiError::GatewayTimeout(e.to_string()),
-            MetadataError::TooManyRedirects
-            | MetadataError::UpstreamStatus(_)
-            | MetadataError::Network(_) => ApiError::BadGateway(e.to_string()),
+            MetadataError::TooManyRedirects | MetadataError::UpstreamStatus(_) => {
+                ApiError::BadGateway(e.to_string())
+            }
         }),
     }
 }

@@ -8,7 +8,7 @@ use super::links::link_response;
 use super::{parse_id, timestamp};
 use crate::app::App;
 use crate::http::error::{json, ApiError, Body};
-use crate::http::request::{authenticate, double_option, parse_json, RequestCtx};
+use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
 use crate::store::{AssignOutcome, CampaignRecord};
 
 #[derive(Serialize)]
@@ -65,17 +65,18 @@ fn parse_description(d: Option<&str>) -> Result<Option<&str>, ApiError> {
 
 #[derive(Deserialize)]
 struct CreateBody {
+    /// Required; absent, `null` or blank all answer 400 `Campaign name is required`.
     #[serde(default)]
-    name: Option<String>,
+    name: Option<Text>,
     #[serde(default)]
-    description: Option<String>,
+    description: Option<Text>,
 }
 
 pub async fn create(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let input: CreateBody = parse_json(body)?;
-    let name = parse_name(input.name.as_deref().unwrap_or(""))?;
-    let description = parse_description(input.description.as_deref())?;
+    let name = parse_name(input.name.as_ref().map_or("", Text::as_str))?;
+    let description = parse_description(input.description.as_ref().map(Text::as_str))?;
     let c = app
         .store
         .create_campaign(caller.key.id, name, description)
@@ -103,10 +104,10 @@ pub async fn get(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>
 
 #[derive(Deserialize)]
 struct PatchBody {
-    #[serde(default)]
-    name: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
+    name: Option<Text>,
     #[serde(default, deserialize_with = "double_option")]
-    description: Option<Option<String>>,
+    description: Option<Option<Text>>,
 }
 
 pub async fn patch(
@@ -118,10 +119,14 @@ pub async fn patch(
     let caller = authenticate(app, ctx).await?;
     let id = parse_id(id, "Campaign")?;
     let input: PatchBody = parse_json(body)?;
-    let name = input.name.as_deref().map(parse_name).transpose()?;
+    let name = input
+        .name
+        .as_ref()
+        .map(|n| parse_name(n.as_str()))
+        .transpose()?;
     let description = match &input.description {
         None => None,
-        Some(d) => Some(parse_description(d.as_deref())?),
+        Some(d) => Some(parse_description(d.as_ref().map(Text::as_str))?),
     };
     let c = app
         .store

@@ -10,12 +10,10 @@ use uuid::Uuid;
 
 use super::{parse_id, timestamp};
 use crate::app::{spawn_metadata_fill, App};
-use crate::domain::{
-    hash_password, parse_max_clicks_per_min, parse_password, ShortCode, TargetUrl,
-};
+use crate::domain::{parse_max_clicks_per_min, parse_password, ShortCode, TargetUrl};
 use crate::http::error::{json, rate_limit_headers, too_many, ApiError, Body};
 use crate::http::is_reserved_code;
-use crate::http::request::{authenticate, double_option, parse_json, RequestCtx};
+use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
 use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLinkOutcome};
 
 /// The link object of the contract. Deliberately has no password field of any kind.
@@ -83,31 +81,23 @@ fn bad(e: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
-async fn hash_in_background(password: &str) -> Result<String, ApiError> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))?
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ShortenBody {
     url: String,
     #[serde(default)]
     custom_code: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     is_protected: Option<bool>,
     #[serde(default)]
     password: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     is_expiring: Option<bool>,
     #[serde(default)]
     expires_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     is_rate_limited: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     max_clicks_per_min: Option<i64>,
     #[serde(default)]
     campaign_id: Option<Uuid>,
@@ -156,7 +146,7 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
                 "Password required for protected links".to_string(),
             ));
         };
-        Some(hash_in_background(parse_password(p).map_err(bad)?).await?)
+        Some(app.passwords.hash(parse_password(p).map_err(bad)?).await?)
     } else {
         None
     };
@@ -232,35 +222,35 @@ pub async fn get(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PatchBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     original_url: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    title: Option<Option<String>>,
+    title: Option<Option<Text>>,
     #[serde(default, deserialize_with = "double_option")]
-    description: Option<Option<String>>,
-    #[serde(default)]
+    description: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "non_null")]
     is_protected: Option<bool>,
     #[serde(default)]
     password: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     is_expiring: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
     expires_at: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     is_rate_limited: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     max_clicks_per_min: Option<i64>,
     #[serde(default, deserialize_with = "double_option")]
     campaign_id: Option<Option<Uuid>>,
 }
 
-fn clean_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+fn clean_text(field: &str, v: Option<Text>, max: usize) -> Result<Option<String>, ApiError> {
     match v {
         None => Ok(None),
-        Some(s) if s.chars().count() > max => Err(ApiError::BadRequest(format!(
+        Some(s) if s.as_str().chars().count() > max => Err(ApiError::BadRequest(format!(
             "{field} must be at most {max} characters"
         ))),
-        Some(s) => Ok(Some(s)),
+        Some(s) => Ok(Some(s.into_string())),
     }
 }
 
@@ -289,7 +279,7 @@ pub async fn patch(
     ) {
         (Some(true), Some(p)) | (None, Some(p)) => {
             changes.protection = Some(Some(
-                hash_in_background(parse_password(p).map_err(bad)?).await?,
+                app.passwords.hash(parse_password(p).map_err(bad)?).await?,
             ));
         }
         (Some(true), None) => {

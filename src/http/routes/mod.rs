@@ -28,11 +28,15 @@ where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let method = ctx.parts.method.clone();
+    let method = match ctx.parts.method.clone() {
+        // HEAD is answered like GET (hyper drops the body); only the redirect tells them apart.
+        Method::HEAD if !matches!(route, Route::Redirect | Route::ApiRedirect) => Method::GET,
+        m => m,
+    };
     // Bodies are read only where the route takes one.
     let takes_body = matches!(method, Method::POST | Method::PATCH | Method::PUT);
     let bytes = if takes_body {
-        read_body(&ctx.parts.headers, body).await?
+        read_body(&ctx.parts.headers, body, app.config.http.body_timeout).await?
     } else {
         drop(body);
         bytes::Bytes::new()

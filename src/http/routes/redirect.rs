@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::cache::clicks::{clip, ClickEvent, ClickKind};
-use crate::cache::limiter::HotSubject;
-use crate::domain::{verify_password, RedirectTarget, ShortCode};
+use crate::cache::limiter::{check_link_cap, Attempt, Decision, HotSubject, Subject};
+use crate::domain::{RedirectTarget, ShortCode};
 use crate::http::error::{json, too_many, ApiError, Body};
 use crate::http::request::{parse_json, RequestCtx};
 
@@ -88,18 +88,22 @@ fn per_ip_check(app: &App, ctx: &RequestCtx) -> Result<(), ApiError> {
     }
 }
 
-/// Per-link cap: `Ok(true)` when this visit may go through (and is counted).
-fn link_cap_allows(
+/// Per-link cap: whether this visit may go through (it is then counted), decided on the
+/// shared counter near the cap so that it holds exactly across instances.
+async fn link_cap_allows(
     app: &App,
     ctx: &RequestCtx,
     target: &RedirectTarget,
 ) -> (bool, crate::cache::limiter::Decision) {
-    let d = app.hot_limiter.check(
-        HotSubject::Link(target.link_id),
+    let d = check_link_cap(
+        &app.hot_limiter,
+        &app.redis,
+        target.link_id,
         target.max_clicks_per_min,
         MINUTE_MS,
         ctx.now_ms,
-    );
+    )
+    .await;
     (d.allowed, d)
 }
 
@@ -146,7 +150,7 @@ pub async fn redirect(
         };
     }
     if target.is_rate_limited {
-        let (allowed, decision) = link_cap_allows(app, ctx, &target);
+        let (allowed, decision) = link_cap_allows(app, ctx, &target).await;
         if !allowed {
             record(ClickKind::Gated);
             return match &app.config.frontend_url {
@@ -195,57 +199,10 @@ pub async fn verify(
         let Some(password) = input.password.filter(|p| !p.is_empty()) else {
             return Err(ApiError::BadRequest("Password required".to_string()));
         };
-        let limits = &app.config.rate_limits;
-        let link_subject = target.link_id.to_string();
-        let client_subject = format!("{}:{}", target.link_id, ctx.client_ip);
-        for (subject, limit) in [
-            (&client_subject, limits.verify_failures_per_client),
-            (&link_subject, limits.verify_failures_per_link),
-        ] {
-            let d = app
-                .shared_limiter
-                .peek(
-                    "verifyfail",
-                    subject,
-                    limit,
-                    VERIFY_FAILURE_WINDOW,
-                    ctx.now_ms,
-                )
-                .await;
-            if !d.allowed {
-                return Err(too_many(
-                    "Too many wrong passwords, please try again later",
-                    d,
-                ));
-            }
-        }
-        // The hash must come from PostgreSQL: caches never hold it.
-        let protected = app
-            .store
-            .find_protected_target(code)
-            .await?
-            .ok_or_else(|| json_not_found(ApiError::LinkNotFound))?;
-        let hash = protected.password_hash.unwrap_or_default();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?;
-        if !ok {
-            for subject in [&client_subject, &link_subject] {
-                app.shared_limiter
-                    .hit(
-                        "verifyfail",
-                        subject,
-                        u32::MAX,
-                        VERIFY_FAILURE_WINDOW,
-                        ctx.now_ms,
-                    )
-                    .await;
-            }
-            return Err(ApiError::Forbidden("Incorrect password".to_string()));
-        }
+        check_password(app, ctx, code, &target, &password).await?;
     }
     if target.is_rate_limited {
-        let (allowed, decision) = link_cap_allows(app, ctx, &target);
+        let (allowed, decision) = link_cap_allows(app, ctx, &target).await;
         if !allowed {
             app.record_click(click(ctx, &target, ClickKind::Gated, started));
             return Err(too_many(
@@ -259,6 +216,86 @@ pub async fn verify(
         StatusCode::OK,
         &serde_json::json!({ "redirect": target.url }),
     ))
+}
+
+/// Checks a password for a protected link under the wrong-password throttle. The attempt's
+/// slots (per link and client, per link) are taken atomically across instances *before* the
+/// check, and only one attempt per link and client may be in flight, so parallel guesses
+/// cannot outrun the throttle (hardening issue, finding 1). A right password gives its
+/// slots back; an attempt that fails for another reason (database, busy hashing) too.
+async fn check_password(
+    app: &App,
+    ctx: &RequestCtx,
+    code: &str,
+    target: &RedirectTarget,
+    password: &str,
+) -> Result<(), ApiError> {
+    let limits = &app.config.rate_limits;
+    // The link id as a hash tag: every key of one attempt lives in one Redis Cluster slot.
+    let link = format!("{{{}}}", target.link_id);
+    let client = format!("{link}:{}", ctx.client_ip);
+    let subjects = [
+        Subject {
+            name: "verifyfail",
+            subject: &client,
+            limit: limits.verify_failures_per_client,
+        },
+        Subject {
+            name: "verifyfail",
+            subject: &link,
+            limit: limits.verify_failures_per_link,
+        },
+    ];
+    let slot =
+        match app
+            .shared_limiter
+            .reserve_attempt(
+                &format!("verify:{client}"),
+                &subjects,
+                VERIFY_FAILURE_WINDOW,
+                ctx.now_ms,
+            )
+            .await
+        {
+            Attempt::Reserved(slot) => slot,
+            Attempt::Busy => return Err(too_many(
+                "A password check for this link is already in progress, please wait for its answer",
+                Decision::one_at_a_time(Duration::from_secs(1)),
+            )),
+            Attempt::Limited(_, d) => {
+                return Err(too_many(
+                    "Too many wrong passwords, please try again later",
+                    d,
+                ))
+            }
+        };
+    // The hash must come from PostgreSQL: caches never hold it.
+    let checked = match app.store.find_protected_target(code).await {
+        Ok(Some(protected)) => {
+            let hash = protected.password_hash.unwrap_or_default();
+            app.passwords
+                .verify(password, &hash)
+                .await
+                .map_err(ApiError::from)
+        }
+        Ok(None) => Err(json_not_found(ApiError::LinkNotFound)),
+        Err(e) => Err(e.into()),
+    };
+    match checked {
+        Ok(true) => {
+            slot.succeeded().await;
+            Ok(())
+        }
+        Ok(false) => {
+            slot.failed().await;
+            Err(ApiError::Forbidden("Incorrect password".to_string()))
+        }
+        // Not an attempt: nothing was checked.
+        Err(e) => {
+            slot.succeeded().await;
+            Err(e)
+        }
+    }
 }
 
 pub async fn rate_limit_status(
