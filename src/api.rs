@@ -40,6 +40,14 @@ const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often resident memory is compared with `MEMORY_RESTART_MB`.
 const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// Memory restarts of the instances sharing a Redis are at least this far apart: one
+/// instance drains and restarts while the others serve (a burst that grew all of them must
+/// not leave the socket with no process at all).
+const MEMORY_RESTART_SPACING: Duration = Duration::from_secs(10);
+/// Above `MEMORY_RESTART_MB` plus this, an instance restarts without waiting for its turn:
+/// the units' `MemoryHigh=` (throttling, then the `MemoryMax=` kill without a drain) is 50 MiB
+/// above the default limit.
+const MEMORY_URGENT_MARGIN: u64 = 50 << 20;
 
 /// Exit status after a memory restart (`EX_TEMPFAIL`): not 0, so `Restart=on-failure`
 /// restarts the instance; not 78, which the units never restart.
@@ -182,9 +190,11 @@ fn spawn_memory_watch(
     };
     let record = exceeded.clone();
     let shutdown = shutdown.clone();
+    let app = app.clone();
     tokio::spawn(async move {
         let stop = shutdown.wait();
         tokio::pin!(stop);
+        let mut waiting_logged = false;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -194,6 +204,28 @@ fn spawn_memory_watch(
                 continue;
             };
             if rss_bytes > limit_bytes {
+                let urgent = rss_bytes > limit_bytes + MEMORY_URGENT_MARGIN;
+                // Unreachable Redis (`None`): no one to agree with, go ahead.
+                let turn = app
+                    .redis
+                    .try_lease(
+                        &app.redis.keys().memory_restart_turn(),
+                        &app.config.instance,
+                        MEMORY_RESTART_SPACING,
+                    )
+                    .await
+                    .unwrap_or(true);
+                if !turn && !urgent {
+                    if !waiting_logged {
+                        tracing::info!(
+                            memory.rss_bytes = rss_bytes,
+                            memory.limit_bytes = limit_bytes,
+                            "above MEMORY_RESTART_MB, but another instance restarted for memory moments ago: serving on until it is back"
+                        );
+                        waiting_logged = true;
+                    }
+                    continue;
+                }
                 let why = MemoryRestart {
                     rss_bytes,
                     limit_bytes,

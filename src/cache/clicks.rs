@@ -130,9 +130,15 @@ impl ClickEvent {
     /// record of a packed entry).
     fn from_named(fields: &impl FieldLookup) -> Result<Self, InvalidEvent> {
         let get = |name: &str| {
-            fields
+            let value = fields
                 .field(name)
-                .ok_or_else(|| InvalidEvent(format!("field `{name}` is missing")))
+                .ok_or_else(|| InvalidEvent(format!("field `{name}` is missing")))?;
+            // No HTTP header holds NUL, but an entry is not only written by us; PostgreSQL's
+            // text cannot store it, so it would stop the consumers on every retry.
+            if value.contains('\0') {
+                return Err(InvalidEvent(format!("field `{name}` contains NUL")));
+            }
+            Ok(value)
         };
         let uuid = |name: &str| {
             get(name).and_then(|v| {
@@ -513,6 +519,9 @@ mod tests {
             ("lat", "-1"),
             ("ip", "nope"),
             ("v", "9"),
+            ("ua", "curl\0/8"),
+            ("ref", "\0"),
+            ("region", "D\0"),
         ] {
             let mut m = map.clone();
             m.insert(field.to_string(), bad.to_string());

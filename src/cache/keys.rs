@@ -54,6 +54,12 @@ impl Keys {
         format!("{}attempt:{subject}", self.prefix)
     }
 
+    /// Held (with an expiry) by the API instance that is restarting for memory, so that the
+    /// others wait their turn instead of draining at the same moment.
+    pub fn memory_restart_turn(&self) -> String {
+        format!("{}memrestart", self.prefix)
+    }
+
     /// Set of API instance names that have published a heartbeat.
     pub fn instances(&self) -> String {
         format!("{}instances", self.prefix)

@@ -252,6 +252,21 @@ impl RedisHandle {
         self.query_pipe::<(T,)>(&pipe).await.map(|(v,)| v)
     }
 
+    /// Takes `key` for `owner` for `ttl` unless someone holds it: `Some(true)` taken,
+    /// `Some(false)` held by another, `None` Redis unreachable.
+    pub async fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Option<bool> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .clone();
+        self.query_cmd::<Option<String>>(&cmd)
+            .await
+            .map(|reply| reply.is_some())
+    }
+
     // ---- link cache -------------------------------------------------------------------
 
     pub async fn get_link(&self, code: &str) -> RedisLookup {

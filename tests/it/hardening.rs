@@ -313,6 +313,57 @@ async fn a_burst_of_password_checks_is_bounded_in_memory_and_answered_503_with_r
 }
 
 #[tokio::test]
+async fn instances_over_their_memory_limit_restart_one_at_a_time() {
+    let database_url = fresh_database().await;
+    // Both are over 1 MiB from the start (and far below the 51 MiB past which they would not
+    // wait): they must take turns, so the socket always has a process serving.
+    let mut suite = Suite::start_with(
+        2,
+        &database_url,
+        &new_prefix(),
+        &[("MEMORY_RESTART_MB", "1")],
+    );
+    let client = fresh_connection_client();
+    let started = Instant::now();
+    let mut exits: Vec<(usize, Instant, Option<i32>)> = Vec::new();
+    let mut answered_alone = false;
+    while exits.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "both restarted within a minute"
+        );
+        for (i, child) in suite.children.iter_mut().enumerate() {
+            if exits.iter().any(|(j, _, _)| *j == i) {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                exits.push((i, Instant::now(), status.code()));
+            }
+        }
+        if exits.len() == 1 {
+            // One is gone: the other still answers on the shared socket.
+            if let Ok(r) = client.get(suite.url("/health")).send().await {
+                answered_alone |= r.status().is_success() || r.status() == 503;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        exits.iter().all(|(_, _, code)| *code == Some(75)),
+        "memory restarts exit 75: {exits:?}"
+    );
+    let gap = exits[1].1.duration_since(exits[0].1);
+    assert!(
+        gap >= Duration::from_secs(7),
+        "the second waited its turn ({gap:?})"
+    );
+    assert!(
+        answered_alone,
+        "the remaining instance served while the first restarted"
+    );
+}
+
+#[tokio::test]
 async fn creating_links_with_passwords_in_a_burst_is_bounded_too() {
     let app = TestApp::spawn_with(&[("PASSWORD_HASH_CONCURRENCY", "1")]).await;
     let key = app.key(false).await;
