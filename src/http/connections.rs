@@ -9,7 +9,7 @@
 //!   connection of that client (or of the process) is told to close; when none is idle the new
 //!   connection is refused instead (closed at once). Busy connections are never shed.
 //! - A connection is idle while no request is in flight on it; its age as idle is the time
-//!   since its last request started or ended (or since the accept). The connection task
+//!   since its last request ended (or since the accept). The connection task
 //!   ([`super::server`]) closes a connection idle for `HTTP_IDLE_TIMEOUT_MS`, and one that
 //!   has not sent a request within `HTTP_HEADER_TIMEOUT_MS` of the accept.
 //!
@@ -30,7 +30,7 @@ use crate::config::HttpLimits;
 pub struct ConnState {
     in_flight: AtomicU32,
     requests: AtomicU64,
-    /// Milliseconds after [`Connections::epoch`] of the last request start or end (or accept).
+    /// Milliseconds after [`Connections::epoch`] of the last request's end (or the accept).
     last_active_ms: AtomicU64,
     shedding: AtomicBool,
     /// Signalled when the registry wants this connection closed.
@@ -185,11 +185,10 @@ impl RequestCounter {
 }
 
 fn begin_request(state: &Arc<ConnState>, epoch: Instant) -> RequestGuard {
+    // No clock read here: while a request is in flight the connection has no deadline, and
+    // its end stamps `last_active_ms`.
     state.in_flight.fetch_add(1, Ordering::AcqRel);
     state.requests.fetch_add(1, Ordering::Relaxed);
-    state
-        .last_active_ms
-        .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     RequestGuard {
         state: state.clone(),
         epoch,

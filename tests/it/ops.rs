@@ -653,6 +653,129 @@ async fn the_openapi_document_is_served_as_json_version_3_1() {
     app.stop().await;
 }
 
+/// Every operation of the document: (method, path, operation).
+fn documented_operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            if OPENAPI_METHODS.contains(&method.as_str()) {
+                out.push((method.clone(), path.clone(), op.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The names of the headers a documented response declares.
+fn response_headers(doc: &Value, response: &Value) -> BTreeSet<String> {
+    resolve(doc, response)["headers"]
+        .as_object()
+        .map(|h| h.keys().map(|k| k.to_ascii_lowercase()).collect())
+        .unwrap_or_default()
+}
+
+/// What the server answers on every route of a kind is documented on each of them (hardening
+/// issue, finding 9: "the spec says less than the server does"): the per-key 429 on every keyed
+/// route, 408 and 413 wherever a body is read (every POST and PATCH), the password pool's 503
+/// with `Retry-After` where passwords are hashed or checked, and the metadata fetch's 502/504.
+#[test]
+fn the_openapi_document_lists_the_answers_every_route_of_a_kind_can_give() {
+    let doc = openapi_document();
+    let mut missing = Vec::new();
+    for (method, path, op) in documented_operations(&doc) {
+        let responses = &op["responses"];
+        let mut want = |status: &str, headers: &[&str]| match responses.get(status) {
+            None => missing.push(format!("{} {path}: no {status}", method.to_uppercase())),
+            Some(r) => {
+                let have = response_headers(&doc, r);
+                for h in headers {
+                    if !have.contains(*h) {
+                        missing.push(format!(
+                            "{} {path}: {status} does not declare {h}",
+                            method.to_uppercase()
+                        ));
+                    }
+                }
+            }
+        };
+        let rate_limited = [
+            "retry-after",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+        ];
+        if op.get("security").is_some() {
+            want("429", &rate_limited);
+        }
+        if method == "post" || method == "patch" {
+            want("408", &[]);
+            want("413", &[]);
+        }
+        if ["verifyLink", "shortenLink", "updateLink"]
+            .contains(&op["operationId"].as_str().unwrap_or(""))
+        {
+            want("503", &["retry-after"]);
+        }
+        if op["operationId"] == "fetchMetadata" {
+            want("502", &[]);
+            want("504", &[]);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "undocumented answers:\n  {}",
+        missing.join("\n  ")
+    );
+    let api_key = doc["components"]["securitySchemes"]["apiKey"]["description"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        api_key.contains("RATE_LIMIT_KEY_PER_MIN") && api_key.contains("RATE_LIMIT_KEY_PER_HOUR"),
+        "the apiKey scheme describes the per-key limits: {api_key}"
+    );
+}
+
+/// A key over its own per-minute limit gets 429 on every keyed route, with `Retry-After` and the
+/// `RateLimit-*` headers, in the shape the document gives (the per-key limit is checked before
+/// anything else the route does, so any path parameter and an empty object body will do).
+#[tokio::test]
+async fn a_key_over_its_own_limit_gets_the_documented_429_on_every_keyed_route() {
+    let app = TestApp::spawn().await;
+    let key = app.key_with_limits(false, 1, 1000).await;
+    let (status, _) = get_json(&app, "/api/auth/me", Some(&key)).await;
+    assert_eq!(status, 200, "the first request fits");
+
+    let doc = openapi_document();
+    let keyed: Vec<_> = documented_operations(&doc)
+        .into_iter()
+        .filter(|(_, _, op)| op.get("security").is_some())
+        .collect();
+    assert!(keyed.len() >= 20, "every keyed route: {}", keyed.len());
+    let some_id = uuid::Uuid::new_v4().to_string();
+    for (method, path, _) in keyed {
+        let url = app.url(&path.replace("{id}", &some_id).replace("{code}", "aB3_x9Qz"));
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let mut req = app.client.request(m.clone(), url).header("x-api-key", &key);
+        if m == reqwest::Method::POST || m == reqwest::Method::PATCH {
+            req = req.json(&json!({}));
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status(), 429, "{m} {path}");
+        for h in [
+            "retry-after",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+        ] {
+            assert!(resp.headers().contains_key(h), "{m} {path}: {h}");
+        }
+        let body: Value = resp.json().await.expect("JSON error");
+        assert_documented(&method, &path, 429, &body);
+    }
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics
 // ---------------------------------------------------------------------------------------------
