@@ -397,6 +397,42 @@ async fn creating_links_with_passwords_in_a_burst_is_bounded_too() {
     app.stop().await;
 }
 
+/// A link and a campaign of `key`'s: their paths.
+async fn a_link_and_a_campaign(app: &TestApp, key: &str) -> (String, String) {
+    let link = app.shorten(key, json!({"url": TARGET})).await;
+    let campaign: Value = app
+        .post_json("/api/campaigns", key, json!({"name": "ok"}))
+        .send()
+        .await
+        .expect("create campaign")
+        .json()
+        .await
+        .expect("json");
+    (
+        format!("/api/links/{}", link["id"].as_str().expect("id")),
+        format!("/api/campaigns/{}", campaign["id"].as_str().expect("id")),
+    )
+}
+
+/// A JSON `POST` or `PATCH` with `key`.
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let req = match method {
+        "POST" => app.client.post(app.url(path)),
+        _ => app.client.patch(app.url(path)),
+    };
+    req.header("x-api-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Finding 4: NUL in text reached PostgreSQL and came back as a 500
 // ---------------------------------------------------------------------------------------------
@@ -405,17 +441,7 @@ async fn creating_links_with_passwords_in_a_burst_is_bounded_too() {
 async fn text_with_nul_is_refused_with_a_400_naming_the_field_everywhere_it_is_stored() {
     let app = TestApp::spawn().await;
     let key = app.key(false).await;
-    let link = app.shorten(&key, json!({"url": TARGET})).await;
-    let link_path = format!("/api/links/{}", link["id"].as_str().expect("id"));
-    let campaign: Value = app
-        .post_json("/api/campaigns", &key, json!({"name": "ok"}))
-        .send()
-        .await
-        .expect("create campaign")
-        .json()
-        .await
-        .expect("json");
-    let campaign_path = format!("/api/campaigns/{}", campaign["id"].as_str().expect("id"));
+    let (link_path, campaign_path) = a_link_and_a_campaign(&app, &key).await;
     let cases: [(&str, &str, Value, &str); 6] = [
         ("POST", "/api/campaigns", json!({"name": "a\u{0}b"}), "name"),
         (
@@ -440,17 +466,7 @@ async fn text_with_nul_is_refused_with_a_400_naming_the_field_everywhere_it_is_s
         ),
     ];
     for (method, path, body, field) in cases {
-        let req = match method {
-            "POST" => app.client.post(app.url(path)),
-            _ => app.client.patch(app.url(path)),
-        };
-        let resp = req
-            .header("x-api-key", &key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let message = error_message(resp, 400).await;
+        let message = error_message(send(&app, method, path, &key, &body).await, 400).await;
         assert!(
             message.contains(&format!("`{field}`")) && message.contains("NUL"),
             "{method} {path} {body}: {message}"
@@ -605,17 +621,7 @@ async fn a_client_that_waits_as_retry_after_says_gets_through() {
 async fn null_is_refused_for_fields_that_are_not_nullable() {
     let app = TestApp::spawn().await;
     let key = app.key(false).await;
-    let link = app.shorten(&key, json!({"url": TARGET})).await;
-    let link_path = format!("/api/links/{}", link["id"].as_str().expect("id"));
-    let campaign: Value = app
-        .post_json("/api/campaigns", &key, json!({"name": "ok"}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let campaign_path = format!("/api/campaigns/{}", campaign["id"].as_str().expect("id"));
+    let (link_path, campaign_path) = a_link_and_a_campaign(&app, &key).await;
     let cases: [(&str, &str, Value, &str); 7] = [
         (
             "POST",
@@ -651,17 +657,7 @@ async fn null_is_refused_for_fields_that_are_not_nullable() {
         ("PATCH", &campaign_path, json!({"name": null}), "name"),
     ];
     for (method, path, body, field) in cases {
-        let req = match method {
-            "POST" => app.client.post(app.url(path)),
-            _ => app.client.patch(app.url(path)),
-        };
-        let resp = req
-            .header("x-api-key", &key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let message = error_message(resp, 400).await;
+        let message = error_message(send(&app, method, path, &key, &body).await, 400).await;
         assert!(
             message.contains(&format!("`{field}`")),
             "{method} {path} {body}: {message}"
