@@ -33,6 +33,24 @@ fn code_of(link: &Value) -> String {
     link["shortCode"].as_str().expect("shortCode").to_string()
 }
 
+/// Two API processes on one socket with `envs`, ready, and a password-protected link
+/// (password `right-one`) made through them: the suite, a client, the link's code.
+async fn suite_with_protected_link(envs: &[(&str, &str)]) -> (Suite, reqwest::Client, String) {
+    let database_url = fresh_database().await;
+    let suite = Suite::start_with(2, &database_url, &new_prefix(), envs);
+    suite.wait_until_all_serve().await;
+    let client = fresh_connection_client();
+    let key = create_key(&database_url).await;
+    let link = shorten(
+        &client,
+        &suite,
+        &key,
+        json!({"url": TARGET, "isProtected": true, "password": "right-one"}),
+    )
+    .await;
+    (suite, client, code_of(&link))
+}
+
 /// How many answers had each status.
 fn tally(statuses: &[u16]) -> HashMap<u16, usize> {
     let mut t = HashMap::new();
@@ -76,19 +94,7 @@ fn peak_rss_mib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn parallel_wrong_passwords_from_one_client_cannot_outrun_the_throttle_across_instances() {
-    let database_url = fresh_database().await;
-    let suite = Suite::start_with(2, &database_url, &new_prefix(), &[("TRUST_PROXY", "1")]);
-    suite.wait_until_all_serve().await;
-    let client = fresh_connection_client();
-    let key = create_key(&database_url).await;
-    let link = shorten(
-        &client,
-        &suite,
-        &key,
-        json!({"url": TARGET, "isProtected": true, "password": "right-one"}),
-    )
-    .await;
-    let code = code_of(&link);
+    let (suite, client, code) = suite_with_protected_link(&[("TRUST_PROXY", "1")]).await;
     wait_for_room_in_window(15 * 60).await;
 
     // 40 guesses at once from one client, the right password among them (as in the finding).
@@ -137,28 +143,11 @@ async fn parallel_wrong_passwords_from_one_client_cannot_outrun_the_throttle_acr
 
 #[tokio::test]
 async fn parallel_guesses_from_many_clients_never_pass_the_per_link_cap_across_instances() {
-    let database_url = fresh_database().await;
-    let suite = Suite::start_with(
-        2,
-        &database_url,
-        &new_prefix(),
-        &[
-            ("TRUST_PROXY", "1"),
-            ("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "12"),
-        ],
-    );
-    suite.wait_until_all_serve().await;
-    let client = fresh_connection_client();
-    let key = create_key(&database_url).await;
-    let code = code_of(
-        &shorten(
-            &client,
-            &suite,
-            &key,
-            json!({"url": TARGET, "isProtected": true, "password": "right-one"}),
-        )
-        .await,
-    );
+    let (suite, client, code) = suite_with_protected_link(&[
+        ("TRUST_PROXY", "1"),
+        ("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "12"),
+    ])
+    .await;
     wait_for_room_in_window(15 * 60).await;
     let guesses = (0..60).map(|i| {
         let ip = format!("198.51.100.{}", i + 1);
@@ -225,32 +214,15 @@ fn suite_terminates_cleanly(mut suite: Suite) {
 
 #[tokio::test]
 async fn a_burst_of_password_checks_is_bounded_in_memory_and_answered_503_with_retry_after() {
-    let database_url = fresh_database().await;
-    let suite = Suite::start_with(
-        2,
-        &database_url,
-        &new_prefix(),
-        &[
-            ("TRUST_PROXY", "1"),
-            ("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", "1000"),
-            ("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "100000"),
-            ("RATE_LIMIT_REDIRECT_PER_MIN", "100000"),
-            ("PASSWORD_HASH_CONCURRENCY", "2"),
-            ("MEMORY_RESTART_MB", "0"),
-        ],
-    );
-    suite.wait_until_all_serve().await;
-    let client = fresh_connection_client();
-    let key = create_key(&database_url).await;
-    let code = code_of(
-        &shorten(
-            &client,
-            &suite,
-            &key,
-            json!({"url": TARGET, "isProtected": true, "password": "right-one"}),
-        )
-        .await,
-    );
+    let (suite, client, code) = suite_with_protected_link(&[
+        ("TRUST_PROXY", "1"),
+        ("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", "1000"),
+        ("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "100000"),
+        ("RATE_LIMIT_REDIRECT_PER_MIN", "100000"),
+        ("PASSWORD_HASH_CONCURRENCY", "2"),
+        ("MEMORY_RESTART_MB", "0"),
+    ])
+    .await;
     let before: Vec<u64> = suite
         .children
         .iter()
