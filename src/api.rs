@@ -24,12 +24,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::{spawn_background, App, AppState, Shutdown};
+use crate::app::{spawn_background, App, AppState};
 use crate::config::Config;
+use crate::daemon::systemd::{self, notify, NotifyState};
+use crate::daemon::{MemoryRestart, Shutdown};
 use crate::http::server::LivenessProbe;
 use crate::http::{route_names, server};
 use crate::store::StoreError;
-use crate::systemd::{self, notify, NotifyState};
 
 /// Upper bound on delivering queued clicks after the server has drained.
 const CLICK_DRAIN_DEADLINE: Duration = Duration::from_millis(750);
@@ -48,18 +49,6 @@ const MEMORY_RESTART_SPACING: Duration = Duration::from_secs(10);
 /// the units' `MemoryHigh=` (throttling, then the `MemoryMax=` kill without a drain) is 50 MiB
 /// above the default limit.
 const MEMORY_URGENT_MARGIN: u64 = 50 << 20;
-
-/// Exit status after a memory restart (`EX_TEMPFAIL`): not 0, so `Restart=on-failure`
-/// restarts the instance; not 78, which the units never restart.
-pub const EXIT_MEMORY_RESTART: u8 = 75;
-
-/// Why [`run`] ended on its own: resident memory passed `MEMORY_RESTART_MB`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("resident memory {} MiB exceeded MEMORY_RESTART_MB={}: drained and stopped so that systemd starts a fresh process", .rss_bytes >> 20, .limit_bytes >> 20)]
-pub struct MemoryRestart {
-    pub rss_bytes: u64,
-    pub limit_bytes: u64,
-}
 
 const PHASE_STARTING: u8 = 0;
 const PHASE_SERVING: u8 = 1;
@@ -336,21 +325,6 @@ pub fn format_status(f: &StatusFigures) -> String {
         line.push_str(", degraded: Redis unreachable");
     }
     line
-}
-
-/// Waits for SIGTERM or SIGINT, then triggers `shutdown`.
-pub async fn wire_signals(shutdown: Shutdown) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        shutdown.trigger();
-    });
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
-use crate::cache::clicks::{ClickEvent, ClickQueue};
 use crate::cache::limiter::{HotLimiter, SharedLimiter};
 use crate::cache::local::{LocalLinkCache, LocalLookup};
-use crate::cache::{RedisHandle, RedisLookup};
+use crate::cache::{RedisHandle, RedisLookup, RedisShipper};
+use crate::clicks::queue::{run_flusher, ClickQueue};
+use crate::clicks::ClickEvent;
 use crate::config::Config;
+use crate::connections::Connections;
+use crate::daemon::Shutdown;
 use crate::domain::RedirectTarget;
-use crate::http::connections::Connections;
 use crate::metadata::{FetchPolicy, MetadataFetcher};
 use crate::metrics::{Metrics, Sample, Snapshot};
 use crate::passwords::PasswordPool;
@@ -324,44 +325,6 @@ impl AppState {
 pub const HEARTBEAT_TTL_MS: u64 = 15_000;
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
-/// A cloneable shutdown signal: `trigger` once, every `wait` resolves.
-#[derive(Clone)]
-pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
-    rx: watch::Receiver<bool>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Shutdown {
-    pub fn new() -> Self {
-        let (tx, rx) = watch::channel(false);
-        Self {
-            tx: Arc::new(tx),
-            rx,
-        }
-    }
-
-    pub fn trigger(&self) {
-        let _ = self.tx.send(true);
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow()
-    }
-
-    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    }
-}
-
 /// Background tasks of an API process. `shutdown` stops the Redis supervisor, invalidation
 /// listener and heartbeat; `flush_stop` (triggered once the server has drained, so no click
 /// can arrive any more) makes the click flusher drain its queue within `drain_deadline`.
@@ -378,9 +341,9 @@ pub fn spawn_background(
         app.config.local_cache_ttl,
         shutdown.wait(),
     ));
-    let flusher = tokio::spawn(app.redis.clone().run_click_flusher(
+    let flusher = tokio::spawn(run_flusher(
+        RedisShipper::new(app.redis.clone(), app.hot_limiter.clone()),
         app.clicks.clone(),
-        app.hot_limiter.clone(),
         flush_stop.wait(),
         drain_deadline,
     ));

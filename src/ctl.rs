@@ -1,6 +1,5 @@
-//! `boltlinkctl` commands: migrations, key management, capability dropping shared by the
-//! service binaries, and `run`, a foreground supervisor for development that starts one
-//! `boltlink-api` per core on one shared socket through the `LISTEN_FDS` protocol.
+//! `boltlinkctl` commands: migrations, key management, and `run`, a foreground supervisor
+//! for development that starts one `boltlink-api` per core on one shared socket through the `LISTEN_FDS` protocol.
 //! Operating the installed suite under systemd (`status`, `restart`, `stop`, `scale`,
 //! `logs`) lives in [`units`].
 
@@ -16,51 +15,6 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::domain::ApiKeySecret;
 use crate::store::{NewApiKey, Store};
-
-/// Clears every capability set of the calling thread (call while it is the only thread) and
-/// says what was held before, for the start-up log line: `none`, or the permitted set.
-///
-/// Under the units (unprivileged user, empty `CapabilityBoundingSet=`) nothing is held, and
-/// nothing is cleared: `capset` is outside the units' `SystemCallFilter=`, so it is only
-/// called when there is something to drop (a process started by root by hand).
-pub fn drop_capabilities() -> String {
-    use caps::CapSet;
-    let sets = [
-        CapSet::Ambient,
-        CapSet::Effective,
-        CapSet::Inheritable,
-        CapSet::Permitted,
-    ];
-    let mut held_anything = false;
-    for set in sets {
-        match caps::read(None, set) {
-            Ok(s) if s.is_empty() => {}
-            Ok(_) => held_anything = true,
-            // Cannot tell: try to clear anyway.
-            Err(_) => held_anything = true,
-        }
-    }
-    let held = caps::read(None, CapSet::Permitted)
-        .map(|set| {
-            let mut names: Vec<String> = set.iter().map(|c| c.to_string()).collect();
-            names.sort();
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(",")
-            }
-        })
-        .unwrap_or_else(|e| format!("unknown ({e})"));
-    if !held_anything {
-        return held;
-    }
-    for set in sets {
-        if let Err(e) = caps::clear(None, set) {
-            return format!("{held} (clearing {set:?} failed: {e})");
-        }
-    }
-    held
-}
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let store = Store::connect_lazy(&config.database_url, 2)?;
@@ -155,7 +109,7 @@ struct Supervised {
 
 fn spawn_one(listener: &std::net::TcpListener, unit: &Supervised) -> anyhow::Result<Child> {
     let mut cmd = if unit.shares_socket {
-        crate::systemd::spawn_with_listener(listener, &unit.program)?
+        crate::daemon::systemd::spawn_with_listener(listener, &unit.program)?
     } else {
         std::process::Command::new(&unit.program)
     };
@@ -180,7 +134,7 @@ pub fn run_suite(
     instances: usize,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<i32> {
-    let listener = crate::systemd::bind(config.bind_addr)
+    let listener = crate::daemon::systemd::bind(config.bind_addr)
         .with_context(|| format!("binding BIND_ADDR {}", config.bind_addr))?;
     let api = sibling_binary("boltlink-api")?;
     let mut units: Vec<Supervised> = (1..=instances)

@@ -5,35 +5,41 @@
 //!
 //! - [`config`]: environment + env file → validated [`config::Config`] (exit 78 on error).
 //! - [`telemetry`]: tracing to journald or stderr.
-//! - [`systemd`]: the only code touching `LISTEN_FDS` / `NOTIFY_SOCKET`.
+//! - [`daemon`]: the lifecycle every process shares: exit codes, capability drop, signals
+//!   and shutdown, and (in [`daemon::systemd`], the only code touching `LISTEN_FDS` /
+//!   `NOTIFY_SOCKET`) socket activation, readiness, status and watchdog.
 //! - [`domain`]: parsed newtypes (`ShortCode`, `TargetUrl`, API keys, password hashing).
 //! - [`passwords`]: bounded password hashing (a few Argon2 computations at a time).
+//! - [`connections`]: the open connections of a process: caps, deadlines, shedding.
 //! - [`store`]: PostgreSQL (the only sqlx user), owner-scoped queries, migrations.
+//! - [`clicks`]: the click path: event and wire format, the API-side queue and flusher,
+//!   the consumer loop, enrichment, worker and aggregator (ports to Redis and PostgreSQL).
 //! - [`cache`]: Redis (the only redis user): link cache, click stream, limiters, pub/sub;
-//!   plus the in-process link cache and click queue.
+//!   plus the in-process link cache.
 //! - [`analytics`]: pure shaping of rollups into analytics responses.
 //! - [`metadata`]: SSRF-safe page metadata fetcher.
 //! - [`metrics`]: Prometheus counters and cross-instance rendering.
 //! - [`app`]: shared state, link resolution chain, background tasks.
 //! - [`http`]: route table, dispatch, handlers per area, accept loop and graceful shutdown.
-//! - [`api`]: the `boltlink-api` process lifecycle.
+//! - [`api`]: the `boltlink-api` process: start-up, readiness, memory guard, drain.
+//! - [`pipeline`]: the `boltlink-worker` and `boltlink-aggregator` processes: the click
+//!   consumers wired to Redis and PostgreSQL.
 //! - [`ctl`]: `boltlinkctl` commands.
 
-pub mod aggregator;
 pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod cache;
+pub mod clicks;
 pub mod config;
+pub mod connections;
 pub mod ctl;
+pub mod daemon;
 pub mod domain;
-pub mod enrich;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
 pub mod passwords;
 pub mod pipeline;
 pub mod store;
-pub mod systemd;
 pub mod telemetry;
-pub mod worker;

@@ -1,557 +1,67 @@
-//! What `boltlink-worker` and `boltlink-aggregator` share: a stream consumer that recovers its
-//! unacknowledged entries after a restart, parsing with dead letters, the retry loop around a
-//! one-step function, and the heartbeat that reports lag.
-//!
-//! Each process is "one step" (read a batch, write it, acknowledge it: [`crate::worker::step`],
-//! [`crate::aggregator::step`]) plus [`run_loop`], so tests drive the steps directly.
+//! The `boltlink-worker` and `boltlink-aggregator` processes: the click path's consumers
+//! ([`crate::clicks`]) wired to the real stream (Redis, [`RedisHandle`]) and click tables
+//! (PostgreSQL, [`Store`]), and the `main` both binaries run.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-
-use crate::app::Shutdown;
-use crate::cache::clicks::{events_of_entry, ClickEvent};
-use crate::cache::stream::{StreamEntry, StreamId};
 use crate::cache::RedisHandle;
-use crate::config::{Config, PipelineConfig};
-use crate::enrich::Geo;
+use crate::clicks::enrich::Geo;
+use crate::clicks::{aggregator, worker};
+use crate::config::Config;
+use crate::daemon::{BadConfig, Daemon, Exit};
 use crate::store::Store;
 
-/// Everything a step needs.
-#[derive(Clone)]
-pub struct Pipeline {
-    pub store: Store,
-    pub redis: RedisHandle,
-    pub config: PipelineConfig,
-    pub geo: Option<Arc<Geo>>,
-    pub processed: Arc<AtomicU64>,
-    /// Advanced on every turn of the step loop; the systemd watchdog's proof of progress.
-    pub liveness: Arc<crate::systemd::LoopHeartbeat>,
-    /// Migrations were due at start but PostgreSQL did not take them: the step loop retries.
-    migrations_pending: Arc<std::sync::atomic::AtomicBool>,
+pub use crate::clicks::consumer::{Consumer, Process, StepOutcome};
+
+/// The pipeline as the processes run it.
+pub type Pipeline = crate::clicks::consumer::Pipeline<RedisHandle, Store>;
+
+/// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
+pub fn build(config: &Config) -> anyhow::Result<Pipeline> {
+    let store = Store::connect_lazy(&config.database_url, 4)?;
+    // Blocking reads wait up to the poll interval: leave room beyond it.
+    let redis = RedisHandle::with_timeout(
+        &config.redis_url,
+        &config.redis_key_prefix,
+        config.pipeline.poll_interval + Duration::from_secs(5),
+    )?
+    .with_outage_note(
+        "reconnecting; stream entries wait in Redis, nothing is acknowledged meanwhile",
+    );
+    let geo = config
+        .pipeline
+        .geoip_db
+        .as_deref()
+        .map(Geo::open)
+        .transpose()?
+        .map(Arc::new);
+    Ok(Pipeline::new(redis, store, config.pipeline.clone(), geo))
 }
 
-impl Pipeline {
-    /// Sleeps `period` unless `shutdown` comes first (then returns false). Waiting out an
-    /// outage is progress too: the watchdog heartbeat is advanced every second meanwhile.
-    pub async fn backoff(&self, period: Duration, shutdown: &Shutdown) -> bool {
-        let until = tokio::time::Instant::now() + period;
-        loop {
-            self.liveness.beat();
-            let now = tokio::time::Instant::now();
-            if now >= until {
-                return true;
-            }
-            tokio::select! {
-                _ = shutdown.wait() => return false,
-                _ = tokio::time::sleep_until(until.min(now + Duration::from_secs(1))) => {}
-            }
-        }
-    }
-
-    /// Applies pending migrations, bounded in time (advisory-locked against other processes).
-    async fn migrate_now(&self) -> anyhow::Result<()> {
-        match tokio::time::timeout(Duration::from_secs(30), self.store.migrate()).await {
-            Ok(result) => Ok(result?),
-            Err(_) => anyhow::bail!("PostgreSQL did not answer within 30 s"),
-        }
-    }
-
-    /// Pings the systemd watchdog (when `WatchdogSec=` is set) while the runtime runs and
-    /// the step loop has gone round within [`Pipeline::loop_grace`]; a frozen process or a
-    /// loop stuck beyond that stops the pings and systemd restarts the process.
-    pub fn spawn_watchdog(&self, shutdown: &Shutdown) {
-        tokio::spawn(crate::systemd::run_watchdog(
-            crate::systemd::watchdog_interval(),
-            self.liveness.clone().progress_probe(self.loop_grace()),
-            shutdown.wait(),
-        ));
-    }
-
-    /// The longest a turn of the step loop may take before the process counts as wedged: a
-    /// blocking read's wait plus time for a slow write (PostgreSQL paused for a while is an
-    /// outage to wait out, not a reason to restart).
-    pub fn loop_grace(&self) -> Duration {
-        self.config.poll_interval + Duration::from_secs(30)
-    }
-
-    /// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
-    pub fn build(config: &Config) -> anyhow::Result<Self> {
-        let store = Store::connect_lazy(&config.database_url, 4)?;
-        // Blocking reads wait up to the poll interval: leave room beyond it.
-        let redis = RedisHandle::with_timeout(
-            &config.redis_url,
-            &config.redis_key_prefix,
-            config.pipeline.poll_interval + Duration::from_secs(5),
-        )?
-        .with_outage_note(
-            "reconnecting; stream entries wait in Redis, nothing is acknowledged meanwhile",
-        );
-        let geo = config
-            .pipeline
-            .geoip_db
-            .as_deref()
-            .map(Geo::open)
-            .transpose()?
-            .map(Arc::new);
-        Ok(Self {
-            store,
-            redis,
-            config: config.pipeline.clone(),
-            geo,
-            processed: Arc::new(AtomicU64::new(0)),
-            liveness: Arc::new(crate::systemd::LoopHeartbeat::new()),
-            migrations_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// A batch of this many clicks (valid or dead-lettered) was handled and acknowledged.
-    Processed(usize),
-    /// Nothing to do (the read waited up to the poll interval).
-    Empty,
-}
-
-/// One consumer of one group. After a (re)start it first re-reads its own unacknowledged
-/// entries, then new ones.
-pub struct Consumer {
-    pub group: &'static str,
-    pub name: String,
-    recovering: bool,
-    claimed: bool,
-    /// The batch being handled. If its step fails it is handled again, from memory: the
-    /// pending-entries list alone is not enough, since a Redis restart right after a read
-    /// was seen to lose the delivery record while keeping the group's position.
-    /// Shared, not copied: handing it out again costs a reference count.
-    in_flight: Option<Arc<Vec<StreamEntry>>>,
-    /// Clicks per entry in the last batch, on average: reads ask for `batch_size` / this
-    /// many entries, so a step holds about `PIPELINE_BATCH_SIZE` clicks whether entries are
-    /// packed (up to 2000 clicks) or not (one).
-    clicks_per_entry: usize,
-    /// The last read of new entries got fewer than it asked for: the stream is caught up.
-    caught_up: bool,
-}
-
-impl Consumer {
-    pub fn new(group: &'static str, name: &str) -> Self {
-        Self {
-            group,
-            name: name.to_string(),
-            recovering: true,
-            claimed: false,
-            in_flight: None,
-            // Until a read says otherwise, assume the largest entries a flush writes.
-            clicks_per_entry: crate::cache::FLUSH_BATCH,
-            caught_up: false,
-        }
-    }
-
-    /// After any failed step: the entries of the failed batch (or of a read whose reply was
-    /// lost) are pending for this consumer, and must be handled before anything newer, or the
-    /// aggregator's offset would move past them.
-    pub fn recover(&mut self) {
-        self.recovering = true;
-    }
-
-    pub fn is_recovering(&self) -> bool {
-        self.recovering
-    }
-
-    /// Marks the current batch as finished (written and acknowledged); `clicks_per_entry`
-    /// is how many clicks its entries held on average.
-    pub fn done(&mut self, clicks_per_entry: usize) {
-        self.in_flight = None;
-        self.clicks_per_entry = clicks_per_entry.max(1);
-    }
-
-    /// Whether the last read of new entries found the stream caught up (fewer entries than
-    /// asked for): then waiting a little before the next read loses nothing.
-    pub fn is_caught_up(&self) -> bool {
-        self.caught_up
-    }
-
-    /// Entries to ask for in one read.
-    fn read_count(&self, batch_size: usize) -> usize {
-        (batch_size / self.clicks_per_entry).clamp(1, batch_size.max(1))
-    }
-
-    /// The batch to handle next: the unfinished one if a step failed, else a fresh read.
-    pub async fn read(&mut self, p: &Pipeline) -> Result<Arc<Vec<StreamEntry>>, String> {
-        if let Some(batch) = &self.in_flight {
-            return Ok(batch.clone());
-        }
-        match self.read_inner(p).await {
-            Ok(entries) => {
-                let entries = Arc::new(entries);
-                if !entries.is_empty() {
-                    self.in_flight = Some(entries.clone());
-                }
-                Ok(entries)
-            }
-            Err(e) => {
-                // A read whose reply was lost (connection dropped, timeout, Redis killed
-                // after answering) may still have delivered entries to this consumer: they
-                // are pending and must be handled before anything newer.
-                self.recovering = true;
-                // The stream or group vanished (Redis lost its data, or started empty):
-                // recreate.
-                if e.contains("NOGROUP") {
-                    let _ = p.redis.ensure_groups().await;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn read_inner(&mut self, p: &Pipeline) -> Result<Vec<StreamEntry>, String> {
-        let count = self.read_count(p.config.batch_size);
-        if self.recovering && !self.claimed {
-            p.redis.claim_all_pending(self.group, &self.name).await?;
-            self.claimed = true;
-        }
-        self.caught_up = false;
-        if self.recovering {
-            let pending = p
-                .redis
-                .read_group(self.group, &self.name, count, p.config.poll_interval, true)
-                .await?;
-            if !pending.is_empty() {
-                return Ok(pending);
-            }
-            self.recovering = false;
-        }
-        let entries = p
-            .redis
-            .read_group(self.group, &self.name, count, p.config.poll_interval, false)
-            .await?;
-        self.caught_up = entries.len() < count;
-        Ok(entries)
-    }
-}
-
-/// The clicks of a batch of stream entries.
-pub struct ParsedBatch {
-    /// Valid clicks with the id of the entry that carried them.
-    pub events: Vec<(StreamId, ClickEvent)>,
-    /// Clicks handled: the valid ones plus the dead-lettered ones.
-    pub clicks: usize,
-    /// Clicks per entry, on average (for the next read's size).
-    pub clicks_per_entry: usize,
-}
-
-/// Splits entries (packed or one-click, see [`events_of_entry`]) into valid clicks and
-/// invalid ones; invalid clicks (or whole entries that cannot be read) are moved to the
-/// dead-letter stream with the reason (and acknowledged with the batch by the caller), so
-/// one bad click never blocks the stream nor costs the clicks packed beside it.
-pub async fn parse_batch(p: &Pipeline, entries: &[StreamEntry]) -> Result<ParsedBatch, String> {
-    let mut out = ParsedBatch {
-        events: Vec::new(),
-        clicks: 0,
-        clicks_per_entry: 1,
+/// The whole `main` of `boltlink-worker` and `boltlink-aggregator` (start-up order:
+/// [`Daemon::main`]). The pipeline is built inside the runtime: sqlx pools need its context
+/// even to be created.
+pub fn process_main(process: Process) -> Exit {
+    let daemon = Daemon {
+        name: process.binary(),
+        tag_instance: false,
     };
-    for entry in entries {
-        match events_of_entry(&entry.fields) {
-            Ok(records) => {
-                out.clicks += records.len();
-                out.events.reserve(records.len());
-                for record in records {
-                    match record {
-                        Ok(event) => out.events.push((entry.id, event)),
-                        Err(bad) if bad.raw.is_empty() => {
-                            tracing::warn!(stream.id = %entry.id, error = %bad.error, "moving an invalid click event to the dead-letter stream");
-                            p.redis.dead_letter(entry, &bad.error.to_string()).await?;
-                        }
-                        Err(bad) => {
-                            tracing::warn!(stream.id = %entry.id, error = %bad.error, "moving an invalid click of a packed entry to the dead-letter stream");
-                            p.redis
-                                .dead_letter_record(entry.id, &bad.error.to_string(), &bad.raw)
-                                .await?;
-                        }
-                    }
+    daemon.main(
+        |_| 2,
+        |_| Ok(()),
+        |config, (), shutdown| async move {
+            let pipeline = build(&config).map_err(BadConfig)?;
+            // Reconnects Redis after an outage, until the process stops.
+            tokio::spawn(pipeline.stream.clone().run_supervisor(shutdown.wait()));
+            let (instance, migrate) = (config.instance.as_str(), config.migrate_on_start);
+            match process {
+                Process::Worker => {
+                    worker::run(pipeline, instance, migrate, shutdown).await;
+                    Ok(())
                 }
+                Process::Aggregator => aggregator::run(pipeline, instance, migrate, shutdown).await,
             }
-            Err(e) => {
-                tracing::warn!(stream.id = %entry.id, error = %e, "moving an unreadable stream entry to the dead-letter stream");
-                out.clicks += 1;
-                p.redis.dead_letter(entry, &e.to_string()).await?;
-            }
-        }
-    }
-    out.clicks_per_entry = out.clicks.div_ceil(entries.len().max(1)).max(1);
-    Ok(out)
-}
-
-/// A step function: one batch in, written, acknowledged.
-pub type StepFn = for<'a> fn(
-    &'a Pipeline,
-    &'a mut Consumer,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = anyhow::Result<StepOutcome>> + Send + 'a>,
->;
-
-/// Runs `step` until `shutdown`. Failures (Redis or PostgreSQL away) are retried with
-/// backoff, logged once per outage; nothing is acknowledged that was not written.
-pub async fn run_loop(
-    what: &'static str,
-    shutdown: Shutdown,
-    p: &Pipeline,
-    consumer: &mut Consumer,
-    step: StepFn,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut in_outage = false;
-    while !shutdown.is_triggered() {
-        p.liveness.beat();
-        match step(p, consumer).await {
-            Ok(outcome) => {
-                if in_outage {
-                    tracing::info!("{what}: dependencies reachable again, catching up");
-                    in_outage = false;
-                }
-                backoff = Duration::from_millis(100);
-                // A small batch that emptied the stream: let clicks gather for the next one.
-                // Per click, one step of a few clicks costs PostgreSQL several times what one
-                // of thousands does (statements, commit, WAL flush); lag stays under a second.
-                if let StepOutcome::Processed(n) = outcome {
-                    if n < p.config.batch_size / 4
-                        && consumer.is_caught_up()
-                        && !p.config.linger.is_zero()
-                        && !p.backoff(p.config.linger, &shutdown).await
-                    {
-                        break;
-                    }
-                }
-            }
-            Err(e) => {
-                // Whatever failed, entries may be pending for this consumer that it does not
-                // hold in memory: re-read them before anything newer.
-                consumer.recover();
-                if p.migrations_pending.load(Ordering::Relaxed) && p.migrate_now().await.is_ok() {
-                    tracing::info!("database migrations applied");
-                    p.migrations_pending.store(false, Ordering::Relaxed);
-                }
-                if !in_outage {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "{what}: step failed; retrying with backoff until it succeeds"
-                    );
-                    in_outage = true;
-                }
-                if !p.backoff(backoff, &shutdown).await {
-                    break;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// Publishes `process`'s heartbeat with its group's lag every 2 s until `shutdown`.
-pub async fn run_heartbeat(
-    p: Pipeline,
-    process: &'static str,
-    group: &'static str,
-    shutdown: Shutdown,
-) {
-    let started = Utc::now().timestamp_millis();
-    loop {
-        let now = Utc::now().timestamp_millis();
-        let processed = p.processed.load(Ordering::Relaxed);
-        let mut fields = vec![
-            ("started_at", started.to_string()),
-            ("last_seen", now.to_string()),
-            ("pid", std::process::id().to_string()),
-            ("processed_total", processed.to_string()),
-        ];
-        match p.redis.group_lag(group).await {
-            Ok(lag) => {
-                let age = lag
-                    .oldest_ms
-                    .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                fields.push(("lag_events", lag.events.to_string()));
-                fields.push(("pending", lag.pending.to_string()));
-                fields.push(("lag_seconds", format!("{age:.3}")));
-                crate::systemd::notify_status(&format!(
-                    "{group}: {processed} clicks processed, lag {} stream entries ({age:.1} s), {} pending",
-                    lag.events, lag.pending
-                ));
-            }
-            Err(e) => crate::systemd::notify_status(&format!(
-                "{group}: {processed} clicks processed; Redis unreachable ({e})"
-            )),
-        }
-        let _ = p.redis.publish_process_heartbeat(process, &fields).await;
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
-/// Common start-up of both processes: migrations (advisory-locked), Redis (with the
-/// supervisor that reconnects after an outage), consumer groups.
-pub async fn prepare(p: &Pipeline, migrate: bool, shutdown: &Shutdown) {
-    use crate::systemd::{notify, NotifyState};
-    tokio::spawn(p.redis.clone().run_supervisor(shutdown.wait()));
-    if migrate {
-        // A slow migration (a lock held by another process, a slow database) is progress,
-        // not a hang; and a PostgreSQL that is away must not hold the start up for ever.
-        notify(&[
-            NotifyState::ExtendTimeoutUsec(60_000_000),
-            NotifyState::Status("starting: applying database migrations"),
-        ]);
-        if let Err(e) = p.migrate_now().await {
-            tracing::warn!(
-                error = %e,
-                "migrations not applied at start; retried with the step loop until they are"
-            );
-            p.migrations_pending.store(true, Ordering::Relaxed);
-        }
-    }
-    p.liveness.beat();
-    notify(&[NotifyState::Status("starting: connecting to Redis")]);
-    if !p.redis.connect_now().await {
-        tracing::warn!("Redis unreachable at start; waiting for it");
-    }
-    p.liveness.beat();
-    if let Err(e) = p.redis.ensure_groups().await {
-        tracing::warn!(error = %e, "consumer groups not created yet; will retry");
-    }
-}
-
-/// Which consumer process a binary is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Process {
-    Worker,
-    Aggregator,
-}
-
-impl Process {
-    pub fn binary(self) -> &'static str {
-        match self {
-            Process::Worker => "boltlink-worker",
-            Process::Aggregator => "boltlink-aggregator",
-        }
-    }
-
-    /// Its consumer group, which is also its heartbeat's and its consumer's name.
-    pub fn group(self) -> &'static str {
-        match self {
-            Process::Worker => crate::worker::GROUP,
-            Process::Aggregator => crate::aggregator::GROUP,
-        }
-    }
-}
-
-/// What both processes do once started: publish the heartbeat, run `step` with one consumer
-/// until `shutdown`, then say `STOPPING=1` and let the heartbeat finish.
-pub async fn consume(p: &Pipeline, process: Process, shutdown: &Shutdown, step: StepFn) {
-    let group = process.group();
-    let heartbeat = tokio::spawn(run_heartbeat(p.clone(), group, group, shutdown.clone()));
-    // A stable consumer name: a restarted process must find its own pending entries.
-    let mut consumer = Consumer::new(group, group);
-    run_loop(process.binary(), shutdown.clone(), p, &mut consumer, step).await;
-    crate::systemd::notify(&[crate::systemd::NotifyState::Stopping]);
-    let _ = heartbeat.await;
-}
-
-/// Runs `chore` now and then every `every` until `shutdown` (retention, stream trimming).
-pub fn spawn_periodic<F, Fut>(
-    shutdown: &Shutdown,
-    every: Duration,
-    mut chore: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            chore().await;
-            tokio::select! {
-                _ = stop.wait() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-        }
-    })
-}
-
-/// The whole `main` of `boltlink-worker` and `boltlink-aggregator`: parse config, drop
-/// capabilities (while this is the only thread: they are per thread), start telemetry and the
-/// runtime, build the pipeline (sqlx pools need the runtime's context even to be created),
-/// run until SIGTERM/SIGINT, map the exit code.
-pub fn process_main(process: Process) -> std::process::ExitCode {
-    use crate::config::EXIT_CONFIG;
-    use std::process::ExitCode;
-    let name = process.binary();
-    let config = match Config::from_process_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
-    };
-    let dropped = crate::ctl::drop_capabilities();
-    crate::telemetry::init(&config.log_level, name);
-    tracing::info!(capabilities.dropped = %dropped, "{name} starting");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            return ExitCode::from(71);
-        }
-    };
-    let pipeline = {
-        let _context = runtime.enter();
-        match Pipeline::build(&config) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{name}: configuration error: {e:#}");
-                return ExitCode::from(EXIT_CONFIG as u8);
-            }
-        }
-    };
-    let result: anyhow::Result<()> = runtime.block_on(async {
-        let shutdown = Shutdown::new();
-        crate::api::wire_signals(shutdown.clone()).await?;
-        match process {
-            Process::Worker => {
-                crate::worker::run(
-                    pipeline,
-                    &config.instance,
-                    config.migrate_on_start,
-                    shutdown,
-                )
-                .await;
-                Ok(())
-            }
-            Process::Aggregator => {
-                crate::aggregator::run(
-                    pipeline,
-                    &config.instance,
-                    config.migrate_on_start,
-                    shutdown,
-                )
-                .await
-            }
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        },
+    )
 }

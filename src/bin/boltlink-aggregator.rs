@@ -5,5 +5,5 @@ fn main() -> std::process::ExitCode {
         "boltlink-aggregator",
         "BoltLink aggregator: click stream to link counters and analytics rollups, exactly once",
     );
-    boltlink::pipeline::process_main(boltlink::pipeline::Process::Aggregator)
+    boltlink::pipeline::process_main(boltlink::pipeline::Process::Aggregator).into()
 }

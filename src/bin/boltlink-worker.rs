@@ -5,5 +5,5 @@ fn main() -> std::process::ExitCode {
         "boltlink-worker",
         "BoltLink click worker: click stream to enriched raw events in PostgreSQL",
     );
-    boltlink::pipeline::process_main(boltlink::pipeline::Process::Worker)
+    boltlink::pipeline::process_main(boltlink::pipeline::Process::Worker).into()
 }

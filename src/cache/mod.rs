@@ -6,7 +6,6 @@
 //! and a supervisor task reconnects in the background. Callers fall back to PostgreSQL, the
 //! local cache and per-instance counters.
 
-pub mod clicks;
 pub mod keys;
 pub mod limiter;
 pub mod local;
@@ -21,8 +20,9 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::FromRedisValue;
 
+use crate::clicks::event::{pack, PACKED_VERSION};
+use crate::clicks::queue::{ClickQueue, ClickShipper, FlushOutcome, FLUSH_BATCH};
 use crate::domain::RedirectTarget;
-use clicks::ClickQueue;
 use keys::Keys;
 use limiter::HotLimiter;
 use local::LocalLinkCache;
@@ -31,13 +31,6 @@ use local::LocalLinkCache;
 const MISSING_MARKER: &str = "-";
 /// Upper bound on one Redis command from the request path.
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
-/// Most click events per flush, and so per packed stream entry.
-pub const FLUSH_BATCH: usize = 2000;
-/// How long the flusher lets clicks gather after the first one before it ships them: one
-/// stream entry per instance per few milliseconds instead of one per handful of requests. No
-/// request waits for it (the redirect only queues).
-pub const FLUSH_LINGER: Duration = Duration::from_millis(2);
-
 /// Appends one batch of click events to the stream as ONE packed entry, unless this producer
 /// already appended a batch with this sequence number or a later one (`KEYS[2]` holds the
 /// producer's last sequence number, kept a day after its last batch). Atomic: Redis runs a
@@ -403,49 +396,6 @@ impl RedisHandle {
 
     // ---- click stream -----------------------------------------------------------------
 
-    /// Ships queued click events and pending rate-limit increments in one pipeline, until
-    /// `shutdown`; then drains what is left for at most `drain_deadline`.
-    pub async fn run_click_flusher(
-        self,
-        queue: Arc<ClickQueue>,
-        limiter: Arc<HotLimiter>,
-        shutdown: impl std::future::Future<Output = ()>,
-        drain_deadline: Duration,
-    ) {
-        tokio::pin!(shutdown);
-        let mut last_eviction = std::time::Instant::now();
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = queue.notify.notified() => {
-                    // Let the clicks of the next few milliseconds join this batch.
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = tokio::time::sleep(FLUSH_LINGER) => {}
-                    }
-                }
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-            if last_eviction.elapsed() > Duration::from_secs(10) {
-                limiter.evict_idle(chrono::Utc::now().timestamp_millis());
-                last_eviction = std::time::Instant::now();
-            }
-            while self.flush_once(&queue, &limiter).await == FlushOutcome::Delivered {}
-        }
-        let deadline = tokio::time::Instant::now() + drain_deadline;
-        while !queue.is_empty() && tokio::time::Instant::now() < deadline {
-            if self.flush_once(&queue, &limiter).await == FlushOutcome::Failed {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        if !queue.is_empty() {
-            tracing::error!(
-                clicks.lost = queue.len(),
-                "shutting down with click events Redis did not accept; they are lost"
-            );
-        }
-    }
-
     /// One pipeline: a batch of up to [`FLUSH_BATCH`] events (appended as one packed entry by
     /// [`APPEND_SCRIPT`], at most once per batch) plus every pending limiter increment.
     pub async fn flush_once(&self, queue: &ClickQueue, limiter: &HotLimiter) -> FlushOutcome {
@@ -466,11 +416,11 @@ impl RedisHandle {
                 .arg(self.keys().click_producer(&queue.producer().to_string()))
                 .arg(batch.seq)
                 .arg("v")
-                .arg(clicks::PACKED_VERSION)
+                .arg(PACKED_VERSION)
                 .arg("n")
                 .arg(batch.events.len())
                 .arg("events")
-                .arg(clicks::pack(&batch.events));
+                .arg(pack(&batch.events));
             pipe.add_command(cmd).ignore();
         }
         for inc in &increments {
@@ -522,11 +472,41 @@ impl RedisHandle {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushOutcome {
-    Delivered,
-    Empty,
-    Failed,
+/// The click flusher's way out ([`crate::clicks::queue::run_flusher`]): each flush ships a
+/// batch of clicks and every pending rate-limit increment in one pipeline, and idle limiter
+/// windows are evicted every 10 s.
+pub struct RedisShipper {
+    pub redis: RedisHandle,
+    pub limiter: Arc<HotLimiter>,
+    last_eviction: std::sync::Mutex<std::time::Instant>,
+}
+
+impl RedisShipper {
+    pub fn new(redis: RedisHandle, limiter: Arc<HotLimiter>) -> Self {
+        Self {
+            redis,
+            limiter,
+            last_eviction: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl ClickShipper for RedisShipper {
+    async fn flush_once(&self, queue: &ClickQueue) -> FlushOutcome {
+        self.redis.flush_once(queue, &self.limiter).await
+    }
+
+    fn tick(&self) {
+        let mut last = self
+            .last_eviction
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.elapsed() > Duration::from_secs(10) {
+            self.limiter
+                .evict_idle(chrono::Utc::now().timestamp_millis());
+            *last = std::time::Instant::now();
+        }
+    }
 }
 
 /// A heartbeat hash as stored (field -> value).

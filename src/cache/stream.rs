@@ -1,71 +1,23 @@
 //! The consuming side of the click stream: consumer groups, reads, acknowledgements, lag,
 //! dead letters, and trimming below what every group has passed.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use redis::streams::StreamInfoGroupsReply;
 
 use super::RedisHandle;
+use crate::clicks::consumer::GROUPS;
+use crate::clicks::offset::{GroupLag, StreamEntry, StreamId};
+use crate::clicks::ports::{ClickLog, LogError};
 
-/// The consumer groups reading the click stream. Both are created by whichever process
-/// starts first, from the beginning of the stream, so trimming never outruns a group that
-/// has not started yet.
-pub const GROUPS: [&str; 2] = ["worker", "aggregator"];
-
-/// A stream entry id `ms-seq`, ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct StreamId {
-    pub ms: u64,
-    pub seq: u64,
-}
-
-impl FromStr for StreamId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (ms, seq) = s
-            .split_once('-')
-            .ok_or_else(|| format!("{s:?} is not a stream id"))?;
-        Ok(StreamId {
-            ms: ms
-                .parse()
-                .map_err(|_| format!("{s:?} is not a stream id"))?,
-            seq: seq
-                .parse()
-                .map_err(|_| format!("{s:?} is not a stream id"))?,
-        })
+impl ClickLog for RedisHandle {
+    async fn connect_now(&self) -> bool {
+        RedisHandle::connect_now(self).await
     }
-}
 
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamEntry {
-    pub id: StreamId,
-    /// Field names and values in entry order (see [`crate::cache::clicks::FieldLookup`]).
-    pub fields: Vec<(String, String)>,
-}
-
-/// How far a group is behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GroupLag {
-    /// Entries not yet delivered to the group plus entries delivered but not acknowledged.
-    pub events: u64,
-    /// Delivered, not acknowledged.
-    pub pending: u64,
-    /// Timestamp (ms) of the oldest entry the group has not finished, if any.
-    pub oldest_ms: Option<u64>,
-}
-
-impl RedisHandle {
     /// Creates the consumer groups (from id 0, creating the stream if needed); existing
     /// groups are left alone.
-    pub async fn ensure_groups(&self) -> Result<(), String> {
+    async fn ensure_groups(&self) -> Result<(), LogError> {
         for group in GROUPS {
             let cmd = redis::cmd("XGROUP")
                 .arg("CREATE")
@@ -79,7 +31,7 @@ impl RedisHandle {
             match self.try_pipe::<(String,)>(&pipe).await {
                 Ok(_) => {}
                 Err(e) if e.contains("BUSYGROUP") => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -87,14 +39,14 @@ impl RedisHandle {
 
     /// Reads up to `count` entries for `consumer` of `group`: its own unacknowledged entries
     /// when `pending` (after a restart), else new ones, waiting up to `block` for them.
-    pub async fn read_group(
+    async fn read_group(
         &self,
         group: &str,
         consumer: &str,
         count: usize,
         block: Duration,
         pending: bool,
-    ) -> Result<Vec<StreamEntry>, String> {
+    ) -> Result<Vec<StreamEntry>, LogError> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group)
@@ -110,13 +62,13 @@ impl RedisHandle {
         let mut pipe = redis::pipe();
         pipe.add_command(cmd);
         let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
-        stream_entries(reply)
+        Ok(stream_entries(reply)?)
     }
 
     /// Moves every pending entry of `group` (whichever consumer it was delivered to) to
     /// `consumer`: there is one consumer per group, and a crashed one may have used another
     /// name. Without this such entries would never be processed nor trimmed.
-    pub async fn claim_all_pending(&self, group: &str, consumer: &str) -> Result<(), String> {
+    async fn claim_all_pending(&self, group: &str, consumer: &str) -> Result<(), LogError> {
         let mut cursor = "0-0".to_string();
         loop {
             let mut pipe = redis::pipe();
@@ -145,7 +97,7 @@ impl RedisHandle {
     }
 
     /// Acknowledges entries for `group`.
-    pub async fn ack(&self, group: &str, ids: &[StreamId]) -> Result<(), String> {
+    async fn ack(&self, group: &str, ids: &[StreamId]) -> Result<(), LogError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -156,11 +108,11 @@ impl RedisHandle {
         }
         let mut pipe = redis::pipe();
         pipe.add_command(cmd).ignore();
-        self.try_pipe::<()>(&pipe).await
+        Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
     /// Keeps an entry that is not a valid event, with the reason, in the dead-letter stream.
-    pub async fn dead_letter(&self, entry: &StreamEntry, reason: &str) -> Result<(), String> {
+    async fn dead_letter(&self, entry: &StreamEntry, reason: &str) -> Result<(), LogError> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.keys().dead_letters())
             .arg("*")
@@ -172,17 +124,17 @@ impl RedisHandle {
         }
         let mut pipe = redis::pipe();
         pipe.add_command(cmd).ignore();
-        self.try_pipe::<()>(&pipe).await
+        Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
     /// Keeps one unreadable click of a packed entry (its raw record), with the reason, in
     /// the dead-letter stream; the entry's other clicks go on.
-    pub async fn dead_letter_record(
+    async fn dead_letter_record(
         &self,
         stream_id: StreamId,
         reason: &str,
         record: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), LogError> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.keys().dead_letters())
             .arg("*")
@@ -194,47 +146,11 @@ impl RedisHandle {
             .arg(record);
         let mut pipe = redis::pipe();
         pipe.add_command(cmd).ignore();
-        self.try_pipe::<()>(&pipe).await
-    }
-
-    async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XINFO")
-            .arg("GROUPS")
-            .arg(self.keys().click_stream());
-        let (reply,): (StreamInfoGroupsReply,) = self.try_pipe(&pipe).await?;
-        Ok(reply)
-    }
-
-    /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
-    /// a mistake here would let the trimmer delete entries a consumer still has to finish).
-    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XPENDING")
-            .arg(self.keys().click_stream())
-            .arg(group)
-            .arg("-")
-            .arg("+")
-            .arg(1);
-        let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
-        reply.first().map(|(id, _, _, _)| id.parse()).transpose()
-    }
-
-    /// The first entry after `after`, if any.
-    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, String> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XRANGE")
-            .arg(self.keys().click_stream())
-            .arg(format!("({after}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(1);
-        let (reply,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
-        reply.ids.first().map(|e| e.id.parse()).transpose()
+        Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
     /// How far `group` is behind.
-    pub async fn group_lag(&self, group: &str) -> Result<GroupLag, String> {
+    async fn group_lag(&self, group: &str) -> Result<GroupLag, LogError> {
         let groups = self.groups().await?;
         let Some(info) = groups.groups.into_iter().find(|g| g.name == group) else {
             return Ok(GroupLag::default());
@@ -271,7 +187,7 @@ impl RedisHandle {
     /// Trims the stream below the oldest entry any group still needs: for each group its
     /// oldest pending entry, or (nothing pending) the entry after its last delivered one.
     /// Never by length. Returns how many entries were removed.
-    pub async fn trim_consumed(&self) -> Result<u64, String> {
+    async fn trim_consumed(&self) -> Result<u64, LogError> {
         let groups = self.groups().await?;
         if GROUPS
             .iter()
@@ -302,11 +218,11 @@ impl RedisHandle {
     }
 
     /// Publishes a background process's heartbeat hash (expires after a minute).
-    pub async fn publish_process_heartbeat(
+    async fn publish_process_heartbeat(
         &self,
         process: &str,
         fields: &[(&str, String)],
-    ) -> Result<(), String> {
+    ) -> Result<(), LogError> {
         let key = self.keys().process_heartbeat(process);
         let mut pipe = redis::pipe();
         let mut hset = redis::cmd("HSET");
@@ -316,7 +232,45 @@ impl RedisHandle {
         }
         pipe.add_command(hset).ignore();
         pipe.cmd("PEXPIRE").arg(&key).arg(60_000).ignore();
-        self.try_pipe::<()>(&pipe).await
+        Ok(self.try_pipe::<()>(&pipe).await?)
+    }
+}
+
+impl RedisHandle {
+    async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.keys().click_stream());
+        let (reply,): (StreamInfoGroupsReply,) = self.try_pipe(&pipe).await?;
+        Ok(reply)
+    }
+
+    /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
+    /// a mistake here would let the trimmer delete entries a consumer still has to finish).
+    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XPENDING")
+            .arg(self.keys().click_stream())
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(1);
+        let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
+        reply.first().map(|(id, _, _, _)| id.parse()).transpose()
+    }
+
+    /// The first entry after `after`, if any.
+    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE")
+            .arg(self.keys().click_stream())
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
+        let (reply,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+        reply.ids.first().map(|e| e.id.parse()).transpose()
     }
 }
 
@@ -389,17 +343,6 @@ fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_ids_parse_order_and_print() {
-        let a: StreamId = "1700000000000-0".parse().expect("id");
-        let b: StreamId = "1700000000000-12".parse().expect("id");
-        let c: StreamId = "1700000000001-0".parse().expect("id");
-        assert!(a < b && b < c);
-        assert_eq!(b.to_string(), "1700000000000-12");
-        assert!("garbage".parse::<StreamId>().is_err());
-        assert!("1-x".parse::<StreamId>().is_err());
-    }
 
     #[test]
     fn read_replies_become_entries_in_order_and_odd_shapes_are_errors() {

@@ -6,7 +6,6 @@
 //! and a test compares it with the OpenAPI document in both directions.
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 
-pub mod connections;
 pub mod edge;
 pub mod error;
 pub mod request;

@@ -30,9 +30,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::connections::{CloseReason, Ticket};
 use super::edge::{EdgeIo, OnEdgeError};
-use crate::app::{App, Shutdown};
+use crate::app::App;
+use crate::connections::{CloseReason, Ticket};
+use crate::daemon::Shutdown;
 
 /// How long accepted connections keep being served after the listener is dropped.
 pub const ACCEPT_GRACE: Duration = Duration::from_millis(250);

@@ -4,21 +4,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreResult};
-use crate::cache::stream::StreamId;
-use crate::enrich::Enriched;
-
-/// Additions to one rollup row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollupDelta {
-    pub link_id: Uuid,
-    pub bucket: DateTime<Utc>,
-    pub region: String,
-    pub device_class: String,
-    pub clicks: i64,
-    pub gated: i64,
-    pub latency_us_sum: i64,
-}
+use super::{Store, StoreError, StoreResult};
+use crate::clicks::aggregator::RollupDelta;
+use crate::clicks::enrich::Enriched;
+use crate::clicks::offset::StreamId;
+use crate::clicks::ports::ClickStore;
 
 /// Holds a session-level advisory lock for as long as it lives (one aggregator at a time).
 pub struct SingletonLock {
@@ -28,9 +18,16 @@ pub struct SingletonLock {
 /// Key of the aggregator's advisory lock (`pg_advisory_lock` takes a bigint).
 const AGGREGATOR_LOCK: i64 = 0x0042_6f6c_7441_6767; // "BoltAgg"
 
-impl Store {
+impl ClickStore for Store {
+    type Error = StoreError;
+    type AggregatorLock = SingletonLock;
+
+    async fn migrate(&self) -> StoreResult<()> {
+        Store::migrate(self).await
+    }
+
     /// Inserts enriched events; a redelivered event (same id) is skipped. Returns rows added.
-    pub async fn insert_click_events(&self, events: &[Enriched]) -> StoreResult<u64> {
+    async fn insert_click_events(&self, events: &[Enriched]) -> StoreResult<u64> {
         if events.is_empty() {
             return Ok(0);
         }
@@ -86,7 +83,7 @@ impl Store {
     }
 
     /// The last stream entry whose effects `consumer` has committed.
-    pub async fn stream_offset(&self, consumer: &str) -> StoreResult<Option<StreamId>> {
+    async fn stream_offset(&self, consumer: &str) -> StoreResult<Option<StreamId>> {
         let row: Option<(i64, i64)> =
             sqlx::query_as("SELECT last_ms, last_seq FROM stream_offsets WHERE consumer = $1")
                 .bind(consumer)
@@ -101,7 +98,7 @@ impl Store {
     /// In ONE transaction: adds `rollups` (rows of deleted links are skipped), adds
     /// `link_clicks` to `links.clicks`, and moves `consumer`'s offset to `upto`. Either all of
     /// it is committed or none, which is what makes a recount after a crash impossible.
-    pub async fn apply_aggregates(
+    async fn apply_aggregates(
         &self,
         consumer: &str,
         upto: StreamId,
@@ -169,7 +166,7 @@ impl Store {
 
     /// Deletes up to `batch` raw events older than `before`; returns how many went.
     /// Retention calls it repeatedly: short transactions, never one huge DELETE.
-    pub async fn delete_click_events_before(
+    async fn delete_click_events_before(
         &self,
         before: DateTime<Utc>,
         batch: i64,
@@ -186,7 +183,7 @@ impl Store {
 
     /// Takes the aggregator's singleton lock if no other aggregator holds it (`None` then).
     /// The lock lives as long as the returned guard's connection.
-    pub async fn try_lock_aggregator(&self) -> StoreResult<Option<SingletonLock>> {
+    async fn try_lock_aggregator(&self) -> StoreResult<Option<SingletonLock>> {
         let mut conn = self.pool().acquire().await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(AGGREGATOR_LOCK)
@@ -194,7 +191,9 @@ impl Store {
             .await?;
         Ok(got.then_some(SingletonLock { _conn: conn }))
     }
+}
 
+impl Store {
     /// Raw events stored, for tests and benchmarks.
     pub async fn count_click_events(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM click_events")

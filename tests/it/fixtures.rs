@@ -118,7 +118,7 @@ impl PrivateRedis {
                 .into_iter()
                 .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
                 .collect();
-            let records = boltlink::cache::clicks::events_of_entry(&fields).ok()?;
+            let records = boltlink::clicks::event::events_of_entry(&fields).ok()?;
             clicks += records.iter().filter(|r| r.is_ok()).count() as u64;
         }
         Some(clicks)

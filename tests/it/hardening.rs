@@ -1118,9 +1118,10 @@ async fn head_is_answered_wherever_get_is() {
 #[tokio::test]
 async fn error_log_lines_carry_the_request_id_of_the_answer() {
     let database_url = fresh_database().await;
-    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener =
+        boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut cmd = boltlink::systemd::spawn_with_listener(
+    let mut cmd = boltlink::daemon::systemd::spawn_with_listener(
         &listener,
         std::path::Path::new(env!("CARGO_BIN_EXE_boltlink-api")),
     )

@@ -4,13 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use boltlink::aggregator;
-use boltlink::cache::clicks::{ClickEvent, ClickKind, ClickQueue};
 use boltlink::cache::limiter::HotLimiter;
-use boltlink::cache::FlushOutcome;
+use boltlink::clicks::queue::{ClickQueue, FlushOutcome, FLUSH_BATCH};
+use boltlink::clicks::{aggregator, worker, ClickEvent, ClickKind, ClickLog};
 use boltlink::config::Config;
 use boltlink::pipeline::{Consumer, Pipeline, StepOutcome};
-use boltlink::worker;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
@@ -29,9 +27,9 @@ async fn pipeline_for(app: &TestApp, overrides: &[(&str, &str)]) -> Pipeline {
         &o,
     ))
     .expect("config");
-    let p = Pipeline::build(&config).expect("pipeline");
-    assert!(p.redis.connect_now().await, "redis reachable");
-    p.redis.ensure_groups().await.expect("groups");
+    let p = boltlink::pipeline::build(&config).expect("pipeline");
+    assert!(p.stream.connect_now().await, "redis reachable");
+    p.stream.ensure_groups().await.expect("groups");
     p
 }
 
@@ -42,7 +40,7 @@ async fn append(p: &Pipeline, events: Vec<ClickEvent>) {
         assert!(queue.push(e));
     }
     let limiter = HotLimiter::new();
-    while p.redis.flush_once(&queue, &limiter).await == FlushOutcome::Delivered {}
+    while p.stream.flush_once(&queue, &limiter).await == FlushOutcome::Delivered {}
     assert!(queue.is_empty());
 }
 
@@ -280,12 +278,12 @@ async fn a_resent_batch_with_the_same_id_is_appended_once() {
     // Deliver it, then behave as if the reply had been lost: hold it and send it again.
     queue.hold(batch.clone());
     assert_eq!(
-        p.redis.flush_once(&queue, &limiter).await,
+        p.stream.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
     queue.hold(batch);
     assert_eq!(
-        p.redis.flush_once(&queue, &limiter).await,
+        p.stream.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
     assert_eq!(app.stream_entry_count().await, 1);
@@ -355,7 +353,7 @@ async fn a_crash_before_commit_counts_the_batch_after_restart() {
     .await;
     // Entries delivered to a consumer that died before doing anything (another name, too).
     let delivered = p
-        .redis
+        .stream
         .read_group(
             aggregator::GROUP,
             "old-aggregator",
@@ -431,7 +429,7 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
     // Record 1 of 3 has a link id that is no UUID; records 0 and 2 are fine.
     let mut records: Vec<String> = good
         .iter()
-        .map(|e| boltlink::cache::clicks::pack(std::slice::from_ref(e)))
+        .map(|e| boltlink::clicks::event::pack(std::slice::from_ref(e)))
         .collect();
     let broken = records[0].replacen(&good[0].link_id.to_string(), "no-such-link", 1);
     records.insert(1, broken.clone());
@@ -606,13 +604,13 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     .await;
     drain_worker(&p).await;
     // The aggregator has not read anything: nothing may go.
-    assert_eq!(p.redis.trim_consumed().await.expect("trim"), 0);
+    assert_eq!(p.stream.trim_consumed().await.expect("trim"), 0);
     assert_eq!(app.stream_entry_count().await, 5);
     assert_eq!(app.stream_click_count().await, 20);
     drain_aggregator(&p).await;
-    let removed = p.redis.trim_consumed().await.expect("trim");
+    let removed = p.stream.trim_consumed().await.expect("trim");
     assert!(removed >= 4, "removed {removed} of 5 entries");
-    let lag = p.redis.group_lag("aggregator").await.expect("lag");
+    let lag = p.stream.group_lag("aggregator").await.expect("lag");
     assert_eq!((lag.events, lag.pending), (0, 0));
     append(
         &p,
@@ -622,7 +620,7 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     )
     .await;
     // Lag counts stream entries: the three clicks were flushed as one.
-    let lag = p.redis.group_lag("worker").await.expect("lag");
+    let lag = p.stream.group_lag("worker").await.expect("lag");
     assert_eq!(lag.events, 1);
     assert!(lag.oldest_ms.is_some());
     let counts: HashMap<&str, usize> = HashMap::from([
@@ -653,9 +651,9 @@ async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
         &[("PIPELINE_POLL_MS", "20"), ("PIPELINE_BATCH_SIZE", "100")],
     ))
     .expect("config");
-    let p = Pipeline::build(&config).expect("pipeline");
-    assert!(p.redis.connect_now().await);
-    p.redis.ensure_groups().await.expect("groups");
+    let p = boltlink::pipeline::build(&config).expect("pipeline");
+    assert!(p.stream.connect_now().await);
+    p.stream.ensure_groups().await.expect("groups");
 
     append(&p, clicks(&link, owner, 5)).await;
     let mut consumer = Consumer::new(aggregator::GROUP, "aggregator");
@@ -715,7 +713,7 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
     // ... and the consumer's own connection drops (only that one: other tests share this
     // Redis): its next read fails.
     let id: i64 = p
-        .redis
+        .stream
         .query_cmd(&redis::cmd("CLIENT").arg("ID").clone())
         .await
         .expect("the consumer's connection id");
@@ -727,7 +725,7 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
         .await
         .expect("client kill");
     assert!(aggregator::step(&p, &mut consumer).await.is_err());
-    assert!(p.redis.connect_now().await, "reconnects");
+    assert!(p.stream.connect_now().await, "reconnects");
 
     append(&p, clicks(&link, owner, 5)).await;
     // No manual help: the failed read itself put the consumer back into recovery.
@@ -759,7 +757,7 @@ async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
     drain_worker(&p).await;
     // The aggregator has read everything but finished nothing (say its commit failed).
     let delivered = p
-        .redis
+        .stream
         .read_group(
             aggregator::GROUP,
             "aggregator",
@@ -770,7 +768,7 @@ async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
         .await
         .expect("read");
     assert_eq!(delivered.len(), 5);
-    assert_eq!(p.redis.trim_consumed().await.expect("trim"), 0);
+    assert_eq!(p.stream.trim_consumed().await.expect("trim"), 0);
     assert_eq!(app.stream_entry_count().await, 5);
     assert_eq!(app.stream_click_count().await, 10);
     assert_eq!(drain_aggregator(&p).await, 10);
@@ -785,21 +783,18 @@ async fn a_full_batch_of_queued_clicks_reaches_the_stream_in_one_flush() {
     let queue = ClickQueue::new(100_000);
     let limiter = HotLimiter::new();
     let link = json!({"id": Uuid::now_v7().to_string()});
-    let n = boltlink::cache::FLUSH_BATCH + 500;
+    let n = FLUSH_BATCH + 500;
     for _ in 0..n {
         queue.push(event(&link, Uuid::nil(), "US", ClickKind::Click));
     }
     assert_eq!(
-        p.redis.flush_once(&queue, &limiter).await,
+        p.stream.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
     assert_eq!(app.stream_entry_count().await, 1);
+    assert_eq!(app.stream_click_count().await, FLUSH_BATCH as u64);
     assert_eq!(
-        app.stream_click_count().await,
-        boltlink::cache::FLUSH_BATCH as u64
-    );
-    assert_eq!(
-        p.redis.flush_once(&queue, &limiter).await,
+        p.stream.flush_once(&queue, &limiter).await,
         FlushOutcome::Delivered
     );
     assert_eq!(app.stream_entry_count().await, 2);
@@ -819,13 +814,13 @@ async fn an_idle_consumer_blocked_in_its_read_keeps_redis_healthy() {
         async move { worker::step(&p, &mut c).await.map_err(|e| format!("{e:#}")) }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ping = p.redis.ping().await;
+    let ping = p.stream.ping().await;
     assert!(ping.is_ok(), "ping behind a blocking read: {ping:?}");
-    assert!(p.redis.is_healthy());
+    assert!(p.stream.is_healthy());
     assert_eq!(
         read.await.expect("join").expect("step"),
         StepOutcome::Empty,
         "nothing to read"
     );
-    assert!(p.redis.is_healthy(), "still healthy after the poll");
+    assert!(p.stream.is_healthy(), "still healthy after the poll");
 }

@@ -19,7 +19,7 @@ const API_BIN: &str = env!("CARGO_BIN_EXE_boltlink-api");
 /// no env file; callers add what their test is about.
 fn api_command(listener: &std::net::TcpListener, database_url: &str) -> Command {
     let mut cmd =
-        boltlink::systemd::spawn_with_listener(listener, Path::new(API_BIN)).expect("cmd");
+        boltlink::daemon::systemd::spawn_with_listener(listener, Path::new(API_BIN)).expect("cmd");
     cmd.env("DATABASE_URL", database_url)
         .env("REDIS_URL", redis_url())
         .env(
@@ -310,7 +310,8 @@ async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in
 async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
     let notify = NotifySocket::bind("notify");
     let database_url = fresh_database().await;
-    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener =
+        boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let mut child = api_command(&listener, &database_url)
         .env("NOTIFY_SOCKET", &notify.path)
         .spawn()
@@ -350,7 +351,8 @@ async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
 async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its_status() {
     let notify = NotifySocket::bind("watchdog");
     let database_url = fresh_database().await;
-    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener =
+        boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let mut child = api_command(&listener, &database_url)
         .env("NOTIFY_SOCKET", &notify.path)
@@ -416,7 +418,8 @@ async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its
 #[tokio::test]
 async fn above_memory_restart_mb_the_process_drains_and_exits_75_for_systemd_to_restart_it() {
     let database_url = fresh_database().await;
-    let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener =
+        boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let mut child = api_command(&listener, &database_url)
         // Any process is above 1 MiB.

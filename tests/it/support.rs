@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use boltlink::app::Shutdown;
 use boltlink::config::Config;
+use boltlink::daemon::Shutdown;
 use boltlink::domain::ApiKeySecret;
 use boltlink::store::{NewApiKey, Store};
 use sqlx::postgres::PgPoolOptions;
@@ -226,7 +226,8 @@ impl TestApp {
         init_tracing();
         let map = config_map(&database_url, &redis_url, &prefix, overrides);
         let config = Config::from_map(&map).expect("test config is valid");
-        let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let listener =
+            boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = Shutdown::new();
         let server = tokio::spawn(boltlink::api::run(config, listener, shutdown.clone()));
@@ -379,7 +380,7 @@ impl TestApp {
                 .map(|(k, v)| (k, redis::from_redis_value::<String>(&v).unwrap_or_default()))
                 .collect();
             for record in
-                boltlink::cache::clicks::events_of_entry(&fields).expect("a readable entry")
+                boltlink::clicks::event::events_of_entry(&fields).expect("a readable entry")
             {
                 let event = record.expect("a valid click");
                 clicks.push(
@@ -485,12 +486,14 @@ impl Suite {
         prefix: &str,
         envs: &[(&str, &str)],
     ) -> Suite {
-        let listener = boltlink::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let listener =
+            boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let children = (1..=instances)
             .map(|i| {
-                let mut cmd = boltlink::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
-                    .expect("cmd");
+                let mut cmd =
+                    boltlink::daemon::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
+                        .expect("cmd");
                 cmd.env("DATABASE_URL", database_url)
                     .env("REDIS_URL", redis_url())
                     .env("REDIS_KEY_PREFIX", prefix)

@@ -191,7 +191,7 @@ fn the_socket_names_one_instance_and_is_not_part_of_the_target() {
     assert_eq!(one(&socket, "Socket", "Service"), "boltlink-api@1.service");
     assert_eq!(
         one(&socket, "Socket", "FileDescriptorName"),
-        boltlink::systemd::SOCKET_NAME
+        boltlink::daemon::systemd::SOCKET_NAME
     );
     let burst: u64 = one(&socket, "Socket", "TriggerLimitBurst")
         .parse()

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::cache::clicks::{clip, ClickEvent, ClickKind};
 use crate::cache::limiter::{check_link_cap, Attempt, Decision, HotSubject, Subject};
+use crate::clicks::event::{clip, ClickEvent, ClickKind};
 use crate::domain::{RedirectTarget, ShortCode};
 use crate::http::error::{json, too_many, ApiError, Body};
 use crate::http::request::{parse_json, RequestCtx};

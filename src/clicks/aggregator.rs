@@ -13,18 +13,33 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::app::Shutdown;
-use crate::cache::stream::StreamId;
-use crate::enrich::{enrich, Enriched};
-use crate::pipeline::{parse_batch, Consumer, Pipeline, Process, StepOutcome};
-use crate::store::RollupDelta;
+use super::consumer::{
+    consume, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process, StepOutcome,
+};
+use super::enrich::{enrich, Enriched};
+use super::offset::StreamId;
+use super::ports::{ClickLog, ClickStore};
+use crate::daemon::systemd::{self, NotifyState};
+use crate::daemon::Shutdown;
 
-pub const GROUP: &str = "aggregator";
+pub const GROUP: &str = Process::Aggregator.group();
 /// The offset row in `stream_offsets`.
 pub const OFFSET_NAME: &str = "aggregator";
+
+/// Additions to one rollup row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupDelta {
+    pub link_id: Uuid,
+    pub bucket: DateTime<Utc>,
+    pub region: String,
+    pub device_class: String,
+    pub clicks: i64,
+    pub gated: i64,
+    pub latency_us_sum: i64,
+}
 
 /// A rollup row's identity (link, hour start in ms, region, device class) and its sums
 /// (clicks, gated visits, latency in µs).
@@ -84,7 +99,10 @@ pub struct Applied {
 /// Reads a batch and commits its counts with the offset; returns what to acknowledge.
 /// Split from [`step`] so a test can stop between the commit and the acknowledgement, as a
 /// crash would.
-pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Applied> {
+pub async fn apply<L: ClickLog, S: ClickStore>(
+    p: &Pipeline<L, S>,
+    consumer: &mut Consumer,
+) -> anyhow::Result<Applied> {
     let entries = consumer
         .read(p)
         .await
@@ -132,12 +150,15 @@ pub async fn apply(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<Appl
     })
 }
 
-pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepOutcome> {
+pub async fn step<L: ClickLog, S: ClickStore>(
+    p: &Pipeline<L, S>,
+    consumer: &mut Consumer,
+) -> anyhow::Result<StepOutcome> {
     let applied = apply(p, consumer).await?;
     if applied.ids.is_empty() {
         return Ok(StepOutcome::Empty);
     }
-    p.redis
+    p.stream
         .ack(GROUP, &applied.ids)
         .await
         .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
@@ -148,18 +169,18 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
 }
 
 /// The aggregator process: singleton lock, the step loop, stream trimming, heartbeat.
-pub async fn run(
-    p: Pipeline,
+pub async fn run<L: ClickLog, S: ClickStore>(
+    p: Pipeline<L, S>,
     instance: &str,
     migrate: bool,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     // systemd may count watchdog time from the start: ping through start-up too.
     p.spawn_watchdog(&shutdown);
-    crate::pipeline::prepare(&p, migrate, &shutdown).await;
+    prepare(&p, migrate).await;
     // Ready before the lock: a standby aggregator waiting for another one's lock is a
     // healthy process, not a start-up that systemd should time out.
-    crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
+    systemd::notify(&[NotifyState::Ready]);
     let mut waiting = false;
     let lock = loop {
         let why = match p.store.try_lock_aggregator().await {
@@ -169,7 +190,7 @@ pub async fn run(
         };
         if !waiting {
             tracing::warn!(reason = %why, "aggregator on standby; retrying every second");
-            crate::systemd::notify_status(&format!("standby: {why}"));
+            systemd::notify_status(&format!("standby: {why}"));
             waiting = true;
         }
         if !p.backoff(Duration::from_secs(1), &shutdown).await {
@@ -179,12 +200,12 @@ pub async fn run(
     if waiting {
         tracing::info!("aggregator lock taken; leaving standby");
     }
-    let trimmer = crate::pipeline::spawn_periodic(&shutdown, Duration::from_secs(5), {
+    let trimmer = spawn_periodic(&shutdown, Duration::from_secs(5), {
         let p = p.clone();
         move || {
             let p = p.clone();
             async move {
-                match p.redis.trim_consumed().await {
+                match p.stream.trim_consumed().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(stream.trimmed = n, "trimmed consumed click events"),
                     Err(e) => tracing::debug!(error = %e, "stream trim skipped"),
@@ -193,7 +214,7 @@ pub async fn run(
         }
     });
     tracing::info!(instance, "boltlink-aggregator ready");
-    crate::pipeline::consume(&p, Process::Aggregator, &shutdown, |p, c| {
+    consume(&p, Process::Aggregator, &shutdown, |p, c| {
         Box::pin(step(p, c))
     })
     .await;
@@ -206,7 +227,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::clicks::{ClickEvent, ClickKind};
+    use crate::clicks::event::{ClickEvent, ClickKind};
     use chrono::Timelike;
 
     fn ev(link: Uuid, at_ms: i64, region: &str, kind: ClickKind, ua: &str) -> Enriched {

@@ -186,7 +186,7 @@ impl LoopHeartbeat {
 /// ```no_run
 /// # async fn demo(stop: impl std::future::Future<Output = ()>) {
 /// use std::sync::Arc;
-/// use boltlink::systemd::{run_watchdog, watchdog_interval, LoopHeartbeat};
+/// use boltlink::daemon::systemd::{run_watchdog, watchdog_interval, LoopHeartbeat};
 /// let heartbeat = Arc::new(LoopHeartbeat::new());
 /// // ... the consume loop calls heartbeat.beat() on every turn ...
 /// let grace = std::time::Duration::from_secs(30);
@@ -350,7 +350,7 @@ mod tests {
         use std::sync::Arc;
         let healthy = Arc::new(AtomicBool::new(true));
         let pings = Arc::new(AtomicU64::new(0));
-        let stop = crate::app::Shutdown::new();
+        let stop = crate::daemon::Shutdown::new();
         let task = {
             let healthy = healthy.clone();
             let pings = pings.clone();

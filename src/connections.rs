@@ -10,7 +10,7 @@
 //!   connection is refused instead (closed at once). Busy connections are never shed.
 //! - A connection is idle while no request is in flight on it; its age as idle is the time
 //!   since its last request ended (or since the accept). The connection task
-//!   ([`super::server`]) closes a connection idle for `HTTP_IDLE_TIMEOUT_MS`, and one that
+//!   ([`crate::http::server`]) closes a connection idle for `HTTP_IDLE_TIMEOUT_MS`, and one that
 //!   has not sent a request within `HTTP_HEADER_TIMEOUT_MS` of the accept.
 //!
 //! Costs nothing per request beyond two atomic updates; a cap scan (linear in the open

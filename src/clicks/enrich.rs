@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::cache::clicks::{ClickEvent, ClickKind};
+use super::event::{ClickEvent, ClickKind};
 
 pub const UNKNOWN_REGION: &str = "UNKNOWN";
 

@@ -7,17 +7,24 @@ use std::time::Duration;
 use anyhow::anyhow;
 use chrono::Utc;
 
-use crate::app::Shutdown;
-use crate::enrich::enrich;
-use crate::pipeline::{parse_batch, Consumer, Pipeline, Process, StepOutcome};
+use super::consumer::{
+    consume, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process, StepOutcome,
+};
+use super::enrich::enrich;
+use super::ports::{ClickLog, ClickStore};
+use crate::daemon::systemd::{self, NotifyState};
+use crate::daemon::Shutdown;
 
-pub const GROUP: &str = "worker";
+pub const GROUP: &str = Process::Worker.group();
 /// Rows per retention `DELETE`: small enough to keep each transaction short.
 const RETENTION_BATCH: i64 = 10_000;
 
 /// Reads one batch, writes its events (a redelivered event id is skipped by the primary
 /// key), and only then acknowledges the batch.
-pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepOutcome> {
+pub async fn step<L: ClickLog, S: ClickStore>(
+    p: &Pipeline<L, S>,
+    consumer: &mut Consumer,
+) -> anyhow::Result<StepOutcome> {
     let entries = consumer
         .read(p)
         .await
@@ -45,7 +52,7 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
         .await
         .map_err(|e| anyhow!("writing click events: {e}"))?;
     let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-    p.redis
+    p.stream
         .ack(GROUP, &ids)
         .await
         .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
@@ -56,7 +63,9 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
 }
 
 /// Deletes raw events older than the retention period, in short batches. Rollups stay.
-pub async fn apply_retention(p: &Pipeline) -> anyhow::Result<u64> {
+pub async fn apply_retention<L: ClickLog, S: ClickStore>(
+    p: &Pipeline<L, S>,
+) -> anyhow::Result<u64> {
     let before = Utc::now() - chrono::Duration::days(p.config.retention_days as i64);
     let mut total = 0;
     loop {
@@ -73,11 +82,16 @@ pub async fn apply_retention(p: &Pipeline) -> anyhow::Result<u64> {
 }
 
 /// The worker process: the step loop, retention every hour, and the heartbeat.
-pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown) {
+pub async fn run<L: ClickLog, S: ClickStore>(
+    p: Pipeline<L, S>,
+    instance: &str,
+    migrate: bool,
+    shutdown: Shutdown,
+) {
     // systemd may count watchdog time from the start: ping through start-up too.
     p.spawn_watchdog(&shutdown);
-    crate::pipeline::prepare(&p, migrate, &shutdown).await;
-    let retention = crate::pipeline::spawn_periodic(&shutdown, Duration::from_secs(3600), {
+    prepare(&p, migrate).await;
+    let retention = spawn_periodic(&shutdown, Duration::from_secs(3600), {
         let p = p.clone();
         move || {
             let p = p.clone();
@@ -96,9 +110,9 @@ pub async fn run(p: Pipeline, instance: &str, migrate: bool, shutdown: Shutdown)
             }
         }
     });
-    crate::systemd::notify(&[crate::systemd::NotifyState::Ready]);
+    systemd::notify(&[NotifyState::Ready]);
     tracing::info!(instance, "boltlink-worker ready");
-    crate::pipeline::consume(&p, Process::Worker, &shutdown, |p, c| Box::pin(step(p, c))).await;
+    consume(&p, Process::Worker, &shutdown, |p, c| Box::pin(step(p, c))).await;
     retention.abort();
     tracing::info!("boltlink-worker stopped");
 }
