@@ -17,7 +17,7 @@
 //! - [`cache`]: Redis (the only redis user): link cache, click stream, limiters, pub/sub;
 //!   plus the in-process link cache.
 //! - [`analytics`]: pure shaping of rollups into analytics responses.
-//! - [`metadata`]: SSRF-safe page metadata fetcher.
+//! - [`metadata`]: SSRF-safe page metadata fetcher: address policy, fetching, HTML extraction.
 //! - [`metrics`]: Prometheus counters and cross-instance rendering.
 //! - [`app`]: shared state, link resolution chain, background tasks.
 //! - [`http`]: route table, dispatch, handlers per area, accept loop and graceful shutdown.
