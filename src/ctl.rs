@@ -63,7 +63,7 @@ pub fn drop_capabilities() -> String {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = Store::connect_lazy(&config.database_url, 2)?;
+    let store = Store::connect_lazy(&config.database.url, 2)?;
     store.migrate().await.context("applying migrations")?;
     Ok(())
 }
@@ -79,7 +79,7 @@ pub async fn create_key(
     config: &Config,
     opts: KeyOptions<'_>,
 ) -> anyhow::Result<(String, uuid::Uuid)> {
-    let store = Store::connect_lazy(&config.database_url, 2)?;
+    let store = Store::connect_lazy(&config.database.url, 2)?;
     let secret = ApiKeySecret::generate();
     let record = store
         .create_api_key(NewApiKey {
@@ -97,7 +97,7 @@ pub async fn create_key(
 }
 
 pub async fn list_keys(config: &Config) -> anyhow::Result<String> {
-    let store = Store::connect_lazy(&config.database_url, 2)?;
+    let store = Store::connect_lazy(&config.database.url, 2)?;
     let keys = store.list_api_keys().await.context("listing keys")?;
     let mut out = format!(
         "{:<36}  {:<13}  {:<5}  {:<8}  {:<20}  {}\n",
@@ -122,7 +122,7 @@ pub async fn list_keys(config: &Config) -> anyhow::Result<String> {
 }
 
 pub async fn revoke_key(config: &Config, id_or_prefix: &str) -> anyhow::Result<u64> {
-    let store = Store::connect_lazy(&config.database_url, 2)?;
+    let store = Store::connect_lazy(&config.database.url, 2)?;
     store
         .revoke_api_key(id_or_prefix)
         .await
@@ -180,8 +180,8 @@ pub fn run_suite(
     instances: usize,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<i32> {
-    let listener = crate::systemd::bind(config.bind_addr)
-        .with_context(|| format!("binding BIND_ADDR {}", config.bind_addr))?;
+    let listener = crate::systemd::bind(config.http.bind_addr)
+        .with_context(|| format!("binding BIND_ADDR {}", config.http.bind_addr))?;
     let api = sibling_binary("boltlink-api")?;
     let mut units: Vec<Supervised> = (1..=instances)
         .map(|i| Supervised {
@@ -210,7 +210,7 @@ pub fn run_suite(
     eprintln!(
         "boltlinkctl: started {} API instance(s) on http://{} sharing one socket{}",
         instances,
-        config.bind_addr,
+        config.http.bind_addr,
         if units.len() > instances {
             ", plus worker and aggregator"
         } else {

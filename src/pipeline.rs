@@ -79,11 +79,11 @@ impl Pipeline {
 
     /// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
     pub fn build(config: &Config) -> anyhow::Result<Self> {
-        let store = Store::connect_lazy(&config.database_url, 4)?;
+        let store = Store::connect_lazy(&config.database.url, 4)?;
         // Blocking reads wait up to the poll interval: leave room beyond it.
         let redis = RedisHandle::with_timeout(
-            &config.redis_url,
-            &config.redis_key_prefix,
+            &config.redis.url,
+            &config.redis.key_prefix,
             config.pipeline.poll_interval + Duration::from_secs(5),
         )?
         .with_outage_note(
@@ -498,7 +498,7 @@ pub fn process_main(process: Process) -> std::process::ExitCode {
         }
     };
     let dropped = crate::ctl::drop_capabilities();
-    crate::telemetry::init(&config.log_level, name);
+    crate::telemetry::init(&config.process.log_level, name);
     tracing::info!(capabilities.dropped = %dropped, "{name} starting");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -529,8 +529,8 @@ pub fn process_main(process: Process) -> std::process::ExitCode {
             Process::Worker => {
                 crate::worker::run(
                     pipeline,
-                    &config.instance,
-                    config.migrate_on_start,
+                    &config.process.instance,
+                    config.process.migrate_on_start,
                     shutdown,
                 )
                 .await;
@@ -539,8 +539,8 @@ pub fn process_main(process: Process) -> std::process::ExitCode {
             Process::Aggregator => {
                 crate::aggregator::run(
                     pipeline,
-                    &config.instance,
-                    config.migrate_on_start,
+                    &config.process.instance,
+                    config.process.migrate_on_start,
                     shutdown,
                 )
                 .await

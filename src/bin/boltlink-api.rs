@@ -19,21 +19,21 @@ fn main() -> ExitCode {
     };
     // Before the runtime exists: listenfd edits the environment, and capability sets are
     // per thread, so both must happen while this is the only thread.
-    let (listener, source) = match boltlink::systemd::take_listener(config.bind_addr) {
+    let (listener, source) = match boltlink::systemd::take_listener(config.http.bind_addr) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
                 "boltlink-api: cannot listen on BIND_ADDR {}: {e}",
-                config.bind_addr
+                config.http.bind_addr
             );
             return ExitCode::from(71); // EX_OSERR
         }
     };
     let held = boltlink::ctl::drop_capabilities();
     boltlink::telemetry::init_with_instance(
-        &config.log_level,
+        &config.process.log_level,
         "boltlink-api",
-        Some(&config.instance),
+        Some(&config.process.instance),
     );
     tracing::info!(
         listener.source = ?source,
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     );
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads)
+        .worker_threads(config.process.worker_threads)
         .thread_name("boltlink-api")
         .enable_all()
         .build()

@@ -142,7 +142,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    boltlink::telemetry::init(&config.log_level, "boltlinkctl");
+    boltlink::telemetry::init(&config.process.log_level, "boltlinkctl");
     if let Command::Run { instances } = cli.command {
         return run_suite(&config, instances);
     }

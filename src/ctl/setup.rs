@@ -114,7 +114,7 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
     super::migrate(&config).await.with_context(|| {
         format!(
             "PostgreSQL at {} is configured but not usable",
-            redacted(&config.database_url)
+            redacted(&config.database.url)
         )
     })?;
     say(out, "database migrations are up to date");
@@ -123,7 +123,7 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
         return Err(anyhow::anyhow!(
             "Redis at {} does not answer ({}): install and start redis-server \
              (apt-get install redis-server), or set REDIS_URL in {}",
-            redacted(&config.redis_url),
+            redacted(&config.redis.url),
             redis.error.unwrap_or_default(),
             env_file.display()
         )
@@ -131,7 +131,7 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
     }
     say(
         out,
-        &format!("Redis at {} answers", redacted(&config.redis_url)),
+        &format!("Redis at {} answers", redacted(&config.redis.url)),
     );
     say(out, "ready: systemctl start boltlink.target");
     Ok(())
@@ -145,11 +145,7 @@ fn say(out: &mut impl Write, line: &str) {
 /// A URL with its password replaced, for messages.
 pub fn redacted(url: &str) -> String {
     match Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
+        Ok(u) => config::redact_url(&u).unwrap_or_else(|| u.to_string()),
         Err(_) => "(unparsable URL)".to_string(),
     }
 }

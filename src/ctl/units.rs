@@ -560,7 +560,7 @@ pub fn judge_consumer(
 
 async fn check_postgres(config: &Config) -> DependencyReport {
     let started = Instant::now();
-    let result = match Store::connect_lazy(&config.database_url, 1) {
+    let result = match Store::connect_lazy(&config.database.url, 1) {
         Err(e) => Err(e.to_string()),
         Ok(store) => match tokio::time::timeout(Duration::from_secs(3), store.ping()).await {
             Ok(Ok(())) => Ok(()),
@@ -579,7 +579,7 @@ async fn check_postgres(config: &Config) -> DependencyReport {
 }
 
 pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<RedisHandle>) {
-    let handle = match RedisHandle::new(&config.redis_url, &config.redis_key_prefix) {
+    let handle = match RedisHandle::new(&config.redis.url, &config.redis.key_prefix) {
         Ok(h) => h,
         Err(e) => {
             return (
