@@ -47,7 +47,7 @@ pub enum SetupError {
 }
 
 fn has_database_url(vars: &HashMap<String, String>) -> bool {
-    vars.get("DATABASE_URL")
+    vars.get(config::vars::DATABASE_URL.name)
         .is_some_and(|v| !v.trim().is_empty())
 }
 
@@ -97,7 +97,10 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
         }
         let database_url = create_database(&superuser, &opts.name, out)?;
         // Validate what we are about to write with the same rules as every service.
-        vars.insert("DATABASE_URL".to_string(), database_url.clone());
+        vars.insert(
+            config::vars::DATABASE_URL.name.to_string(),
+            database_url.clone(),
+        );
         Config::from_map(&vars)?;
         write_setup_env(&setup_file, &database_url)?;
         say(
@@ -118,7 +121,7 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
         )
     })?;
     say(out, "database migrations are up to date");
-    let (redis, _) = super::units::connect_redis(&config).await;
+    let (redis, _) = super::status::connect_redis(&config).await;
     if !redis.ok {
         return Err(anyhow::anyhow!(
             "Redis at {} does not answer ({}): install and start redis-server \
