@@ -3,6 +3,7 @@
 //!
 //! - [`cli`]: the clap command tree and the dispatch; the binary only calls it.
 //! - [`setup`]: role, database and `setup.env` for a new installation.
+//! - [`settings`]: `config`, every variable in effect and where it comes from.
 //! - [`units`]: the suite's units and `systemctl show`; on it [`status`] (with [`render`]
 //!   for its text form), [`lifecycle`] (rolling `restart`, `stop`), [`scale`], [`logs`].
 //! - [`run`]: the foreground supervisor for development (`boltlinkctl run`).
@@ -13,6 +14,7 @@ pub mod logs;
 pub mod render;
 pub mod run;
 pub mod scale;
+pub mod settings;
 pub mod setup;
 pub mod status;
 pub mod units;

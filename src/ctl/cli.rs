@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use super::scale::Scale;
-use super::{lifecycle, logs, render, run, scale, setup, status};
+use super::{lifecycle, logs, render, run, scale, settings, setup, status};
 use crate::config::{Config, EXIT_CONFIG};
 
 #[derive(Parser)]
@@ -59,6 +59,14 @@ enum Command {
         /// How many recent entries to show.
         #[arg(short = 'n', long)]
         lines: Option<u32>,
+    },
+    /// Print every configuration variable with the value in effect and where it comes from
+    /// (default, setup.env, the env file, or the environment), secrets hidden; exits 78 with
+    /// one line naming the variable when the configuration is invalid.
+    Config {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Apply pending database migrations (safe to run while the suite is up).
     Migrate,
@@ -130,6 +138,7 @@ pub fn run(cli: Cli) -> ExitCode {
             })
         }
         Command::Status { json } => return status(json),
+        Command::Config { json } => return show_config(json),
         Command::Setup {
             admin_url,
             name,
@@ -229,6 +238,18 @@ fn status(json: bool) -> ExitCode {
         ExitCode::FAILURE
     } else {
         code
+    }
+}
+
+/// `config` reads the env files itself, to say which file each value came from.
+fn show_config(json: bool) -> ExitCode {
+    match settings::show(std::env::vars().collect(), json, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(settings::ShowError::Config(line)) => {
+            eprintln!("boltlinkctl: {line}");
+            ExitCode::from(EXIT_CONFIG as u8)
+        }
+        Err(e) => report(Err(e.into())),
     }
 }
 

@@ -10,6 +10,7 @@ mod background;
 mod caching;
 mod campaigns;
 mod conventions;
+mod ctl_config;
 mod exactly_once;
 mod hardening;
 mod links;
