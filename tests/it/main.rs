@@ -11,6 +11,7 @@ mod caching;
 mod campaigns;
 mod conventions;
 mod ctl_config;
+mod docs;
 mod exactly_once;
 mod hardening;
 mod links;
