@@ -55,8 +55,8 @@ const PHASE_SERVING: u8 = 1;
 
 /// Runs the API until `shutdown` fires (the binary wires SIGTERM/SIGINT to it).
 pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let shutdown_timeout = config.shutdown_timeout;
-    let migrate = config.migrate_on_start;
+    let shutdown_timeout = config.process.shutdown_timeout;
+    let migrate = config.process.migrate_on_start;
     let app = AppState::build(config, route_names())?;
 
     // systemd arms the watchdog when the process starts, so pinging starts now too.
@@ -138,7 +138,7 @@ pub async fn run(config: Config, listener: StdListener, shutdown: Shutdown) -> a
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!(
         listen.addr = addr.map(|a| a.to_string()).unwrap_or_default(),
-        instance = %app.config.instance,
+        instance = %app.config.process.instance,
         watchdog.interval_ms = systemd::watchdog_interval().map(|d| d.as_millis() as u64),
         "boltlink-api ready"
     );
@@ -174,7 +174,7 @@ fn spawn_memory_watch(
     shutdown: &Shutdown,
 ) -> Arc<std::sync::Mutex<Option<MemoryRestart>>> {
     let exceeded = Arc::new(std::sync::Mutex::new(None));
-    let Some(limit_bytes) = app.config.memory_restart_bytes else {
+    let Some(limit_bytes) = app.config.process.memory_restart_bytes else {
         return exceeded;
     };
     let record = exceeded.clone();
@@ -199,7 +199,7 @@ fn spawn_memory_watch(
                     .redis
                     .try_lease(
                         &app.redis.keys().memory_restart_turn(),
-                        &app.config.instance,
+                        &app.config.process.instance,
                         MEMORY_RESTART_SPACING,
                     )
                     .await

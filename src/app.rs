@@ -54,7 +54,7 @@ pub struct ResolveError(pub StoreError);
 impl AppState {
     /// Builds the state without touching the network: PostgreSQL and Redis connect lazily.
     pub fn build(config: Config, route_names: Vec<&'static str>) -> anyhow::Result<App> {
-        let store = Store::connect_lazy(&config.database_url, config.db_pool_size)?;
+        let store = Store::connect_lazy(&config.database.url, config.database.pool_size)?;
         Self::build_with_store(config, store, route_names)
     }
 
@@ -63,9 +63,9 @@ impl AppState {
         store: Store,
         route_names: Vec<&'static str>,
     ) -> anyhow::Result<App> {
-        let redis = RedisHandle::new(&config.redis_url, &config.redis_key_prefix)?;
+        let redis = RedisHandle::new(&config.redis.url, &config.redis.key_prefix)?;
         let metadata = MetadataFetcher::new(FetchPolicy {
-            allowed_addrs: config.metadata_allowlist.clone(),
+            allowed_addrs: config.metadata.allowlist.clone(),
             ..FetchPolicy::default()
         })
         .map_err(|e| anyhow::anyhow!("metadata fetcher: {e}"))?;
@@ -74,12 +74,12 @@ impl AppState {
             shared_limiter: SharedLimiter::new(redis.clone()),
             redis,
             local: Arc::new(LocalLinkCache::new(200_000)),
-            clicks: Arc::new(ClickQueue::new(config.click_queue_capacity)),
+            clicks: Arc::new(ClickQueue::new(config.cache.click_queue_capacity)),
             hot_limiter: Arc::new(HotLimiter::new()),
             metrics: Metrics::new(Box::leak(route_names.into_boxed_slice())),
             metadata,
-            passwords: PasswordPool::new(config.password_hash_concurrency),
-            connections: Connections::new(config.http.clone()),
+            passwords: PasswordPool::new(config.http.password_hash_concurrency),
+            connections: Connections::new(config.http.limits.clone()),
             started: Instant::now(),
             started_at: Utc::now(),
             in_flight: AtomicU64::new(0),
@@ -108,8 +108,8 @@ impl AppState {
         };
         let ttl = self.local.ttl_for(
             epoch,
-            self.config.local_cache_ttl,
-            self.config.local_cache_subscribed_ttl,
+            self.config.cache.local_ttl,
+            self.config.cache.local_subscribed_ttl,
         );
         if self.redis.is_healthy() {
             match self.redis.get_link(code).await {
@@ -141,9 +141,9 @@ impl AppState {
                     let code = code.to_string();
                     let value = found.clone();
                     let redis_ttl = if value.is_some() {
-                        self.config.redis_cache_ttl
+                        self.config.cache.redis_ttl
                     } else {
-                        self.config.negative_cache_ttl
+                        self.config.cache.negative_ttl
                     };
                     tokio::spawn(async move {
                         redis.put_link(&code, value.as_deref(), redis_ttl).await
@@ -257,7 +257,7 @@ impl AppState {
                 n as f64,
             ));
         }
-        self.metrics.snapshot(&self.config.instance, extra)
+        self.metrics.snapshot(&self.config.process.instance, extra)
     }
 
     /// Publishes this instance's heartbeat and metrics snapshot to Redis.
@@ -267,7 +267,7 @@ impl AppState {
             Ok(s) => s,
             Err(_) => return,
         };
-        let instance = &self.config.instance;
+        let instance = &self.config.process.instance;
         let mut pipe = redis::pipe();
         pipe.cmd("HSET")
             .arg(keys.instance(instance))
@@ -307,7 +307,7 @@ impl AppState {
     /// Removes this instance's heartbeat on a clean stop, so status views do not show it.
     pub async fn retract_heartbeat(&self) {
         let keys = self.redis.keys();
-        let instance = &self.config.instance;
+        let instance = &self.config.process.instance;
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(keys.instance(instance)).ignore();
         pipe.cmd("DEL")
@@ -338,7 +338,7 @@ pub fn spawn_background(
     let supervisor = tokio::spawn(app.redis.clone().run_supervisor(flush_stop.wait()));
     let listener = tokio::spawn(app.redis.clone().run_invalidation_listener(
         app.local.clone(),
-        app.config.local_cache_ttl,
+        app.config.cache.local_ttl,
         shutdown.wait(),
     ));
     let flusher = tokio::spawn(run_flusher(
@@ -373,7 +373,7 @@ pub fn spawn_background(
 /// Fills title/description/favicon in the background after a link is created. Failures are
 /// logged at debug level: a page without metadata is normal.
 pub fn spawn_metadata_fill(app: &App, link_id: uuid::Uuid, url: String) {
-    if !app.config.metadata_fetch {
+    if !app.config.metadata.fetch {
         return;
     }
     let app = app.clone();

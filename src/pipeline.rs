@@ -19,11 +19,11 @@ pub type Pipeline = crate::clicks::consumer::Pipeline<RedisHandle, Store>;
 
 /// Builds the handles (nothing connects yet) and opens the GeoIP database if configured.
 pub fn build(config: &Config) -> anyhow::Result<Pipeline> {
-    let store = Store::connect_lazy(&config.database_url, 4)?;
+    let store = Store::connect_lazy(&config.database.url, 4)?;
     // Blocking reads wait up to the poll interval: leave room beyond it.
     let redis = RedisHandle::with_timeout(
-        &config.redis_url,
-        &config.redis_key_prefix,
+        &config.redis.url,
+        &config.redis.key_prefix,
         config.pipeline.poll_interval + Duration::from_secs(5),
     )?
     .with_outage_note(
@@ -54,7 +54,10 @@ pub fn process_main(process: Process) -> Exit {
             let pipeline = build(&config).map_err(BadConfig)?;
             // Reconnects Redis after an outage, until the process stops.
             tokio::spawn(pipeline.stream.clone().run_supervisor(shutdown.wait()));
-            let (instance, migrate) = (config.instance.as_str(), config.migrate_on_start);
+            let (instance, migrate) = (
+                config.process.instance.as_str(),
+                config.process.migrate_on_start,
+            );
             match process {
                 Process::Worker => {
                     worker::run(pipeline, instance, migrate, shutdown).await;

@@ -14,10 +14,10 @@ fn main() -> std::process::ExitCode {
     };
     daemon
         .main(
-            |config| config.worker_threads,
+            |config| config.process.worker_threads,
             |config| {
-                systemd::take_listener(config.bind_addr).map_err(|e| {
-                    let why = format!("cannot listen on BIND_ADDR {}: {e}", config.bind_addr);
+                systemd::take_listener(config.http.bind_addr).map_err(|e| {
+                    let why = format!("cannot listen on BIND_ADDR {}: {e}", config.http.bind_addr);
                     (Exit::OsError, why)
                 })
             },

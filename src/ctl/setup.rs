@@ -47,7 +47,7 @@ pub enum SetupError {
 }
 
 fn has_database_url(vars: &HashMap<String, String>) -> bool {
-    vars.get("DATABASE_URL")
+    vars.get(config::vars::DATABASE_URL.name)
         .is_some_and(|v| !v.trim().is_empty())
 }
 
@@ -97,7 +97,10 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
         }
         let database_url = create_database(&superuser, &opts.name, out)?;
         // Validate what we are about to write with the same rules as every service.
-        vars.insert("DATABASE_URL".to_string(), database_url.clone());
+        vars.insert(
+            config::vars::DATABASE_URL.name.to_string(),
+            database_url.clone(),
+        );
         Config::from_map(&vars)?;
         write_setup_env(&setup_file, &database_url)?;
         say(
@@ -114,16 +117,16 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
     super::migrate(&config).await.with_context(|| {
         format!(
             "PostgreSQL at {} is configured but not usable",
-            redacted(&config.database_url)
+            redacted(&config.database.url)
         )
     })?;
     say(out, "database migrations are up to date");
-    let (redis, _) = super::units::connect_redis(&config).await;
+    let (redis, _) = super::status::connect_redis(&config).await;
     if !redis.ok {
         return Err(anyhow::anyhow!(
             "Redis at {} does not answer ({}): install and start redis-server \
              (apt-get install redis-server), or set REDIS_URL in {}",
-            redacted(&config.redis_url),
+            redacted(&config.redis.url),
             redis.error.unwrap_or_default(),
             env_file.display()
         )
@@ -131,7 +134,7 @@ pub async fn setup(opts: SetupOptions, out: &mut impl Write) -> Result<(), Setup
     }
     say(
         out,
-        &format!("Redis at {} answers", redacted(&config.redis_url)),
+        &format!("Redis at {} answers", redacted(&config.redis.url)),
     );
     say(out, "ready: systemctl start boltlink.target");
     Ok(())
@@ -145,11 +148,7 @@ fn say(out: &mut impl Write, line: &str) {
 /// A URL with its password replaced, for messages.
 pub fn redacted(url: &str) -> String {
     match Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
+        Ok(u) => config::redact_url(&u).unwrap_or_else(|| u.to_string()),
         Err(_) => "(unparsable URL)".to_string(),
     }
 }

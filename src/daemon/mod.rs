@@ -120,8 +120,10 @@ impl Daemon {
             }
         };
         let dropped = capabilities::drop_all();
-        let instance = self.tag_instance.then_some(config.instance.as_str());
-        crate::telemetry::init_with_instance(&config.log_level, name, instance);
+        let instance = self
+            .tag_instance
+            .then_some(config.process.instance.as_str());
+        crate::telemetry::init_with_instance(&config.process.log_level, name, instance);
         tracing::info!(capabilities.held = %dropped, "{name} starting; capabilities: {dropped}");
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads(&config))

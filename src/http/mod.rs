@@ -263,7 +263,7 @@ where
     let origin = parts.headers.get(header::ORIGIN).cloned();
     let method = parts.method.clone();
     let version = parts.version;
-    let client_ip = request::client_ip(peer, &parts.headers, app.config.trust_proxy);
+    let client_ip = request::client_ip(peer, &parts.headers, app.config.http.trust_proxy);
     let matched = router().at(parts.uri.path()).ok().map(|m| {
         let param = m.params.iter().next().map(|(_, v)| v.to_string());
         (*m.value, param)
@@ -318,7 +318,7 @@ where
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.observe_request(route_idx, status, elapsed);
-    if app.config.access_log {
+    if app.config.process.access_log {
         tracing::info!(
             target: "boltlink::access",
             request_id = rid.to_str().unwrap_or(""),
@@ -348,7 +348,7 @@ fn decorate(
     let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
         return;
     };
-    let Some(grant) = app.config.allowed_origins.allow(origin) else {
+    let Some(grant) = app.config.http.allowed_origins.allow(origin) else {
         return;
     };
     if let Ok(v) = HeaderValue::from_str(origin) {

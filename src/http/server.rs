@@ -58,7 +58,7 @@ pub async fn serve(
 /// peers. Idle HTTP/2 connections and the first request's deadline are the connection
 /// task's (see [`serve_connection`]).
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
-    let limits = &app.config.http;
+    let limits = &app.config.http.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

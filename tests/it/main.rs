@@ -10,6 +10,8 @@ mod background;
 mod caching;
 mod campaigns;
 mod conventions;
+mod ctl_config;
+mod docs;
 mod exactly_once;
 mod hardening;
 mod links;

@@ -140,7 +140,7 @@ fn the_drain_fits_inside_the_stop_timeout() {
     )
     .expect("config");
     assert!(
-        config.shutdown_timeout + std::time::Duration::from_millis(1000)
+        config.process.shutdown_timeout + std::time::Duration::from_millis(1000)
             <= std::time::Duration::from_secs(5)
     );
 }

@@ -43,7 +43,7 @@ impl<'a> LinkView<'a> {
         Self {
             id: l.id,
             short_code: &l.short_code,
-            short_url: format!("{}/{}", app.config.public_base_url, l.short_code),
+            short_url: format!("{}/{}", app.config.http.public_base_url, l.short_code),
             original_url: &l.original_url,
             clicks: l.clicks,
             title: l.title.as_deref(),

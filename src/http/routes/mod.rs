@@ -36,7 +36,12 @@ where
     // Bodies are read only where the route takes one.
     let takes_body = matches!(method, Method::POST | Method::PATCH | Method::PUT);
     let bytes = if takes_body {
-        read_body(&ctx.parts.headers, body, app.config.http.body_timeout).await?
+        read_body(
+            &ctx.parts.headers,
+            body,
+            app.config.http.limits.body_timeout,
+        )
+        .await?
     } else {
         drop(body);
         bytes::Bytes::new()

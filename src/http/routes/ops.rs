@@ -47,7 +47,7 @@ pub async fn health(app: &App) -> Result<Response<Body>, ApiError> {
         "uptime": app.started.elapsed().as_secs_f64().floor(),
         "service": "boltlink-api",
         "version": VERSION,
-        "instance": app.config.instance,
+        "instance": app.config.process.instance,
         "checks": {
             "database": if db.is_ok() { "ok" } else { "failing" },
             "redis": if redis.is_ok() { "ok" } else { "failing" },
@@ -151,7 +151,7 @@ pub async fn system_health(app: &App, ctx: &RequestCtx) -> Result<Response<Body>
             }
         }
         None => out.push(ServiceHealth {
-            service: format!("api:{}", app.config.instance),
+            service: format!("api:{}", app.config.process.instance),
             status: "warning",
             uptime: Some(app.started.elapsed().as_secs() as i64),
             last_check: timestamp(now),
@@ -231,7 +231,7 @@ pub async fn metrics(app: &App) -> Response<Body> {
     if let Some(instances) = app.redis.instance_heartbeats().await {
         let others: Vec<String> = instances
             .into_iter()
-            .filter(|(name, beat)| beat.is_some() && *name != app.config.instance)
+            .filter(|(name, beat)| beat.is_some() && *name != app.config.process.instance)
             .map(|(name, _)| name)
             .collect();
         for raw in app

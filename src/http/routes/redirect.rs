@@ -144,7 +144,7 @@ pub async fn redirect(
     };
     if target.is_protected {
         record(ClickKind::Gated);
-        return match &app.config.frontend_url {
+        return match &app.config.http.frontend_url {
             Some(front) => found(&format!("{front}/verify?code={}", target.code)),
             None => Ok(password_form(&target.code)),
         };
@@ -153,7 +153,7 @@ pub async fn redirect(
         let (allowed, decision) = link_cap_allows(app, ctx, &target).await;
         if !allowed {
             record(ClickKind::Gated);
-            return match &app.config.frontend_url {
+            return match &app.config.http.frontend_url {
                 Some(front) => found(&format!("{front}/rate-limit?code={}", target.code)),
                 None => Err(too_many(
                     "This link has reached its click limit, please try again later",
