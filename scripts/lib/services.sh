@@ -240,13 +240,18 @@ _bl_pg_start() {
     fi
 
     # Rewritten on every start so a changed port or state-dir location takes effect.
+    # BL_PG_FSYNC=off (scripts/test) for a throwaway cluster; on otherwise (scripts/run).
+    case ${BL_PG_FSYNC:-on} in
+    on | off) ;;
+    *) _bl_err "BL_PG_FSYNC must be on or off, not ${BL_PG_FSYNC}"; return 1 ;;
+    esac
     _bl_as_pg mkdir -p "$run"
     _bl_as_pg tee "$data/boltlink.conf" >/dev/null <<EOF
 # Written by scripts/lib/services.sh on every start; edits are overwritten.
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$run'
-fsync = on
+fsync = ${BL_PG_FSYNC:-on}
 max_connections = 300
 shared_buffers = 128MB
 EOF
