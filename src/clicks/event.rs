@@ -315,23 +315,29 @@ pub fn clip(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// A click at `at_ms` with fixed ids and fields, for the click path's unit tests.
+#[cfg(test)]
+pub(crate) fn sample_event(at_ms: i64) -> ClickEvent {
+    ClickEvent {
+        id: Uuid::now_v7(),
+        link_id: Uuid::nil(),
+        owner_key_id: Uuid::nil(),
+        at_ms,
+        region: "UNKNOWN".into(),
+        user_agent: String::new(),
+        referer: String::new(),
+        latency_us: 1,
+        kind: ClickKind::Click,
+        client_ip: Some("192.0.2.7".parse().expect("ip")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ev(n: i64) -> ClickEvent {
-        ClickEvent {
-            id: Uuid::now_v7(),
-            link_id: Uuid::nil(),
-            owner_key_id: Uuid::nil(),
-            at_ms: n,
-            region: "UNKNOWN".into(),
-            user_agent: String::new(),
-            referer: String::new(),
-            latency_us: 1,
-            kind: ClickKind::Click,
-            client_ip: Some("192.0.2.7".parse().expect("ip")),
-        }
+        sample_event(n)
     }
 
     #[test]

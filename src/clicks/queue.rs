@@ -211,22 +211,7 @@ impl ClickQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clicks::event::ClickKind;
-
-    fn ev(n: i64) -> ClickEvent {
-        ClickEvent {
-            id: Uuid::now_v7(),
-            link_id: Uuid::nil(),
-            owner_key_id: Uuid::nil(),
-            at_ms: n,
-            region: "UNKNOWN".into(),
-            user_agent: String::new(),
-            referer: String::new(),
-            latency_us: 1,
-            kind: ClickKind::Click,
-            client_ip: Some("192.0.2.7".parse().expect("ip")),
-        }
-    }
+    use crate::clicks::event::sample_event as ev;
 
     #[test]
     fn queue_is_bounded_and_counts_drops() {
