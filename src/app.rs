@@ -7,9 +7,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::limiter::{HotLimiter, SharedLimiter};
-use crate::cache::local::{LocalLinkCache, LocalLookup};
-use crate::cache::{RedisHandle, RedisLookup, RedisShipper};
 use crate::clicks::queue::{run_flusher, ClickQueue};
 use crate::clicks::ClickEvent;
 use crate::config::Config;
@@ -19,6 +16,9 @@ use crate::domain::RedirectTarget;
 use crate::metadata::{FetchPolicy, MetadataFetcher};
 use crate::metrics::{Metrics, Sample, Snapshot};
 use crate::passwords::PasswordPool;
+use crate::redis::limiter::{HotLimiter, SharedLimiter};
+use crate::redis::local::{LocalLinkCache, LocalLookup};
+use crate::redis::{RedisHandle, RedisLookup, RedisShipper};
 use crate::store::{Store, StoreError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -268,7 +268,7 @@ impl AppState {
             Err(_) => return,
         };
         let instance = &self.config.process.instance;
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("HSET")
             .arg(keys.instance(instance))
             .arg("started_at")
@@ -308,7 +308,7 @@ impl AppState {
     pub async fn retract_heartbeat(&self) {
         let keys = self.redis.keys();
         let instance = &self.config.process.instance;
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("DEL").arg(keys.instance(instance)).ignore();
         pipe.cmd("DEL")
             .arg(keys.instance_metrics(instance))

@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use super::timestamp;
 use crate::app::{App, VERSION};
-use crate::cache::Heartbeat;
 use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, RequestCtx};
 use crate::metrics::{render, Sample, Snapshot};
+use crate::redis::Heartbeat;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A consumer this far behind is reported as a warning.

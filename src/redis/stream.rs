@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::streams::StreamInfoGroupsReply;
+use ::redis::streams::StreamInfoGroupsReply;
 
 use super::RedisHandle;
 use crate::clicks::consumer::GROUPS;
@@ -19,14 +19,14 @@ impl ClickLog for RedisHandle {
     /// groups are left alone.
     async fn ensure_groups(&self) -> Result<(), LogError> {
         for group in GROUPS {
-            let cmd = redis::cmd("XGROUP")
+            let cmd = ::redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(self.keys().click_stream())
                 .arg(group)
                 .arg("0")
                 .arg("MKSTREAM")
                 .clone();
-            let mut pipe = redis::pipe();
+            let mut pipe = ::redis::pipe();
             pipe.add_command(cmd);
             match self.try_pipe::<(String,)>(&pipe).await {
                 Ok(_) => {}
@@ -47,7 +47,7 @@ impl ClickLog for RedisHandle {
         block: Duration,
         pending: bool,
     ) -> Result<Vec<StreamEntry>, LogError> {
-        let mut cmd = redis::cmd("XREADGROUP");
+        let mut cmd = ::redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group)
             .arg(consumer)
@@ -59,9 +59,9 @@ impl ClickLog for RedisHandle {
         cmd.arg("STREAMS")
             .arg(self.keys().click_stream())
             .arg(if pending { "0" } else { ">" });
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd);
-        let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+        let (reply,): (::redis::Value,) = self.try_pipe(&pipe).await?;
         Ok(stream_entries(reply)?)
     }
 
@@ -71,7 +71,7 @@ impl ClickLog for RedisHandle {
     async fn claim_all_pending(&self, group: &str, consumer: &str) -> Result<(), LogError> {
         let mut cursor = "0-0".to_string();
         loop {
-            let mut pipe = redis::pipe();
+            let mut pipe = ::redis::pipe();
             pipe.cmd("XAUTOCLAIM")
                 .arg(self.keys().click_stream())
                 .arg(group)
@@ -81,11 +81,11 @@ impl ClickLog for RedisHandle {
                 .arg("COUNT")
                 .arg(1000)
                 .arg("JUSTID");
-            let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+            let (reply,): (::redis::Value,) = self.try_pipe(&pipe).await?;
             let next = match reply {
-                redis::Value::Array(items) => items
+                ::redis::Value::Array(items) => items
                     .first()
-                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .and_then(|v| ::redis::from_redis_value::<String>(v).ok())
                     .unwrap_or_else(|| "0-0".to_string()),
                 _ => "0-0".to_string(),
             };
@@ -101,19 +101,19 @@ impl ClickLog for RedisHandle {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut cmd = redis::cmd("XACK");
+        let mut cmd = ::redis::cmd("XACK");
         cmd.arg(self.keys().click_stream()).arg(group);
         for id in ids {
             cmd.arg(id.to_string());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd).ignore();
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
     /// Keeps an entry that is not a valid event, with the reason, in the dead-letter stream.
     async fn dead_letter(&self, entry: &StreamEntry, reason: &str) -> Result<(), LogError> {
-        let mut cmd = redis::cmd("XADD");
+        let mut cmd = ::redis::cmd("XADD");
         cmd.arg(self.keys().dead_letters())
             .arg("*")
             .arg("stream_id")
@@ -122,7 +122,7 @@ impl ClickLog for RedisHandle {
         for (k, v) in &entry.fields {
             cmd.arg(format!("field.{k}")).arg(v);
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd).ignore();
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
@@ -135,7 +135,7 @@ impl ClickLog for RedisHandle {
         reason: &str,
         record: &str,
     ) -> Result<(), LogError> {
-        let mut cmd = redis::cmd("XADD");
+        let mut cmd = ::redis::cmd("XADD");
         cmd.arg(self.keys().dead_letters())
             .arg("*")
             .arg("stream_id")
@@ -144,7 +144,7 @@ impl ClickLog for RedisHandle {
             .arg(reason)
             .arg("record")
             .arg(record);
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd).ignore();
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
@@ -161,12 +161,12 @@ impl ClickLog for RedisHandle {
             // Redis could not compute it (after a trim of unread entries): count them.
             None => {
                 let last: StreamId = info.last_delivered_id.parse().unwrap_or_default();
-                let mut pipe = redis::pipe();
+                let mut pipe = ::redis::pipe();
                 pipe.cmd("XRANGE")
                     .arg(self.keys().click_stream())
                     .arg(format!("({last}"))
                     .arg("+");
-                let (r,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+                let (r,): (::redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
                 r.ids.len() as u64
             }
         };
@@ -208,7 +208,7 @@ impl ClickLog for RedisHandle {
             bound = Some(bound.map_or(needed, |b| b.min(needed)));
         }
         let Some(bound) = bound else { return Ok(0) };
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XTRIM")
             .arg(self.keys().click_stream())
             .arg("MINID")
@@ -224,8 +224,8 @@ impl ClickLog for RedisHandle {
         fields: &[(&str, String)],
     ) -> Result<(), LogError> {
         let key = self.keys().process_heartbeat(process);
-        let mut pipe = redis::pipe();
-        let mut hset = redis::cmd("HSET");
+        let mut pipe = ::redis::pipe();
+        let mut hset = ::redis::cmd("HSET");
         hset.arg(&key);
         for (k, v) in fields {
             hset.arg(*k).arg(v);
@@ -238,7 +238,7 @@ impl ClickLog for RedisHandle {
 
 impl RedisHandle {
     async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XINFO")
             .arg("GROUPS")
             .arg(self.keys().click_stream());
@@ -249,7 +249,7 @@ impl RedisHandle {
     /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
     /// a mistake here would let the trimmer delete entries a consumer still has to finish).
     async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XPENDING")
             .arg(self.keys().click_stream())
             .arg(group)
@@ -262,14 +262,14 @@ impl RedisHandle {
 
     /// The first entry after `after`, if any.
     async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, String> {
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XRANGE")
             .arg(self.keys().click_stream())
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
             .arg(1);
-        let (reply,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+        let (reply,): (::redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
         reply.ids.first().map(|e| e.id.parse()).transpose()
     }
 }
@@ -278,8 +278,8 @@ impl RedisHandle {
 /// strings become the fields without another copy (this runs for every click, twice).
 /// `Nil` (nothing read) is no entries; an entry whose fields are `Nil` (deleted from the
 /// stream while pending) gets no fields and is dead-lettered by the caller as invalid.
-fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, String> {
-    use redis::Value;
+fn stream_entries(reply: ::redis::Value) -> Result<Vec<StreamEntry>, String> {
+    use ::redis::Value;
     fn text(v: Value) -> Result<String, String> {
         match v {
             Value::BulkString(bytes) => String::from_utf8(bytes)
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn read_replies_become_entries_in_order_and_odd_shapes_are_errors() {
-        use redis::Value;
+        use ::redis::Value;
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let reply = Value::Array(vec![Value::Array(vec![
             bulk("clicks"),

@@ -631,7 +631,7 @@ pub async fn check_link_cap(
     let taken = hot.take_unflushed(subject, window_ms, now_ms);
     let (name, subject_key) = subject.key_parts();
     let keys = redis.keys();
-    let mut cmd = redis::cmd("EVAL");
+    let mut cmd = ::redis::cmd("EVAL");
     cmd.arg(WINDOW_SCRIPT)
         .arg(2)
         .arg(keys.rate_window(name, &subject_key, taken.window))
@@ -812,7 +812,7 @@ impl SharedLimiter {
                 )
             })
             .collect();
-        let mut cmd = redis::cmd("EVAL");
+        let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(ATTEMPT_SCRIPT)
             .arg(1 + 2 * subjects.len())
             .arg(&lock_key);
@@ -867,7 +867,7 @@ impl SharedLimiterInner {
         let window_ms = window.as_millis().max(1) as i64;
         let idx = window_index(now_ms, window_ms);
         let keys = self.redis.keys();
-        let mut cmd = redis::cmd("EVAL");
+        let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(WINDOW_SCRIPT)
             .arg(2)
             .arg(keys.rate_window(name, subject, idx))
@@ -980,7 +980,7 @@ impl SharedLimiterInner {
             }
             return;
         }
-        let mut cmd = redis::cmd("EVAL");
+        let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(RELEASE_SCRIPT)
             .arg(1 + refund.len())
             .arg(lock_key)

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::FromRedisValue;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::FromRedisValue;
 
 use crate::clicks::event::{pack, PACKED_VERSION};
 use crate::clicks::queue::{ClickQueue, ClickShipper, FlushOutcome, FLUSH_BATCH};
@@ -60,7 +60,7 @@ pub struct RedisHandle {
 }
 
 struct RedisInner {
-    client: redis::Client,
+    client: ::redis::Client,
     conn: RwLock<Option<ConnectionManager>>,
     healthy: AtomicBool,
     keys: Keys,
@@ -86,7 +86,7 @@ impl RedisHandle {
     pub fn with_timeout(url: &str, prefix: &str, op_timeout: Duration) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(RedisInner {
-                client: redis::Client::open(url)?,
+                client: ::redis::Client::open(url)?,
                 conn: RwLock::new(None),
                 healthy: AtomicBool::new(false),
                 keys: Keys::new(prefix),
@@ -112,7 +112,7 @@ impl RedisHandle {
         &self.inner.keys
     }
 
-    pub fn client(&self) -> &redis::Client {
+    pub fn client(&self) -> &::redis::Client {
         &self.inner.client
     }
 
@@ -176,7 +176,8 @@ impl RedisHandle {
         // Commands on one connection are answered in order: on a stream consumer's handle a
         // PING may queue behind a blocking XREADGROUP, so it gets the same (longer) bound.
         let bound = self.inner.op_timeout.max(OP_TIMEOUT);
-        match tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut c)).await {
+        match tokio::time::timeout(bound, ::redis::cmd("PING").query_async::<String>(&mut c)).await
+        {
             Ok(Ok(_)) => Ok(start.elapsed()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_string()),
@@ -205,11 +206,11 @@ impl RedisHandle {
     }
 
     /// Runs a pipeline; `None` when Redis is down or the call failed (marks Redis unhealthy).
-    pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Option<T> {
+    pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Option<T> {
         self.try_pipe(pipe).await.ok()
     }
 
-    pub async fn try_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, String> {
+    pub async fn try_pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Result<T, String> {
         if !self.is_healthy() {
             return Err("redis unavailable".to_string());
         }
@@ -239,8 +240,8 @@ impl RedisHandle {
         }
     }
 
-    pub async fn query_cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
-        let mut pipe = redis::pipe();
+    pub async fn query_cmd<T: FromRedisValue>(&self, cmd: &::redis::Cmd) -> Option<T> {
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd.clone());
         self.query_pipe::<(T,)>(&pipe).await.map(|(v,)| v)
     }
@@ -248,7 +249,7 @@ impl RedisHandle {
     /// Takes `key` for `owner` for `ttl` unless someone holds it: `Some(true)` taken,
     /// `Some(false)` held by another, `None` Redis unreachable.
     pub async fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Option<bool> {
-        let cmd = redis::cmd("SET")
+        let cmd = ::redis::cmd("SET")
             .arg(key)
             .arg(owner)
             .arg("NX")
@@ -263,7 +264,7 @@ impl RedisHandle {
     // ---- link cache -------------------------------------------------------------------
 
     pub async fn get_link(&self, code: &str) -> RedisLookup {
-        let cmd = redis::cmd("GET").arg(self.keys().link(code)).clone();
+        let cmd = ::redis::cmd("GET").arg(self.keys().link(code)).clone();
         match self.query_cmd::<Option<String>>(&cmd).await {
             None => RedisLookup::Unavailable,
             Some(None) => RedisLookup::Miss,
@@ -285,7 +286,7 @@ impl RedisHandle {
             },
             None => MISSING_MARKER.to_string(),
         };
-        let cmd = redis::cmd("SET")
+        let cmd = ::redis::cmd("SET")
             .arg(self.keys().link(code))
             .arg(value)
             .arg("PX")
@@ -297,7 +298,7 @@ impl RedisHandle {
     /// Removes the cached state of a code everywhere: the Redis entry and, through pub/sub,
     /// every instance's local cache. If Redis is down the code is remembered and retried.
     pub async fn invalidate_link(&self, code: &str) {
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("DEL").arg(self.keys().link(code)).ignore();
         pipe.cmd("PUBLISH")
             .arg(self.keys().invalidation_channel())
@@ -407,9 +408,9 @@ impl RedisHandle {
         if batch.is_none() && increments.is_empty() {
             return FlushOutcome::Empty;
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         if let Some(batch) = &batch {
-            let mut cmd = redis::cmd("EVAL");
+            let mut cmd = ::redis::cmd("EVAL");
             cmd.arg(APPEND_SCRIPT)
                 .arg(2)
                 .arg(self.keys().click_stream())
@@ -467,7 +468,7 @@ impl RedisHandle {
 
     /// Number of entries in the click stream (`XLEN`), `None` if Redis is down.
     pub async fn click_stream_len(&self) -> Option<u64> {
-        let cmd = redis::cmd("XLEN").arg(self.keys().click_stream()).clone();
+        let cmd = ::redis::cmd("XLEN").arg(self.keys().click_stream()).clone();
         self.query_cmd(&cmd).await
     }
 }
@@ -516,10 +517,12 @@ impl RedisHandle {
     /// Every registered API instance with its heartbeat (`None` once expired). Expired
     /// members are removed from the registry after being reported once.
     pub async fn instance_heartbeats(&self) -> Option<Vec<(String, Option<Heartbeat>)>> {
-        let cmd = redis::cmd("SMEMBERS").arg(self.keys().instances()).clone();
+        let cmd = ::redis::cmd("SMEMBERS")
+            .arg(self.keys().instances())
+            .clone();
         let mut names: Vec<String> = self.query_cmd(&cmd).await?;
         names.sort();
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         for name in &names {
             pipe.cmd("HGETALL").arg(self.keys().instance(name));
         }
@@ -539,7 +542,7 @@ impl RedisHandle {
             }
         }
         if !expired.is_empty() {
-            let cmd = redis::cmd("SREM")
+            let cmd = ::redis::cmd("SREM")
                 .arg(self.keys().instances())
                 .arg(&expired)
                 .clone();
@@ -550,7 +553,7 @@ impl RedisHandle {
 
     /// The heartbeat of a background process, `Some(None)` if it has none.
     pub async fn process_heartbeat(&self, process: &str) -> Option<Option<Heartbeat>> {
-        let cmd = redis::cmd("HGETALL")
+        let cmd = ::redis::cmd("HGETALL")
             .arg(self.keys().process_heartbeat(process))
             .clone();
         let h: Heartbeat = self.query_cmd(&cmd).await?;
@@ -559,7 +562,7 @@ impl RedisHandle {
 
     /// Seconds since the Redis server started.
     pub async fn server_uptime_secs(&self) -> Option<u64> {
-        let cmd = redis::cmd("INFO").arg("server").clone();
+        let cmd = ::redis::cmd("INFO").arg("server").clone();
         let info: String = self.query_cmd(&cmd).await?;
         info.lines()
             .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
@@ -575,7 +578,7 @@ impl RedisHandle {
             .iter()
             .map(|i| self.keys().instance_metrics(i))
             .collect();
-        let cmd = redis::cmd("MGET").arg(keys).clone();
+        let cmd = ::redis::cmd("MGET").arg(keys).clone();
         let values: Vec<Option<String>> = self.query_cmd(&cmd).await?;
         Some(values.into_iter().flatten().collect())
     }
