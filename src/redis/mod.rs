@@ -1,14 +1,31 @@
-//! Redis: link cache, click stream, rate-limit counters, invalidation channel, heartbeats.
-//! The only module that talks to Redis; every key comes from [`keys::Keys`].
+//! The Redis adapter: the only code using the `redis` crate (named `::redis` inside this
+//! crate, so it is never confused with this module); every key comes from [`keys::Keys`].
 //!
 //! Redis is never a single point of failure for the API. [`RedisHandle`] tracks whether Redis
-//! answers; while it does not, calls return `None` at once instead of waiting on timeouts,
-//! and a supervisor task reconnects in the background. Callers fall back to PostgreSQL, the
-//! local cache and per-instance counters.
+//! answers; while it does not, calls return `None` at once instead of waiting
+//! on timeouts, and a supervisor task reconnects in the background. Callers fall back to PostgreSQL, the local cache and per-instance counters.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`RedisHandle`]: the connection, its supervisor, health, the bounded command
+//!   calls everything else goes through, leases.
+//! - [`keys`]: every key and channel name.
+//! - [`links`]: the link cache and its invalidation (`DEL` + pub/sub) and listener.
+//! - [`limiter`]: rate limits and password attempt slots, shared through Redis.
+//! - [`shipper`]: [`RedisShipper`], the producing side of the click stream (the click
+//!   flusher's way out, with the hot limiter's increments).
+//! - [`stream`]: the consuming side: [`crate::clicks::ports::ClickLog`] for [`RedisHandle`]
+//!   (consumer groups, reads, claims, acknowledgements, dead letters, lag, trimming).
+//! - [`heartbeat`]: instance and process heartbeats, metrics snapshots.
+//!
+//! The in-process link cache is not Redis and lives in [`crate::local_cache`]. This adapter
+//! depends on [`crate::clicks`] (it implements its ports), never the other way round.
 
+pub mod heartbeat;
 pub mod keys;
 pub mod limiter;
-pub mod local;
+pub mod links;
+pub mod shipper;
 pub mod stream;
 
 use std::collections::HashSet;
@@ -18,41 +35,14 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::FromRedisValue;
-use futures_util::StreamExt;
 
-use crate::clicks::event::{pack, PACKED_VERSION};
-use crate::clicks::queue::{ClickQueue, ClickShipper, FlushOutcome, FLUSH_BATCH};
-use crate::domain::RedirectTarget;
+pub use heartbeat::{Heartbeat, InstanceHeartbeat};
 use keys::Keys;
-use limiter::HotLimiter;
-use local::LocalLinkCache;
+pub use links::RedisLookup;
+pub use shipper::RedisShipper;
 
-/// Marker stored under a link key for a code known not to exist (negative caching).
-const MISSING_MARKER: &str = "-";
 /// Upper bound on one Redis command from the request path.
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
-/// Appends one batch of click events to the stream as ONE packed entry, unless this producer
-/// already appended a batch with this sequence number or a later one (`KEYS[2]` holds the
-/// producer's last sequence number, kept a day after its last batch). Atomic: Redis runs a
-/// script as one unit, so a batch is either wholly in the stream or not at all, and a resend
-/// after a lost reply changes nothing. `ARGV[1]` is the sequence number, the rest the entry's
-/// fields and values.
-pub const APPEND_SCRIPT: &str = r#"
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[1]) <= last then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-return 1
-"#;
-
-/// Result of a Redis link-cache read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisLookup {
-    Unavailable,
-    Miss,
-    Missing,
-    Found(RedirectTarget),
-}
 
 #[derive(Clone)]
 pub struct RedisHandle {
@@ -261,305 +251,6 @@ impl RedisHandle {
             .map(|reply| reply.is_some())
     }
 
-    // ---- link cache -------------------------------------------------------------------
-
-    pub async fn get_link(&self, code: &str) -> RedisLookup {
-        let cmd = ::redis::cmd("GET").arg(self.keys().link(code)).clone();
-        match self.query_cmd::<Option<String>>(&cmd).await {
-            None => RedisLookup::Unavailable,
-            Some(None) => RedisLookup::Miss,
-            Some(Some(v)) if v == MISSING_MARKER => RedisLookup::Missing,
-            Some(Some(v)) => match serde_json::from_str(&v) {
-                Ok(t) => RedisLookup::Found(t),
-                // An entry written by an incompatible version: treat as a miss and overwrite.
-                Err(_) => RedisLookup::Miss,
-            },
-        }
-    }
-
-    /// Caches a lookup result; `None` stores the negative marker.
-    pub async fn put_link(&self, code: &str, target: Option<&RedirectTarget>, ttl: Duration) {
-        let value = match target {
-            Some(t) => match serde_json::to_string(t) {
-                Ok(v) => v,
-                Err(_) => return,
-            },
-            None => MISSING_MARKER.to_string(),
-        };
-        let cmd = ::redis::cmd("SET")
-            .arg(self.keys().link(code))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .clone();
-        let _: Option<()> = self.query_cmd(&cmd).await;
-    }
-
-    /// Removes the cached state of a code everywhere: the Redis entry and, through pub/sub,
-    /// every instance's local cache. If Redis is down the code is remembered and retried.
-    pub async fn invalidate_link(&self, code: &str) {
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("DEL").arg(self.keys().link(code)).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(self.keys().invalidation_channel())
-            .arg(code)
-            .ignore();
-        if self.query_pipe::<()>(&pipe).await.is_none() {
-            self.inner
-                .pending_invalidations
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(code.to_string());
-        }
-    }
-
-    async fn retry_pending_invalidations(&self) {
-        let codes: Vec<String> = self
-            .inner
-            .pending_invalidations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for code in codes {
-            self.invalidate_link(&code).await;
-        }
-    }
-
-    /// Listens for invalidations from other instances and applies them to `local`.
-    /// After every (re)subscription the local cache is cleared: messages sent while we were
-    /// disconnected are lost. While subscribed, entries may live `LOCAL_CACHE_SUBSCRIBED_TTL_MS`;
-    /// when the subscription drops they are cut back to `short_ttl` (see [`LocalLinkCache`]).
-    pub async fn run_invalidation_listener(
-        self,
-        local: Arc<LocalLinkCache>,
-        short_ttl: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        tokio::pin!(shutdown);
-        let channel = self.keys().invalidation_channel();
-        loop {
-            let subscribed = async {
-                let mut pubsub = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    self.inner.client.get_async_pubsub(),
-                )
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())?;
-                pubsub
-                    .subscribe(&channel)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(pubsub)
-            };
-            let mut pubsub = tokio::select! {
-                _ = &mut shutdown => return,
-                r = subscribed => match r {
-                    Ok(p) => p,
-                    Err(_) => {
-                        tokio::select! {
-                            _ = &mut shutdown => return,
-                            _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
-                        }
-                    }
-                }
-            };
-            local.subscribed();
-            let mut messages = pubsub.on_message();
-            // A connection that dies silently (no FIN) would keep the stream open: when the
-            // supervisor finds Redis unreachable, give up the subscription and resubscribe.
-            let mut health = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    _ = health.tick() => {
-                        if !self.is_healthy() {
-                            local.unsubscribed(short_ttl, std::time::Instant::now());
-                            break;
-                        }
-                    }
-                    msg = messages.next() => match msg {
-                        Some(m) => {
-                            if let Ok(code) = m.get_payload::<String>() {
-                                local.invalidate(&code);
-                            }
-                        }
-                        None => {
-                            local.unsubscribed(short_ttl, std::time::Instant::now());
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // ---- click stream -----------------------------------------------------------------
-
-    /// One pipeline: a batch of up to [`FLUSH_BATCH`] events (appended as one packed entry by
-    /// [`APPEND_SCRIPT`], at most once per batch) plus every pending limiter increment.
-    pub async fn flush_once(&self, queue: &ClickQueue, limiter: &HotLimiter) -> FlushOutcome {
-        if !self.is_healthy() {
-            return FlushOutcome::Failed;
-        }
-        let batch = queue.next_batch(FLUSH_BATCH);
-        let increments = limiter.take_pending();
-        if batch.is_none() && increments.is_empty() {
-            return FlushOutcome::Empty;
-        }
-        let mut pipe = ::redis::pipe();
-        if let Some(batch) = &batch {
-            let mut cmd = ::redis::cmd("EVAL");
-            cmd.arg(APPEND_SCRIPT)
-                .arg(2)
-                .arg(self.keys().click_stream())
-                .arg(self.keys().click_producer(&queue.producer().to_string()))
-                .arg(batch.seq)
-                .arg("v")
-                .arg(PACKED_VERSION)
-                .arg("n")
-                .arg(batch.events.len())
-                .arg("events")
-                .arg(pack(&batch.events));
-            pipe.add_command(cmd).ignore();
-        }
-        for inc in &increments {
-            let (name, subject) = inc.subject.key_parts();
-            let key = self.keys().rate_window(name, &subject, inc.window);
-            pipe.cmd("INCRBY").arg(&key).arg(inc.delta);
-            pipe.cmd("PEXPIRE")
-                .arg(&key)
-                .arg(inc.window_ms * 2)
-                .ignore();
-        }
-        match self.try_pipe::<Vec<u64>>(&pipe).await {
-            Ok(totals) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                for (inc, total) in increments
-                    .iter()
-                    .zip(totals.into_iter().map(Some).chain(std::iter::repeat(None)))
-                {
-                    limiter.report(inc, total, now_ms);
-                }
-                if let Some(batch) = batch {
-                    self.inner
-                        .flushed_total
-                        .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-                }
-                FlushOutcome::Delivered
-            }
-            Err(_) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                for inc in &increments {
-                    limiter.report(inc, None, now_ms);
-                }
-                if let Some(batch) = batch {
-                    queue.hold(batch);
-                }
-                FlushOutcome::Failed
-            }
-        }
-    }
-
-    pub fn flushed_events_total(&self) -> u64 {
-        self.inner.flushed_total.load(Ordering::Relaxed)
-    }
-
-    /// Number of entries in the click stream (`XLEN`), `None` if Redis is down.
-    pub async fn click_stream_len(&self) -> Option<u64> {
-        let cmd = ::redis::cmd("XLEN").arg(self.keys().click_stream()).clone();
-        self.query_cmd(&cmd).await
-    }
-}
-
-/// The click flusher's way out ([`crate::clicks::queue::run_flusher`]): each flush ships a
-/// batch of clicks and every pending rate-limit increment in one pipeline, and idle limiter
-/// windows are evicted every 10 s.
-pub struct RedisShipper {
-    pub redis: RedisHandle,
-    pub limiter: Arc<HotLimiter>,
-    last_eviction: std::sync::Mutex<std::time::Instant>,
-}
-
-impl RedisShipper {
-    pub fn new(redis: RedisHandle, limiter: Arc<HotLimiter>) -> Self {
-        Self {
-            redis,
-            limiter,
-            last_eviction: std::sync::Mutex::new(std::time::Instant::now()),
-        }
-    }
-}
-
-impl ClickShipper for RedisShipper {
-    async fn flush_once(&self, queue: &ClickQueue) -> FlushOutcome {
-        self.redis.flush_once(queue, &self.limiter).await
-    }
-
-    fn tick(&self) {
-        let mut last = self
-            .last_eviction
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.elapsed() > Duration::from_secs(10) {
-            self.limiter
-                .evict_idle(chrono::Utc::now().timestamp_millis());
-            *last = std::time::Instant::now();
-        }
-    }
-}
-
-/// A heartbeat hash as stored (field -> value).
-pub type Heartbeat = std::collections::HashMap<String, String>;
-
-impl RedisHandle {
-    /// Every registered API instance with its heartbeat (`None` once expired). Expired
-    /// members are removed from the registry after being reported once.
-    pub async fn instance_heartbeats(&self) -> Option<Vec<(String, Option<Heartbeat>)>> {
-        let cmd = ::redis::cmd("SMEMBERS")
-            .arg(self.keys().instances())
-            .clone();
-        let mut names: Vec<String> = self.query_cmd(&cmd).await?;
-        names.sort();
-        let mut pipe = ::redis::pipe();
-        for name in &names {
-            pipe.cmd("HGETALL").arg(self.keys().instance(name));
-        }
-        let beats: Vec<Heartbeat> = if names.is_empty() {
-            Vec::new()
-        } else {
-            self.query_pipe(&pipe).await?
-        };
-        let mut out = Vec::new();
-        let mut expired = Vec::new();
-        for (name, beat) in names.into_iter().zip(beats) {
-            if beat.is_empty() {
-                expired.push(name.clone());
-                out.push((name, None));
-            } else {
-                out.push((name, Some(beat)));
-            }
-        }
-        if !expired.is_empty() {
-            let cmd = ::redis::cmd("SREM")
-                .arg(self.keys().instances())
-                .arg(&expired)
-                .clone();
-            let _: Option<u64> = self.query_cmd(&cmd).await;
-        }
-        Some(out)
-    }
-
-    /// The heartbeat of a background process, `Some(None)` if it has none.
-    pub async fn process_heartbeat(&self, process: &str) -> Option<Option<Heartbeat>> {
-        let cmd = ::redis::cmd("HGETALL")
-            .arg(self.keys().process_heartbeat(process))
-            .clone();
-        let h: Heartbeat = self.query_cmd(&cmd).await?;
-        Some(if h.is_empty() { None } else { Some(h) })
-    }
-
     /// Seconds since the Redis server started.
     pub async fn server_uptime_secs(&self) -> Option<u64> {
         let cmd = ::redis::cmd("INFO").arg("server").clone();
@@ -567,19 +258,5 @@ impl RedisHandle {
         info.lines()
             .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
             .and_then(|v| v.trim().parse().ok())
-    }
-
-    /// Metrics snapshots (JSON) published by the given instances; expired ones are absent.
-    pub async fn metrics_snapshots(&self, instances: &[String]) -> Option<Vec<String>> {
-        if instances.is_empty() {
-            return Some(Vec::new());
-        }
-        let keys: Vec<String> = instances
-            .iter()
-            .map(|i| self.keys().instance_metrics(i))
-            .collect();
-        let cmd = ::redis::cmd("MGET").arg(keys).clone();
-        let values: Vec<Option<String>> = self.query_cmd(&cmd).await?;
-        Some(values.into_iter().flatten().collect())
     }
 }

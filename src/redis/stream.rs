@@ -223,20 +223,17 @@ impl ClickLog for RedisHandle {
         process: &str,
         fields: &[(&str, String)],
     ) -> Result<(), LogError> {
-        let key = self.keys().process_heartbeat(process);
-        let mut pipe = ::redis::pipe();
-        let mut hset = ::redis::cmd("HSET");
-        hset.arg(&key);
-        for (k, v) in fields {
-            hset.arg(*k).arg(v);
-        }
-        pipe.add_command(hset).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(60_000).ignore();
-        Ok(self.try_pipe::<()>(&pipe).await?)
+        Ok(self.set_process_heartbeat(process, fields).await?)
     }
 }
 
 impl RedisHandle {
+    /// Number of entries in the click stream (`XLEN`), `None` if Redis is down.
+    pub async fn click_stream_len(&self) -> Option<u64> {
+        let cmd = ::redis::cmd("XLEN").arg(self.keys().click_stream()).clone();
+        self.query_cmd(&cmd).await
+    }
+
     async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("XINFO")
