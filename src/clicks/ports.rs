@@ -26,16 +26,6 @@ pub enum LogError {
     Failed(String),
 }
 
-impl From<String> for LogError {
-    fn from(message: String) -> Self {
-        if message.contains("NOGROUP") {
-            LogError::MissingGroup(message)
-        } else {
-            LogError::Failed(message)
-        }
-    }
-}
-
 /// The click stream as its consumers use it.
 pub trait ClickLog: Clone + Send + Sync + 'static {
     /// Connects now if not connected; whether the stream is reachable.

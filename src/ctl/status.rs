@@ -310,7 +310,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
                 name: "redis",
                 ok: false,
                 latency_ms: None,
-                error: Some(e),
+                error: Some(e.to_string()),
             },
             None,
         ),

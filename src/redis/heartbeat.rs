@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::RedisHandle;
+use super::{Error, RedisHandle};
 
 /// A heartbeat hash as stored (field -> value).
 pub type Heartbeat = HashMap<String, String>;
@@ -85,7 +85,7 @@ impl RedisHandle {
         &self,
         process: &str,
         fields: &[(&str, String)],
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let key = self.keys().process_heartbeat(process);
         let mut pipe = ::redis::pipe();
         let mut hset = ::redis::cmd("HSET");

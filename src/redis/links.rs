@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::RedisHandle;
+use super::{Error, RedisHandle};
 use crate::domain::RedirectTarget;
 use crate::local_cache::LocalLinkCache;
 
@@ -106,13 +106,13 @@ impl RedisHandle {
                     self.inner.client.get_async_pubsub(),
                 )
                 .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| Error::Timeout)?
+                .map_err(Error::from_redis)?;
                 pubsub
                     .subscribe(&channel)
                     .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(pubsub)
+                    .map_err(Error::from_redis)?;
+                Ok::<_, Error>(pubsub)
             };
             let mut pubsub = tokio::select! {
                 _ = &mut shutdown => return,

@@ -2,13 +2,15 @@
 //! crate, so it is never confused with this module); every key comes from [`keys::Keys`].
 //!
 //! Redis is never a single point of failure for the API. [`RedisHandle`] tracks whether Redis
-//! answers; while it does not, calls return `None` at once instead of waiting
-//! on timeouts, and a supervisor task reconnects in the background. Callers fall back to PostgreSQL, the local cache and per-instance counters.
+//! answers; while it does not, calls return `None` (or [`Error::Unavailable`]) at
+//! once instead of waiting on timeouts, and a supervisor task reconnects in the background.
+//! Callers fall back to PostgreSQL, the local cache and per-instance counters.
 //!
 //! # Layout
 //!
 //! - `mod.rs`: [`RedisHandle`]: the connection, its supervisor, health, the bounded command
 //!   calls everything else goes through, leases.
+//! - [`error`]: [`Error`], what a Redis call can fail with (one type for the adapter).
 //! - [`keys`]: every key and channel name.
 //! - [`links`]: the link cache and its invalidation (`DEL` + pub/sub) and listener.
 //! - [`limiter`]: rate limits and password attempt slots, shared through Redis.
@@ -21,6 +23,7 @@
 //! The in-process link cache is not Redis and lives in [`crate::local_cache`]. This adapter
 //! depends on [`crate::clicks`] (it implements its ports), never the other way round.
 
+pub mod error;
 pub mod heartbeat;
 pub mod keys;
 pub mod limiter;
@@ -36,6 +39,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::FromRedisValue;
 
+pub use error::Error;
 pub use heartbeat::{Heartbeat, InstanceHeartbeat};
 use keys::Keys;
 pub use links::RedisLookup;
@@ -158,9 +162,9 @@ impl RedisHandle {
     }
 
     /// Round-trip time of a `PING`, or why it failed.
-    pub async fn ping(&self) -> Result<Duration, String> {
+    pub async fn ping(&self) -> Result<Duration, Error> {
         let Some(mut c) = self.conn() else {
-            return Err("not connected".to_string());
+            return Err(Error::NotConnected);
         };
         let start = std::time::Instant::now();
         // Commands on one connection are answered in order: on a stream consumer's handle a
@@ -169,8 +173,8 @@ impl RedisHandle {
         match tokio::time::timeout(bound, ::redis::cmd("PING").query_async::<String>(&mut c)).await
         {
             Ok(Ok(_)) => Ok(start.elapsed()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".to_string()),
+            Ok(Err(e)) => Err(Error::from_redis(e)),
+            Err(_) => Err(Error::Timeout),
         }
     }
 
@@ -200,12 +204,12 @@ impl RedisHandle {
         self.try_pipe(pipe).await.ok()
     }
 
-    pub async fn try_pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Result<T, String> {
+    pub async fn try_pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Result<T, Error> {
         if !self.is_healthy() {
-            return Err("redis unavailable".to_string());
+            return Err(Error::Unavailable);
         }
         let Some(mut c) = self.conn() else {
-            return Err("redis not connected".to_string());
+            return Err(Error::NotConnected);
         };
         match tokio::time::timeout(self.inner.op_timeout, pipe.query_async::<T>(&mut c)).await {
             Ok(Ok(v)) => Ok(v),
@@ -213,19 +217,16 @@ impl RedisHandle {
                 self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
                 // Only a broken connection means Redis is away; a server-side error reply
                 // (BUSYGROUP, NOGROUP, WRONGTYPE...) comes from a Redis that answers.
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-                {
+                let error = Error::from_redis(e);
+                if error.is_unreachable() {
                     self.set_healthy(false);
                 }
-                Err(e.to_string())
+                Err(error)
             }
             Err(_) => {
                 self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
                 self.set_healthy(false);
-                Err("redis timed out".to_string())
+                Err(Error::Timeout)
             }
         }
     }

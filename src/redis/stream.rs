@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ::redis::streams::StreamInfoGroupsReply;
 
-use super::RedisHandle;
+use super::{Error, RedisHandle};
 use crate::clicks::consumer::GROUPS;
 use crate::clicks::offset::{GroupLag, StreamEntry, StreamId};
 use crate::clicks::ports::{ClickLog, LogError};
@@ -30,7 +30,7 @@ impl ClickLog for RedisHandle {
             pipe.add_command(cmd);
             match self.try_pipe::<(String,)>(&pipe).await {
                 Ok(_) => {}
-                Err(e) if e.contains("BUSYGROUP") => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -234,7 +234,7 @@ impl RedisHandle {
         self.query_cmd(&cmd).await
     }
 
-    async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
+    async fn groups(&self) -> Result<StreamInfoGroupsReply, Error> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("XINFO")
             .arg("GROUPS")
@@ -245,7 +245,7 @@ impl RedisHandle {
 
     /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
     /// a mistake here would let the trimmer delete entries a consumer still has to finish).
-    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
+    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, Error> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("XPENDING")
             .arg(self.keys().click_stream())
@@ -254,11 +254,14 @@ impl RedisHandle {
             .arg("+")
             .arg(1);
         let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
-        reply.first().map(|(id, _, _, _)| id.parse()).transpose()
+        reply
+            .first()
+            .map(|(id, _, _, _)| id.parse().map_err(Error::BadReply))
+            .transpose()
     }
 
     /// The first entry after `after`, if any.
-    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, String> {
+    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, Error> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("XRANGE")
             .arg(self.keys().click_stream())
@@ -267,7 +270,11 @@ impl RedisHandle {
             .arg("COUNT")
             .arg(1);
         let (reply,): (::redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
-        reply.ids.first().map(|e| e.id.parse()).transpose()
+        reply
+            .ids
+            .first()
+            .map(|e| e.id.parse().map_err(Error::BadReply))
+            .transpose()
     }
 }
 
@@ -275,31 +282,37 @@ impl RedisHandle {
 /// strings become the fields without another copy (this runs for every click, twice).
 /// `Nil` (nothing read) is no entries; an entry whose fields are `Nil` (deleted from the
 /// stream while pending) gets no fields and is dead-lettered by the caller as invalid.
-fn stream_entries(reply: ::redis::Value) -> Result<Vec<StreamEntry>, String> {
+fn stream_entries(reply: ::redis::Value) -> Result<Vec<StreamEntry>, Error> {
     use ::redis::Value;
-    fn text(v: Value) -> Result<String, String> {
+    fn text(v: Value) -> Result<String, Error> {
         match v {
             Value::BulkString(bytes) => String::from_utf8(bytes)
                 .or_else(|e| Ok(String::from_utf8_lossy(e.as_bytes()).into_owned())),
             Value::SimpleString(s) => Ok(s),
             Value::Int(i) => Ok(i.to_string()),
-            other => Err(format!("unexpected value in a stream reply: {other:?}")),
+            other => Err(Error::BadReply(format!(
+                "unexpected value in a stream reply: {other:?}"
+            ))),
         }
     }
-    fn entries_of(v: Value, out: &mut Vec<StreamEntry>) -> Result<(), String> {
+    fn entries_of(v: Value, out: &mut Vec<StreamEntry>) -> Result<(), Error> {
         let Value::Array(list) = v else {
-            return Err(format!("unexpected entry list in a stream reply: {v:?}"));
+            return Err(Error::BadReply(format!(
+                "unexpected entry list in a stream reply: {v:?}"
+            )));
         };
         out.reserve(list.len());
         for entry in list {
             let Value::Array(pair) = entry else {
-                return Err(format!("unexpected entry in a stream reply: {entry:?}"));
+                return Err(Error::BadReply(format!(
+                    "unexpected entry in a stream reply: {entry:?}"
+                )));
             };
             let mut pair = pair.into_iter();
             let (Some(id), flat) = (pair.next(), pair.next()) else {
-                return Err("a stream entry without an id".to_string());
+                return Err(Error::BadReply("a stream entry without an id".to_string()));
             };
-            let id: StreamId = text(id)?.parse()?;
+            let id: StreamId = text(id)?.parse().map_err(Error::BadReply)?;
             let mut fields = Vec::new();
             if let Some(Value::Array(flat)) = flat {
                 fields.reserve(flat.len() / 2);
@@ -319,7 +332,9 @@ fn stream_entries(reply: ::redis::Value) -> Result<Vec<StreamEntry>, String> {
         Value::Array(streams) => {
             for stream in streams {
                 let Value::Array(kv) = stream else {
-                    return Err(format!("unexpected stream in a reply: {stream:?}"));
+                    return Err(Error::BadReply(format!(
+                        "unexpected stream in a reply: {stream:?}"
+                    )));
                 };
                 if let Some(entries) = kv.into_iter().nth(1) {
                     entries_of(entries, &mut out)?;
@@ -332,7 +347,11 @@ fn stream_entries(reply: ::redis::Value) -> Result<Vec<StreamEntry>, String> {
                 entries_of(entries, &mut out)?;
             }
         }
-        other => return Err(format!("unexpected XREADGROUP reply: {other:?}")),
+        other => {
+            return Err(Error::BadReply(format!(
+                "unexpected XREADGROUP reply: {other:?}"
+            )))
+        }
     }
     Ok(out)
 }
@@ -370,12 +389,18 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(stream_entries(Value::Nil), Ok(vec![]));
-        assert!(stream_entries(Value::Int(3)).is_err());
+        assert_eq!(stream_entries(Value::Nil).expect("no entries"), vec![]);
+        assert!(matches!(
+            stream_entries(Value::Int(3)),
+            Err(Error::BadReply(m)) if m == "unexpected XREADGROUP reply: int(3)"
+        ));
         let bad_id = Value::Array(vec![Value::Array(vec![
             bulk("clicks"),
             Value::Array(vec![Value::Array(vec![bulk("nope"), Value::Nil])]),
         ])]);
-        assert!(stream_entries(bad_id).is_err());
+        assert!(matches!(
+            stream_entries(bad_id),
+            Err(Error::BadReply(m)) if m.contains("is not a stream id")
+        ));
     }
 }
