@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::limiter::{HotLimiter, SharedLimiter};
-use crate::cache::local::{LocalLinkCache, LocalLookup};
-use crate::cache::{RedisHandle, RedisLookup, RedisShipper};
 use crate::clicks::queue::{run_flusher, ClickQueue};
 use crate::clicks::ClickEvent;
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::daemon::Shutdown;
 use crate::domain::RedirectTarget;
+use crate::local_cache::{LocalLinkCache, LocalLookup};
 use crate::metadata::{FetchPolicy, MetadataFetcher};
 use crate::metrics::{Metrics, Sample, Snapshot};
 use crate::passwords::PasswordPool;
+use crate::redis::limiter::{HotLimiter, SharedLimiter};
+use crate::redis::{InstanceHeartbeat, RedisHandle, RedisLookup, RedisShipper};
 use crate::store::{Store, StoreError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -262,62 +262,32 @@ impl AppState {
 
     /// Publishes this instance's heartbeat and metrics snapshot to Redis.
     pub async fn publish_heartbeat(&self) {
-        let keys = self.redis.keys();
         let snapshot = match serde_json::to_string(&self.metrics_snapshot()) {
             Ok(s) => s,
             Err(_) => return,
         };
-        let instance = &self.config.process.instance;
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(keys.instance(instance))
-            .arg("started_at")
-            .arg(self.started_at.timestamp_millis())
-            .arg("last_seen")
-            .arg(Utc::now().timestamp_millis())
-            .arg("pid")
-            .arg(std::process::id())
-            .arg("version")
-            .arg(VERSION)
-            .arg("requests")
-            .arg(self.metrics.requests_total())
-            .ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(keys.instance(instance))
-            .arg(HEARTBEAT_TTL_MS)
-            .ignore();
-        pipe.cmd("SADD")
-            .arg(keys.instances())
-            .arg(instance)
-            .ignore();
-        pipe.cmd("SET")
-            .arg(keys.instance_metrics(instance))
-            .arg(snapshot)
-            .arg("PX")
-            .arg(HEARTBEAT_TTL_MS)
-            .ignore();
+        let beat = InstanceHeartbeat {
+            instance: &self.config.process.instance,
+            started_at_ms: self.started_at.timestamp_millis(),
+            last_seen_ms: Utc::now().timestamp_millis(),
+            pid: std::process::id(),
+            version: VERSION,
+            requests: self.metrics.requests_total(),
+            metrics_json: &snapshot,
+            ttl_ms: HEARTBEAT_TTL_MS,
+        };
         // How many instances share the limiter's counters (expired members included until
         // pruned: a larger count only makes the per-link cap more careful).
-        pipe.cmd("SCARD").arg(keys.instances());
-        if let Some((instances,)) = self.redis.query_pipe::<(u32,)>(&pipe).await {
+        if let Some(instances) = self.redis.publish_instance_heartbeat(&beat).await {
             self.hot_limiter.set_instances(instances);
         }
     }
 
     /// Removes this instance's heartbeat on a clean stop, so status views do not show it.
     pub async fn retract_heartbeat(&self) {
-        let keys = self.redis.keys();
-        let instance = &self.config.process.instance;
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(keys.instance(instance)).ignore();
-        pipe.cmd("DEL")
-            .arg(keys.instance_metrics(instance))
-            .ignore();
-        pipe.cmd("SREM")
-            .arg(keys.instances())
-            .arg(instance)
-            .ignore();
-        let _: Option<()> = self.redis.query_pipe(&pipe).await;
+        self.redis
+            .retract_instance_heartbeat(&self.config.process.instance)
+            .await;
     }
 }
 

@@ -14,8 +14,10 @@
 //! - [`store`]: PostgreSQL (the only sqlx user), owner-scoped queries, migrations.
 //! - [`clicks`]: the click path: event and wire format, the API-side queue and flusher,
 //!   the consumer loop, enrichment, worker and aggregator (ports to Redis and PostgreSQL).
-//! - [`cache`]: Redis (the only redis user): link cache, click stream, limiters, pub/sub;
-//!   plus the in-process link cache.
+//! - [`redis`]: the Redis adapter, the only user of the `redis` crate: connection and
+//!   supervisor, link cache and invalidation, rate limiters, the click stream's producing
+//!   (shipper) and consuming ([`clicks::ports::ClickLog`]) sides, heartbeats.
+//! - [`local_cache`]: the in-process link cache in front of Redis (memory only).
 //! - [`analytics`]: pure shaping of rollups into analytics responses.
 //! - [`metadata`]: SSRF-safe page metadata fetcher: address policy, fetching, HTML extraction.
 //! - [`metrics`]: Prometheus counters and cross-instance rendering.
@@ -29,7 +31,6 @@
 pub mod analytics;
 pub mod api;
 pub mod app;
-pub mod cache;
 pub mod clicks;
 pub mod config;
 pub mod connections;
@@ -37,9 +38,11 @@ pub mod ctl;
 pub mod daemon;
 pub mod domain;
 pub mod http;
+pub mod local_cache;
 pub mod metadata;
 pub mod metrics;
 pub mod passwords;
 pub mod pipeline;
+pub mod redis;
 pub mod store;
 pub mod telemetry;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::RedisHandle;
 use crate::clicks::enrich::Geo;
 use crate::clicks::{aggregator, worker};
 use crate::config::Config;
 use crate::daemon::{BadConfig, Daemon, Exit};
+use crate::redis::RedisHandle;
 use crate::store::Store;
 
 pub use crate::clicks::consumer::{Consumer, Process, StepOutcome};

@@ -1,5 +1,5 @@
 //! What the click path needs from the outside, as traits the adapters implement: the click
-//! stream and its consumer groups ([`ClickLog`], Redis: `crate::cache::stream`) and the
+//! stream and its consumer groups ([`ClickLog`], Redis: `crate::redis::stream`) and the
 //! click tables ([`ClickStore`], PostgreSQL: `crate::store::pipeline`). The dependency points
 //! from the adapters to `clicks`, never back, so the click path reads without the storage
 //! code and the storage code names the click types it stores.
@@ -24,16 +24,6 @@ pub enum LogError {
     /// Unreachable, timed out, or an unexpected reply.
     #[error("{0}")]
     Failed(String),
-}
-
-impl From<String> for LogError {
-    fn from(message: String) -> Self {
-        if message.contains("NOGROUP") {
-            LogError::MissingGroup(message)
-        } else {
-            LogError::Failed(message)
-        }
-    }
 }
 
 /// The click stream as its consumers use it.

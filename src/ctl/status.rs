@@ -11,8 +11,8 @@ use super::units::{
     api_instance_number, api_unit, ensure_installed, loaded_api_instances, show,
     wanted_api_instances, UnitState, AGGREGATOR, SOCKET, TARGET, WORKER,
 };
-use crate::cache::RedisHandle;
 use crate::config::Config;
+use crate::redis::RedisHandle;
 use crate::store::Store;
 
 /// A consumer's heartbeat older than this means it is stopped or stuck.
@@ -310,7 +310,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
                 name: "redis",
                 ok: false,
                 latency_ms: None,
-                error: Some(e),
+                error: Some(e.to_string()),
             },
             None,
         ),

@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::app::ResolveError;
-use crate::cache::limiter::Decision;
+use crate::redis::limiter::Decision;
 use crate::store::StoreError;
 
 pub type Body = Full<Bytes>;

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use boltlink::cache::limiter::HotLimiter;
 use boltlink::clicks::queue::{ClickQueue, FlushOutcome, FLUSH_BATCH};
 use boltlink::clicks::{aggregator, worker, ClickEvent, ClickKind, ClickLog};
 use boltlink::config::Config;
 use boltlink::pipeline::{Consumer, Pipeline, StepOutcome};
+use boltlink::redis::limiter::HotLimiter;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;

@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use super::timestamp;
 use crate::app::{App, VERSION};
-use crate::cache::Heartbeat;
 use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, RequestCtx};
 use crate::metrics::{render, Sample, Snapshot};
+use crate::redis::Heartbeat;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A consumer this far behind is reported as a warning.
@@ -39,7 +39,7 @@ pub async fn health(app: &App) -> Result<Response<Body>, ApiError> {
         errors.insert("database".into(), e.clone().into());
     }
     if let Err(e) = &redis {
-        errors.insert("redis".into(), e.clone().into());
+        errors.insert("redis".into(), e.to_string().into());
     }
     let mut body = serde_json::json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -185,7 +185,7 @@ pub async fn system_health(app: &App, ctx: &RequestCtx) -> Result<Response<Body>
             detail: (rtt > Duration::from_millis(100))
                 .then(|| format!("ping took {} ms", rtt.as_millis())),
         },
-        Err(e) => error_entry("cache", e, now),
+        Err(e) => error_entry("cache", e.to_string(), now),
     };
     out.push(cache);
 

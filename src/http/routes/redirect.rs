@@ -13,11 +13,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::cache::limiter::{check_link_cap, Attempt, Decision, HotSubject, Subject};
 use crate::clicks::event::{clip, ClickEvent, ClickKind};
 use crate::domain::{RedirectTarget, ShortCode};
 use crate::http::error::{json, too_many, ApiError, Body};
 use crate::http::request::{parse_json, RequestCtx};
+use crate::redis::limiter::{check_link_cap, Attempt, Decision, HotSubject, Subject};
 
 const MINUTE_MS: i64 = 60_000;
 const VERIFY_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -94,7 +94,7 @@ async fn link_cap_allows(
     app: &App,
     ctx: &RequestCtx,
     target: &RedirectTarget,
-) -> (bool, crate::cache::limiter::Decision) {
+) -> (bool, crate::redis::limiter::Decision) {
     let d = check_link_cap(
         &app.hot_limiter,
         &app.redis,

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use redis::streams::StreamInfoGroupsReply;
+use ::redis::streams::StreamInfoGroupsReply;
 
-use super::RedisHandle;
+use super::{Error, RedisHandle};
 use crate::clicks::consumer::GROUPS;
 use crate::clicks::offset::{GroupLag, StreamEntry, StreamId};
 use crate::clicks::ports::{ClickLog, LogError};
@@ -19,18 +19,18 @@ impl ClickLog for RedisHandle {
     /// groups are left alone.
     async fn ensure_groups(&self) -> Result<(), LogError> {
         for group in GROUPS {
-            let cmd = redis::cmd("XGROUP")
+            let cmd = ::redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(self.keys().click_stream())
                 .arg(group)
                 .arg("0")
                 .arg("MKSTREAM")
                 .clone();
-            let mut pipe = redis::pipe();
+            let mut pipe = ::redis::pipe();
             pipe.add_command(cmd);
             match self.try_pipe::<(String,)>(&pipe).await {
                 Ok(_) => {}
-                Err(e) if e.contains("BUSYGROUP") => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -47,7 +47,7 @@ impl ClickLog for RedisHandle {
         block: Duration,
         pending: bool,
     ) -> Result<Vec<StreamEntry>, LogError> {
-        let mut cmd = redis::cmd("XREADGROUP");
+        let mut cmd = ::redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group)
             .arg(consumer)
@@ -59,9 +59,9 @@ impl ClickLog for RedisHandle {
         cmd.arg("STREAMS")
             .arg(self.keys().click_stream())
             .arg(if pending { "0" } else { ">" });
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd);
-        let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+        let (reply,): (::redis::Value,) = self.try_pipe(&pipe).await?;
         Ok(stream_entries(reply)?)
     }
 
@@ -71,7 +71,7 @@ impl ClickLog for RedisHandle {
     async fn claim_all_pending(&self, group: &str, consumer: &str) -> Result<(), LogError> {
         let mut cursor = "0-0".to_string();
         loop {
-            let mut pipe = redis::pipe();
+            let mut pipe = ::redis::pipe();
             pipe.cmd("XAUTOCLAIM")
                 .arg(self.keys().click_stream())
                 .arg(group)
@@ -81,11 +81,11 @@ impl ClickLog for RedisHandle {
                 .arg("COUNT")
                 .arg(1000)
                 .arg("JUSTID");
-            let (reply,): (redis::Value,) = self.try_pipe(&pipe).await?;
+            let (reply,): (::redis::Value,) = self.try_pipe(&pipe).await?;
             let next = match reply {
-                redis::Value::Array(items) => items
+                ::redis::Value::Array(items) => items
                     .first()
-                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .and_then(|v| ::redis::from_redis_value::<String>(v).ok())
                     .unwrap_or_else(|| "0-0".to_string()),
                 _ => "0-0".to_string(),
             };
@@ -101,19 +101,19 @@ impl ClickLog for RedisHandle {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut cmd = redis::cmd("XACK");
+        let mut cmd = ::redis::cmd("XACK");
         cmd.arg(self.keys().click_stream()).arg(group);
         for id in ids {
             cmd.arg(id.to_string());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd).ignore();
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
     /// Keeps an entry that is not a valid event, with the reason, in the dead-letter stream.
     async fn dead_letter(&self, entry: &StreamEntry, reason: &str) -> Result<(), LogError> {
-        let mut cmd = redis::cmd("XADD");
+        let mut cmd = ::redis::cmd("XADD");
         cmd.arg(self.keys().dead_letters())
             .arg("*")
             .arg("stream_id")
@@ -122,7 +122,7 @@ impl ClickLog for RedisHandle {
         for (k, v) in &entry.fields {
             cmd.arg(format!("field.{k}")).arg(v);
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd).ignore();
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
@@ -135,7 +135,7 @@ impl ClickLog for RedisHandle {
         reason: &str,
         record: &str,
     ) -> Result<(), LogError> {
-        let mut cmd = redis::cmd("XADD");
+        let mut cmd = ::redis::cmd("XADD");
         cmd.arg(self.keys().dead_letters())
             .arg("*")
             .arg("stream_id")
@@ -144,7 +144,7 @@ impl ClickLog for RedisHandle {
             .arg(reason)
             .arg("record")
             .arg(record);
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.add_command(cmd).ignore();
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
@@ -161,12 +161,12 @@ impl ClickLog for RedisHandle {
             // Redis could not compute it (after a trim of unread entries): count them.
             None => {
                 let last: StreamId = info.last_delivered_id.parse().unwrap_or_default();
-                let mut pipe = redis::pipe();
+                let mut pipe = ::redis::pipe();
                 pipe.cmd("XRANGE")
                     .arg(self.keys().click_stream())
                     .arg(format!("({last}"))
                     .arg("+");
-                let (r,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+                let (r,): (::redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
                 r.ids.len() as u64
             }
         };
@@ -208,7 +208,7 @@ impl ClickLog for RedisHandle {
             bound = Some(bound.map_or(needed, |b| b.min(needed)));
         }
         let Some(bound) = bound else { return Ok(0) };
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XTRIM")
             .arg(self.keys().click_stream())
             .arg("MINID")
@@ -223,22 +223,19 @@ impl ClickLog for RedisHandle {
         process: &str,
         fields: &[(&str, String)],
     ) -> Result<(), LogError> {
-        let key = self.keys().process_heartbeat(process);
-        let mut pipe = redis::pipe();
-        let mut hset = redis::cmd("HSET");
-        hset.arg(&key);
-        for (k, v) in fields {
-            hset.arg(*k).arg(v);
-        }
-        pipe.add_command(hset).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(60_000).ignore();
-        Ok(self.try_pipe::<()>(&pipe).await?)
+        Ok(self.set_process_heartbeat(process, fields).await?)
     }
 }
 
 impl RedisHandle {
-    async fn groups(&self) -> Result<StreamInfoGroupsReply, String> {
-        let mut pipe = redis::pipe();
+    /// Number of entries in the click stream (`XLEN`), `None` if Redis is down.
+    pub async fn click_stream_len(&self) -> Option<u64> {
+        let cmd = ::redis::cmd("XLEN").arg(self.keys().click_stream()).clone();
+        self.query_cmd(&cmd).await
+    }
+
+    async fn groups(&self) -> Result<StreamInfoGroupsReply, Error> {
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XINFO")
             .arg("GROUPS")
             .arg(self.keys().click_stream());
@@ -248,8 +245,8 @@ impl RedisHandle {
 
     /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
     /// a mistake here would let the trimmer delete entries a consumer still has to finish).
-    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, String> {
-        let mut pipe = redis::pipe();
+    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, Error> {
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XPENDING")
             .arg(self.keys().click_stream())
             .arg(group)
@@ -257,20 +254,27 @@ impl RedisHandle {
             .arg("+")
             .arg(1);
         let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
-        reply.first().map(|(id, _, _, _)| id.parse()).transpose()
+        reply
+            .first()
+            .map(|(id, _, _, _)| id.parse().map_err(Error::BadReply))
+            .transpose()
     }
 
     /// The first entry after `after`, if any.
-    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, String> {
-        let mut pipe = redis::pipe();
+    async fn first_after(&self, after: StreamId) -> Result<Option<StreamId>, Error> {
+        let mut pipe = ::redis::pipe();
         pipe.cmd("XRANGE")
             .arg(self.keys().click_stream())
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
             .arg(1);
-        let (reply,): (redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
-        reply.ids.first().map(|e| e.id.parse()).transpose()
+        let (reply,): (::redis::streams::StreamRangeReply,) = self.try_pipe(&pipe).await?;
+        reply
+            .ids
+            .first()
+            .map(|e| e.id.parse().map_err(Error::BadReply))
+            .transpose()
     }
 }
 
@@ -278,31 +282,37 @@ impl RedisHandle {
 /// strings become the fields without another copy (this runs for every click, twice).
 /// `Nil` (nothing read) is no entries; an entry whose fields are `Nil` (deleted from the
 /// stream while pending) gets no fields and is dead-lettered by the caller as invalid.
-fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, String> {
-    use redis::Value;
-    fn text(v: Value) -> Result<String, String> {
+fn stream_entries(reply: ::redis::Value) -> Result<Vec<StreamEntry>, Error> {
+    use ::redis::Value;
+    fn text(v: Value) -> Result<String, Error> {
         match v {
             Value::BulkString(bytes) => String::from_utf8(bytes)
                 .or_else(|e| Ok(String::from_utf8_lossy(e.as_bytes()).into_owned())),
             Value::SimpleString(s) => Ok(s),
             Value::Int(i) => Ok(i.to_string()),
-            other => Err(format!("unexpected value in a stream reply: {other:?}")),
+            other => Err(Error::BadReply(format!(
+                "unexpected value in a stream reply: {other:?}"
+            ))),
         }
     }
-    fn entries_of(v: Value, out: &mut Vec<StreamEntry>) -> Result<(), String> {
+    fn entries_of(v: Value, out: &mut Vec<StreamEntry>) -> Result<(), Error> {
         let Value::Array(list) = v else {
-            return Err(format!("unexpected entry list in a stream reply: {v:?}"));
+            return Err(Error::BadReply(format!(
+                "unexpected entry list in a stream reply: {v:?}"
+            )));
         };
         out.reserve(list.len());
         for entry in list {
             let Value::Array(pair) = entry else {
-                return Err(format!("unexpected entry in a stream reply: {entry:?}"));
+                return Err(Error::BadReply(format!(
+                    "unexpected entry in a stream reply: {entry:?}"
+                )));
             };
             let mut pair = pair.into_iter();
             let (Some(id), flat) = (pair.next(), pair.next()) else {
-                return Err("a stream entry without an id".to_string());
+                return Err(Error::BadReply("a stream entry without an id".to_string()));
             };
-            let id: StreamId = text(id)?.parse()?;
+            let id: StreamId = text(id)?.parse().map_err(Error::BadReply)?;
             let mut fields = Vec::new();
             if let Some(Value::Array(flat)) = flat {
                 fields.reserve(flat.len() / 2);
@@ -322,7 +332,9 @@ fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, String> {
         Value::Array(streams) => {
             for stream in streams {
                 let Value::Array(kv) = stream else {
-                    return Err(format!("unexpected stream in a reply: {stream:?}"));
+                    return Err(Error::BadReply(format!(
+                        "unexpected stream in a reply: {stream:?}"
+                    )));
                 };
                 if let Some(entries) = kv.into_iter().nth(1) {
                     entries_of(entries, &mut out)?;
@@ -335,7 +347,11 @@ fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, String> {
                 entries_of(entries, &mut out)?;
             }
         }
-        other => return Err(format!("unexpected XREADGROUP reply: {other:?}")),
+        other => {
+            return Err(Error::BadReply(format!(
+                "unexpected XREADGROUP reply: {other:?}"
+            )))
+        }
     }
     Ok(out)
 }
@@ -346,7 +362,7 @@ mod tests {
 
     #[test]
     fn read_replies_become_entries_in_order_and_odd_shapes_are_errors() {
-        use redis::Value;
+        use ::redis::Value;
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let reply = Value::Array(vec![Value::Array(vec![
             bulk("clicks"),
@@ -373,12 +389,18 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(stream_entries(Value::Nil), Ok(vec![]));
-        assert!(stream_entries(Value::Int(3)).is_err());
+        assert_eq!(stream_entries(Value::Nil).expect("no entries"), vec![]);
+        assert!(matches!(
+            stream_entries(Value::Int(3)),
+            Err(Error::BadReply(m)) if m == "unexpected XREADGROUP reply: int(3)"
+        ));
         let bad_id = Value::Array(vec![Value::Array(vec![
             bulk("clicks"),
             Value::Array(vec![Value::Array(vec![bulk("nope"), Value::Nil])]),
         ])]);
-        assert!(stream_entries(bad_id).is_err());
+        assert!(matches!(
+            stream_entries(bad_id),
+            Err(Error::BadReply(m)) if m.contains("is not a stream id")
+        ));
     }
 }

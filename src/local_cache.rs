@@ -1,14 +1,20 @@
 //! The in-process link cache in front of Redis.
 //!
+//! Process memory only, no I/O: it lives outside [`crate::redis`] because it is not Redis,
+//! and it must keep answering when Redis is gone. Redis drives it from the outside: the
+//! invalidation listener ([`crate::redis::RedisHandle::run_invalidation_listener`]) removes
+//! entries and reports the subscription state.
+//!
 //! Entries are fresh for `LOCAL_CACHE_TTL_MS` (1 s by default), which bounds how long another
 //! instance may serve an old link state even when the pub/sub invalidation is lost (Redis
 //! down). While this process's invalidation listener is subscribed, no invalidation can be
 //! missed, so entries are fresh for `LOCAL_CACHE_SUBSCRIBED_TTL_MS` (60 s) instead — unless an
 //! invalidation arrived while the value was being looked up (the [`LocalLinkCache::epoch`]
 //! moved: the value may predate the change), and when the subscription drops every entry is
-//! cut back to the short lifetime at once. Past freshness an entry is kept as *stale* for a while: it is served only when both
-//! Redis and PostgreSQL fail to answer, so an outage of both still redirects known links.
-//! Invalidation removes an entry outright, so a changed or deleted link is never served stale.
+//! cut back to the short lifetime at once. Past freshness an entry is kept as *stale* for a
+//! while: it is served only when both Redis and PostgreSQL fail to answer, so an outage of
+//! both still redirects known links. Invalidation removes an entry outright, so a changed or
+//! deleted link is never served stale.
 //!
 //! Sharded std `Mutex`es: held for a hash-map operation only, never across `.await`.
 

@@ -1,0 +1,263 @@
+//! The Redis adapter: the only code using the `redis` crate (named `::redis` inside this
+//! crate, so it is never confused with this module); every key comes from [`keys::Keys`].
+//!
+//! Redis is never a single point of failure for the API. [`RedisHandle`] tracks whether Redis
+//! answers; while it does not, calls return `None` (or [`Error::Unavailable`]) at
+//! once instead of waiting on timeouts, and a supervisor task reconnects in the background.
+//! Callers fall back to PostgreSQL, the local cache and per-instance counters.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`RedisHandle`]: the connection, its supervisor, health, the bounded command
+//!   calls everything else goes through, leases.
+//! - [`error`]: [`Error`], what a Redis call can fail with (one type for the adapter).
+//! - [`keys`]: every key and channel name.
+//! - [`links`]: the link cache and its invalidation (`DEL` + pub/sub) and listener.
+//! - [`limiter`]: rate limits and password attempt slots, shared through Redis.
+//! - [`shipper`]: [`RedisShipper`], the producing side of the click stream (the click
+//!   flusher's way out, with the hot limiter's increments).
+//! - [`stream`]: the consuming side: [`crate::clicks::ports::ClickLog`] for [`RedisHandle`]
+//!   (consumer groups, reads, claims, acknowledgements, dead letters, lag, trimming).
+//! - [`heartbeat`]: instance and process heartbeats, metrics snapshots.
+//!
+//! The in-process link cache is not Redis and lives in [`crate::local_cache`]. This adapter
+//! depends on [`crate::clicks`] (it implements its ports), never the other way round.
+
+pub mod error;
+pub mod heartbeat;
+pub mod keys;
+pub mod limiter;
+pub mod links;
+pub mod shipper;
+pub mod stream;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::FromRedisValue;
+
+pub use error::Error;
+pub use heartbeat::{Heartbeat, InstanceHeartbeat};
+use keys::Keys;
+pub use links::RedisLookup;
+pub use shipper::RedisShipper;
+
+/// Upper bound on one Redis command from the request path.
+const OP_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct RedisHandle {
+    inner: Arc<RedisInner>,
+}
+
+struct RedisInner {
+    client: ::redis::Client,
+    conn: RwLock<Option<ConnectionManager>>,
+    healthy: AtomicBool,
+    keys: Keys,
+    /// Upper bound on one call (longer for blocking stream reads).
+    op_timeout: Duration,
+    errors_total: AtomicU64,
+    flushed_total: AtomicU64,
+    /// Codes whose invalidation could not be published; retried when Redis is back.
+    pending_invalidations: Mutex<HashSet<String>>,
+    /// What this process does while Redis is away, for the outage warning.
+    outage_note: &'static str,
+}
+
+impl RedisHandle {
+    /// Parses the URL; connecting happens in [`RedisHandle::run_supervisor`] (or
+    /// [`RedisHandle::connect_now`]), so the process starts even when Redis is down.
+    pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        Self::with_timeout(url, prefix, OP_TIMEOUT)
+    }
+
+    /// Like [`RedisHandle::new`] with a different per-call bound; the stream consumers need
+    /// room for blocking reads.
+    pub fn with_timeout(url: &str, prefix: &str, op_timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(RedisInner {
+                client: ::redis::Client::open(url)?,
+                conn: RwLock::new(None),
+                healthy: AtomicBool::new(false),
+                keys: Keys::new(prefix),
+                op_timeout,
+                errors_total: AtomicU64::new(0),
+                flushed_total: AtomicU64::new(0),
+                pending_invalidations: Mutex::new(HashSet::new()),
+                outage_note: "serving from PostgreSQL and local caches, buffering clicks",
+            }),
+        })
+    }
+
+    /// Replaces what the outage warning says this process does meanwhile (the API's text by
+    /// default). Only before the handle is cloned.
+    pub fn with_outage_note(mut self, note: &'static str) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.outage_note = note;
+        }
+        self
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    pub fn client(&self) -> &::redis::Client {
+        &self.inner.client
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.inner.errors_total.load(Ordering::Relaxed)
+    }
+
+    fn conn(&self) -> Option<ConnectionManager> {
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_healthy(&self, healthy: bool) {
+        let was = self.inner.healthy.swap(healthy, Ordering::Relaxed);
+        if was && !healthy {
+            tracing::warn!("redis unreachable: {}", self.inner.outage_note);
+        } else if !was && healthy {
+            tracing::info!("redis reachable");
+        }
+    }
+
+    /// Tries once to connect (bounded by a short timeout). Returns whether Redis answered.
+    pub async fn connect_now(&self) -> bool {
+        if self.conn().is_none() {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(OP_TIMEOUT)
+                .set_response_timeout(self.inner.op_timeout)
+                .set_number_of_retries(1)
+                .set_max_delay(200);
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(2),
+                ConnectionManager::new_with_config(self.inner.client.clone(), config),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(c)) => *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(c),
+                _ => {
+                    self.set_healthy(false);
+                    return false;
+                }
+            }
+        }
+        let ok = self.ping().await.is_ok();
+        self.set_healthy(ok);
+        ok
+    }
+
+    /// Round-trip time of a `PING`, or why it failed.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let Some(mut c) = self.conn() else {
+            return Err(Error::NotConnected);
+        };
+        let start = std::time::Instant::now();
+        // Commands on one connection are answered in order: on a stream consumer's handle a
+        // PING may queue behind a blocking XREADGROUP, so it gets the same (longer) bound.
+        let bound = self.inner.op_timeout.max(OP_TIMEOUT);
+        match tokio::time::timeout(bound, ::redis::cmd("PING").query_async::<String>(&mut c)).await
+        {
+            Ok(Ok(_)) => Ok(start.elapsed()),
+            Ok(Err(e)) => Err(Error::from_redis(e)),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Keeps the connection alive: reconnects while Redis is down, pings while it is up,
+    /// and retries invalidations that could not be published during an outage.
+    pub async fn run_supervisor(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let ok = self.connect_now().await;
+            if ok {
+                self.retry_pending_invalidations().await;
+            }
+            let pause = if ok {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(250)
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Runs a pipeline; `None` when Redis is down or the call failed (marks Redis unhealthy).
+    pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Option<T> {
+        self.try_pipe(pipe).await.ok()
+    }
+
+    pub async fn try_pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Result<T, Error> {
+        if !self.is_healthy() {
+            return Err(Error::Unavailable);
+        }
+        let Some(mut c) = self.conn() else {
+            return Err(Error::NotConnected);
+        };
+        match tokio::time::timeout(self.inner.op_timeout, pipe.query_async::<T>(&mut c)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
+                // Only a broken connection means Redis is away; a server-side error reply
+                // (BUSYGROUP, NOGROUP, WRONGTYPE...) comes from a Redis that answers.
+                let error = Error::from_redis(e);
+                if error.is_unreachable() {
+                    self.set_healthy(false);
+                }
+                Err(error)
+            }
+            Err(_) => {
+                self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
+                self.set_healthy(false);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    pub async fn query_cmd<T: FromRedisValue>(&self, cmd: &::redis::Cmd) -> Option<T> {
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(cmd.clone());
+        self.query_pipe::<(T,)>(&pipe).await.map(|(v,)| v)
+    }
+
+    /// Takes `key` for `owner` for `ttl` unless someone holds it: `Some(true)` taken,
+    /// `Some(false)` held by another, `None` Redis unreachable.
+    pub async fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Option<bool> {
+        let cmd = ::redis::cmd("SET")
+            .arg(key)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .clone();
+        self.query_cmd::<Option<String>>(&cmd)
+            .await
+            .map(|reply| reply.is_some())
+    }
+
+    /// Seconds since the Redis server started.
+    pub async fn server_uptime_secs(&self) -> Option<u64> {
+        let cmd = ::redis::cmd("INFO").arg("server").clone();
+        let info: String = self.query_cmd(&cmd).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
