@@ -121,7 +121,9 @@ impl Store {
 
     /// `SELECT 1` with the pool's timeout; used by `/health` and readiness.
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
