@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{LinkRecord, Scope, Store, StoreResult};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct CampaignRecord {
     pub id: Uuid,
     pub name: String,
@@ -15,10 +15,22 @@ pub struct CampaignRecord {
     pub total_clicks: i64,
 }
 
-const CAMPAIGN_SELECT: &str = "SELECT c.id, c.name, c.description, c.created_at, \
-     (SELECT count(*) FROM links l WHERE l.campaign_id = c.id) AS total_links, \
-     (SELECT COALESCE(sum(l.clicks), 0)::bigint FROM links l WHERE l.campaign_id = c.id) AS total_clicks \
-     FROM campaigns c";
+/// `sqlx::query_as!(CampaignRecord, ..)`: the campaign's columns and live totals, then
+/// `$tail` (the `WHERE` and `ORDER BY`). The one place the columns are written; sqlx checks them
+/// against [`CampaignRecord`] when compiling.
+macro_rules! query_campaign_record {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            CampaignRecord,
+            r#"SELECT c.id, c.name, c.description, c.created_at,
+                 (SELECT count(*) FROM links l WHERE l.campaign_id = c.id) AS "total_links!",
+                 (SELECT COALESCE(sum(l.clicks), 0)::bigint FROM links l WHERE l.campaign_id = c.id) AS "total_clicks!"
+               FROM campaigns c "#
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 pub enum AssignOutcome {
     Assigned(Box<LinkRecord>),
@@ -28,11 +40,11 @@ pub enum AssignOutcome {
 
 impl Store {
     pub async fn campaign_owned_by(&self, campaign_id: Uuid, key_id: Uuid) -> StoreResult<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND owner_key_id = $2)",
+        Ok(sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND owner_key_id = $2) AS "owned!""#,
+            campaign_id,
+            key_id,
         )
-        .bind(campaign_id)
-        .bind(key_id)
         .fetch_one(self.pool())
         .await?)
     }
@@ -44,25 +56,34 @@ impl Store {
         description: Option<&str>,
     ) -> StoreResult<CampaignRecord> {
         // The stored row, not the process clock: the answer must match every later read.
-        Ok(sqlx::query_as::<_, CampaignRecord>(
-            "INSERT INTO campaigns (id, owner_key_id, name, description) VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, description, created_at, 0::bigint AS total_links, 0::bigint AS total_clicks",
+        Ok(sqlx::query_as!(
+            CampaignRecord,
+            r#"INSERT INTO campaigns (id, owner_key_id, name, description) VALUES ($1, $2, $3, $4)
+               RETURNING id, name, description, created_at, 0::bigint AS "total_links!", 0::bigint AS "total_clicks!""#,
+            Uuid::now_v7(),
+            owner,
+            name,
+            description,
         )
-        .bind(Uuid::now_v7())
-        .bind(owner)
-        .bind(name)
-        .bind(description)
         .fetch_one(self.pool())
         .await?)
     }
 
     pub async fn list_campaigns(&self, scope: Scope) -> StoreResult<Vec<CampaignRecord>> {
-        let filter = scope.owner_filter("c.owner_key_id");
-        let sql = format!("{CAMPAIGN_SELECT} WHERE {filter} ORDER BY c.created_at DESC, c.id DESC");
-        Ok(sqlx::query_as::<_, CampaignRecord>(&sql)
-            .bind(scope.key_id)
+        // One SQL text per case (see `Scope`).
+        let campaigns = if scope.admin {
+            query_campaign_record!("ORDER BY c.created_at DESC, c.id DESC")
+                .fetch_all(self.pool())
+                .await?
+        } else {
+            query_campaign_record!(
+                "WHERE c.owner_key_id = $1 ORDER BY c.created_at DESC, c.id DESC",
+                scope.key_id,
+            )
             .fetch_all(self.pool())
-            .await?)
+            .await?
+        };
+        Ok(campaigns)
     }
 
     pub async fn get_campaign(
@@ -70,13 +91,14 @@ impl Store {
         scope: Scope,
         id: Uuid,
     ) -> StoreResult<Option<CampaignRecord>> {
-        let sql = format!("{CAMPAIGN_SELECT} WHERE c.id = $1 AND (c.owner_key_id = $2 OR $3)");
-        Ok(sqlx::query_as::<_, CampaignRecord>(&sql)
-            .bind(id)
-            .bind(scope.key_id)
-            .bind(scope.admin)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(query_campaign_record!(
+            "WHERE c.id = $1 AND (c.owner_key_id = $2 OR $3)",
+            id,
+            scope.key_id,
+            scope.admin,
+        )
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// `description`: outer `None` leaves it, `Some(None)` clears it.
@@ -87,17 +109,17 @@ impl Store {
         name: Option<&str>,
         description: Option<Option<&str>>,
     ) -> StoreResult<Option<CampaignRecord>> {
-        let updated = sqlx::query(
+        let updated = sqlx::query!(
             "UPDATE campaigns SET name = COALESCE($4, name), \
              description = CASE WHEN $5 THEN $6 ELSE description END, updated_at = now() \
              WHERE id = $1 AND (owner_key_id = $2 OR $3)",
+            id,
+            scope.key_id,
+            scope.admin,
+            name,
+            description.is_some(),
+            description.flatten(),
         )
-        .bind(id)
-        .bind(scope.key_id)
-        .bind(scope.admin)
-        .bind(name)
-        .bind(description.is_some())
-        .bind(description.flatten())
         .execute(self.pool())
         .await?;
         if updated.rows_affected() == 0 {
@@ -108,13 +130,14 @@ impl Store {
 
     /// Deletes the campaign; its links stay, unassigned (`ON DELETE SET NULL`).
     pub async fn delete_campaign(&self, scope: Scope, id: Uuid) -> StoreResult<bool> {
-        let deleted =
-            sqlx::query("DELETE FROM campaigns WHERE id = $1 AND (owner_key_id = $2 OR $3)")
-                .bind(id)
-                .bind(scope.key_id)
-                .bind(scope.admin)
-                .execute(self.pool())
-                .await?;
+        let deleted = sqlx::query!(
+            "DELETE FROM campaigns WHERE id = $1 AND (owner_key_id = $2 OR $3)",
+            id,
+            scope.key_id,
+            scope.admin,
+        )
+        .execute(self.pool())
+        .await?;
         Ok(deleted.rows_affected() > 0)
     }
 

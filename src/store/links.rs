@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{Scope, Store, StoreError, StoreResult};
 use crate::domain::{RedirectTarget, ShortCode};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct LinkRecord {
     pub id: Uuid,
     pub owner_key_id: Uuid,
@@ -26,13 +26,46 @@ pub struct LinkRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-impl LinkRecord {
-    pub fn redirect_target(&self) -> RedirectTarget {
+/// `sqlx::query_as!(LinkRecord, ..)` with the columns of [`LinkRecord`] between `$head` and
+/// `$tail`, the one place they are written: `query_link_record!("SELECT", "FROM links ..", args)`,
+/// `query_link_record!("INSERT .. RETURNING", "", args)`. sqlx checks the list against the
+/// struct when compiling: a column missing, extra or of another type is a build error. The
+/// password hash is deliberately not among them.
+macro_rules! query_link_record {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            LinkRecord,
+            $head
+                + " id, owner_key_id, short_code, original_url, clicks, title, description, favicon, \
+                   is_protected, is_expiring, expires_at, is_rate_limited, max_clicks_per_min, \
+                   campaign_id, created_at, updated_at "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
+/// What a redirect decision needs of a link row: read on a cache miss, and with the password
+/// hash (kept apart, in [`ProtectedTarget`]) for verify.
+struct RedirectRow {
+    id: Uuid,
+    owner_key_id: Uuid,
+    short_code: String,
+    original_url: String,
+    is_protected: bool,
+    is_expiring: bool,
+    expires_at: Option<DateTime<Utc>>,
+    is_rate_limited: bool,
+    max_clicks_per_min: i32,
+}
+
+impl RedirectRow {
+    fn into_target(self) -> RedirectTarget {
         RedirectTarget {
             link_id: self.id,
             owner_key_id: self.owner_key_id,
-            code: self.short_code.clone(),
             url: crate::domain::location_of(&self.original_url),
+            code: self.short_code,
             is_protected: self.is_protected,
             expires_at_ms: if self.is_expiring {
                 self.expires_at.map(|t| t.timestamp_millis())
@@ -44,10 +77,6 @@ impl LinkRecord {
         }
     }
 }
-
-/// Columns of [`LinkRecord`]; the password hash is deliberately not among them.
-const LINK_COLUMNS: &str = "id, owner_key_id, short_code, original_url, clicks, title, description, favicon, \
-     is_protected, is_expiring, expires_at, is_rate_limited, max_clicks_per_min, campaign_id, created_at, updated_at";
 
 pub struct NewLink {
     pub owner_key_id: Uuid,
@@ -109,25 +138,25 @@ impl Store {
         // Generated codes: 64^8 possibilities, so a collision is rare; retry a few times.
         for _ in 0..8 {
             let code = new.custom_code.clone().unwrap_or_else(ShortCode::generate);
-            let sql = format!(
+            let result = query_link_record!(
                 "INSERT INTO links (id, owner_key_id, short_code, original_url, password_hash, is_protected, \
                  is_expiring, expires_at, is_rate_limited, max_clicks_per_min, campaign_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {LINK_COLUMNS}"
-            );
-            let result = sqlx::query_as::<_, LinkRecord>(&sql)
-                .bind(Uuid::now_v7())
-                .bind(new.owner_key_id)
-                .bind(code.as_str())
-                .bind(&new.original_url)
-                .bind(new.password_hash.as_deref())
-                .bind(new.password_hash.is_some())
-                .bind(new.expires_at.is_some())
-                .bind(new.expires_at)
-                .bind(new.is_rate_limited)
-                .bind(new.max_clicks_per_min)
-                .bind(new.campaign_id)
-                .fetch_one(self.pool())
-                .await;
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING",
+                "",
+                Uuid::now_v7(),
+                new.owner_key_id,
+                code.as_str(),
+                &new.original_url,
+                new.password_hash.as_deref(),
+                new.password_hash.is_some(),
+                new.expires_at.is_some(),
+                new.expires_at,
+                new.is_rate_limited,
+                new.max_clicks_per_min,
+                new.campaign_id,
+            )
+            .fetch_one(self.pool())
+            .await;
             match result {
                 Ok(link) => return Ok(CreateLinkOutcome::Created(link)),
                 Err(e) if StoreError::is_unique_violation(&e).is_some() => {
@@ -144,14 +173,15 @@ impl Store {
     }
 
     pub async fn get_link(&self, scope: Scope, id: Uuid) -> StoreResult<Option<LinkRecord>> {
-        let sql =
-            format!("SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3)");
-        Ok(sqlx::query_as::<_, LinkRecord>(&sql)
-            .bind(id)
-            .bind(scope.key_id)
-            .bind(scope.admin)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(query_link_record!(
+            "SELECT",
+            "FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3)",
+            id,
+            scope.key_id,
+            scope.admin,
+        )
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn get_link_by_code(
@@ -159,79 +189,119 @@ impl Store {
         scope: Scope,
         code: &str,
     ) -> StoreResult<Option<LinkRecord>> {
-        let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM links WHERE short_code = $1 AND (owner_key_id = $2 OR $3)"
-        );
-        Ok(sqlx::query_as::<_, LinkRecord>(&sql)
-            .bind(code)
-            .bind(scope.key_id)
-            .bind(scope.admin)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(query_link_record!(
+            "SELECT",
+            "FROM links WHERE short_code = $1 AND (owner_key_id = $2 OR $3)",
+            code,
+            scope.key_id,
+            scope.admin,
+        )
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// The redirect path's database lookup (only on a cache miss).
     pub async fn find_redirect_target(&self, code: &str) -> StoreResult<Option<RedirectTarget>> {
-        let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE short_code = $1");
-        Ok(sqlx::query_as::<_, LinkRecord>(&sql)
-            .bind(code)
-            .fetch_optional(self.pool())
-            .await?
-            .map(|l| l.redirect_target()))
+        Ok(sqlx::query_as!(
+            RedirectRow,
+            "SELECT id, owner_key_id, short_code, original_url, is_protected, is_expiring, expires_at, \
+             is_rate_limited, max_clicks_per_min FROM links WHERE short_code = $1",
+            code,
+        )
+        .fetch_optional(self.pool())
+        .await?
+        .map(RedirectRow::into_target))
     }
 
+    /// The redirect lookup plus the password hash; the one query that reads the hash.
     pub async fn find_protected_target(&self, code: &str) -> StoreResult<Option<ProtectedTarget>> {
-        let sql = format!("SELECT {LINK_COLUMNS}, password_hash FROM links WHERE short_code = $1");
-        let row = sqlx::query(&sql)
-            .bind(code)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        use sqlx::{FromRow, Row};
-        let link = LinkRecord::from_row(&row)?;
-        let password_hash: Option<String> = row.try_get("password_hash")?;
-        Ok(Some(ProtectedTarget {
-            target: link.redirect_target(),
-            password_hash,
+        let row = sqlx::query!(
+            "SELECT id, owner_key_id, short_code, original_url, is_protected, is_expiring, expires_at, \
+             is_rate_limited, max_clicks_per_min, password_hash FROM links WHERE short_code = $1",
+            code,
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|row| ProtectedTarget {
+            target: RedirectRow {
+                id: row.id,
+                owner_key_id: row.owner_key_id,
+                short_code: row.short_code,
+                original_url: row.original_url,
+                is_protected: row.is_protected,
+                is_expiring: row.is_expiring,
+                expires_at: row.expires_at,
+                is_rate_limited: row.is_rate_limited,
+                max_clicks_per_min: row.max_clicks_per_min,
+            }
+            .into_target(),
+            password_hash: row.password_hash,
         }))
     }
 
-    /// Newest first; returns the page and the total count for `X-Total-Count`.
+    /// Newest first; returns the page and the total count for `X-Total-Count`. An admin lists every
+    /// key's links; one SQL text per case (see [`Scope`]).
     pub async fn list_links(
         &self,
         scope: Scope,
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<LinkRecord>, i64)> {
-        let filter = scope.owner_filter("owner_key_id");
-        let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} \
-             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        );
-        let links = sqlx::query_as::<_, LinkRecord>(&sql)
-            .bind(scope.key_id)
-            .bind(limit)
-            .bind(offset)
+        let (links, total) = if scope.admin {
+            let links = query_link_record!(
+                "SELECT",
+                "FROM links ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
+                limit,
+                offset,
+            )
             .fetch_all(self.pool())
             .await?;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM links WHERE {filter}"))
-            .bind(scope.key_id)
+            let total = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM links"#)
+                .fetch_one(self.pool())
+                .await?;
+            (links, total)
+        } else {
+            let links = query_link_record!(
+                "SELECT",
+                "FROM links WHERE owner_key_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                scope.key_id,
+                limit,
+                offset,
+            )
+            .fetch_all(self.pool())
+            .await?;
+            let total = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "count!" FROM links WHERE owner_key_id = $1"#,
+                scope.key_id,
+            )
             .fetch_one(self.pool())
             .await?;
+            (links, total)
+        };
         Ok((links, total))
     }
 
+    /// Most clicked first; an admin sees every key's links.
     pub async fn top_links(&self, scope: Scope, limit: i64) -> StoreResult<Vec<LinkRecord>> {
-        let filter = scope.owner_filter("owner_key_id");
-        let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} \
-             ORDER BY clicks DESC, created_at DESC LIMIT $2"
-        );
-        Ok(sqlx::query_as::<_, LinkRecord>(&sql)
-            .bind(scope.key_id)
-            .bind(limit)
+        let links = if scope.admin {
+            query_link_record!(
+                "SELECT",
+                "FROM links ORDER BY clicks DESC, created_at DESC LIMIT $1",
+                limit,
+            )
             .fetch_all(self.pool())
-            .await?)
+            .await?
+        } else {
+            query_link_record!(
+                "SELECT",
+                "FROM links WHERE owner_key_id = $1 ORDER BY clicks DESC, created_at DESC LIMIT $2",
+                scope.key_id,
+                limit,
+            )
+            .fetch_all(self.pool())
+            .await?
+        };
+        Ok(links)
     }
 
     pub async fn update_link(
@@ -241,29 +311,26 @@ impl Store {
         changes: LinkChanges,
     ) -> StoreResult<UpdateLinkOutcome> {
         let mut tx = self.pool().begin().await?;
-        let sql = format!(
-            "SELECT {LINK_COLUMNS}, password_hash FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3) FOR UPDATE"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .bind(scope.key_id)
-            .bind(scope.admin)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
+        let link = query_link_record!(
+            "SELECT",
+            "FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3) FOR UPDATE",
+            id,
+            scope.key_id,
+            scope.admin,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut link) = link else {
             return Ok(UpdateLinkOutcome::LinkNotFound);
         };
-        use sqlx::{FromRow, Row};
-        let mut link = LinkRecord::from_row(&row)?;
-        let mut password_hash: Option<String> = row.try_get("password_hash")?;
 
         if let Some(Some(campaign_id)) = changes.campaign_id {
-            let owned: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND (owner_key_id = $2 OR $3))",
+            let owned = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND (owner_key_id = $2 OR $3)) AS "owned!""#,
+                campaign_id,
+                scope.key_id,
+                scope.admin,
             )
-            .bind(campaign_id)
-            .bind(scope.key_id)
-            .bind(scope.admin)
             .fetch_one(&mut *tx)
             .await?;
             if !owned {
@@ -279,10 +346,15 @@ impl Store {
         if let Some(description) = changes.description {
             link.description = description;
         }
-        if let Some(protection) = changes.protection {
-            link.is_protected = protection.is_some();
-            password_hash = protection;
-        }
+        // The hash is written only when protection changes; otherwise the row keeps its own
+        // (locked above), so the hash never has to be read here.
+        let (set_password, password_hash) = match changes.protection {
+            Some(protection) => {
+                link.is_protected = protection.is_some();
+                (true, protection)
+            }
+            None => (false, None),
+        };
         if let Some(expiry) = changes.expiry {
             link.is_expiring = expiry.is_some();
             link.expires_at = expiry;
@@ -296,37 +368,39 @@ impl Store {
         if let Some(campaign) = changes.campaign_id {
             link.campaign_id = campaign;
         }
-        let sql = format!(
-            "UPDATE links SET original_url = $2, title = $3, description = $4, is_protected = $5, password_hash = $6, \
-             is_expiring = $7, expires_at = $8, is_rate_limited = $9, max_clicks_per_min = $10, campaign_id = $11, \
-             updated_at = now() WHERE id = $1 RETURNING {LINK_COLUMNS}"
-        );
-        let updated = sqlx::query_as::<_, LinkRecord>(&sql)
-            .bind(link.id)
-            .bind(&link.original_url)
-            .bind(&link.title)
-            .bind(&link.description)
-            .bind(link.is_protected)
-            .bind(&password_hash)
-            .bind(link.is_expiring)
-            .bind(link.expires_at)
-            .bind(link.is_rate_limited)
-            .bind(link.max_clicks_per_min)
-            .bind(link.campaign_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let updated = query_link_record!(
+            "UPDATE links SET original_url = $2, title = $3, description = $4, is_protected = $5, \
+             password_hash = CASE WHEN $6 THEN $7 ELSE password_hash END, is_expiring = $8, expires_at = $9, \
+             is_rate_limited = $10, max_clicks_per_min = $11, campaign_id = $12, updated_at = now() \
+             WHERE id = $1 RETURNING",
+            "",
+            link.id,
+            &link.original_url,
+            link.title.as_deref(),
+            link.description.as_deref(),
+            link.is_protected,
+            set_password,
+            password_hash.as_deref(),
+            link.is_expiring,
+            link.expires_at,
+            link.is_rate_limited,
+            link.max_clicks_per_min,
+            link.campaign_id,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(UpdateLinkOutcome::Updated(updated))
     }
 
     /// Deletes and returns the code (for cache invalidation), or `None` if not the caller's.
     pub async fn delete_link(&self, scope: Scope, id: Uuid) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "DELETE FROM links WHERE id = $1 AND (owner_key_id = $2 OR $3) RETURNING short_code",
+            id,
+            scope.key_id,
+            scope.admin,
         )
-        .bind(id)
-        .bind(scope.key_id)
-        .bind(scope.admin)
         .fetch_optional(self.pool())
         .await?)
     }
@@ -339,14 +413,14 @@ impl Store {
         description: Option<&str>,
         favicon: Option<&str>,
     ) -> StoreResult<()> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE links SET title = COALESCE(title, $2), description = COALESCE(description, $3), \
              favicon = COALESCE(favicon, $4) WHERE id = $1",
+            id,
+            title,
+            description,
+            favicon,
         )
-        .bind(id)
-        .bind(title)
-        .bind(description)
-        .bind(favicon)
         .execute(self.pool())
         .await?;
         Ok(())

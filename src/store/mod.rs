@@ -68,24 +68,14 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Whose rows a request may see.
+/// Whose rows a request may see. Lists and totals are one SQL text per case, the key's rows
+/// (`owner_key_id = $1`) or an admin's everything, never a shared `(owner_key_id = $1 OR $2)`:
+/// that would let PostgreSQL settle on a generic plan that scans. Lookups of one row by id or
+/// code use the shared form; their unique index decides the plan either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope {
     pub key_id: Uuid,
     pub admin: bool,
-}
-
-impl Scope {
-    /// The `WHERE` condition for lists: `{column} = $1` for a key, always true for an admin
-    /// (still naming `$1`, so the binds are the same). One SQL text per case: a shared
-    /// `(owner = $1 OR $2)` would let PostgreSQL settle on a generic plan that scans.
-    pub(crate) fn owner_filter(&self, column: &str) -> String {
-        if self.admin {
-            "$1::uuid IS NOT NULL".to_string()
-        } else {
-            format!("{column} = $1")
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -131,14 +121,16 @@ impl Store {
 
     /// `SELECT 1` with the pool's timeout; used by `/health` and readiness.
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Seconds since the PostgreSQL server started, for `/api/system/health`.
     pub async fn server_uptime_secs(&self) -> StoreResult<i64> {
-        let secs: f64 = sqlx::query_scalar(
-            "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8",
+        let secs = sqlx::query_scalar!(
+            r#"SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8 AS "secs!""#
         )
         .fetch_one(&self.pool)
         .await?;
