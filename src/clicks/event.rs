@@ -206,7 +206,7 @@ fn push_value(out: &mut String, s: &str) {
 }
 
 /// The `events` value of a packed entry: one record per click, records separated by `\x1e`,
-/// a record's values (in [`PACKED_FIELDS`] order) by `\x1f`. Text, so `XRANGE` in
+/// a record's values (in `PACKED_FIELDS` order) by `\x1f`. Text, so `XRANGE` in
 /// `redis-cli` stays readable.
 pub fn pack(events: &[ClickEvent]) -> String {
     use std::fmt::Write;

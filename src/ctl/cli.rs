@@ -1,5 +1,5 @@
 //! `boltlinkctl`'s command line: the clap command tree and the dispatch to the commands of
-//! [`crate::ctl`]. The binary parses the arguments into [`Cli`] and calls [`run`].
+//! [`crate::ctl`]. The binary parses the arguments into [`Cli`] and calls [`run()`].
 //!
 //! Exit status: 0 success, 1 failure (one line on stderr saying what went wrong), 2 a bad
 //! command line (clap), 78 a configuration error, 71 when no runtime can be started.
