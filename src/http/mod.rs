@@ -3,15 +3,17 @@
 //!
 //! Routes are declared once, in the `routes!` invocation of [`routes`]: it expands to the
 //! [`ROUTES`] table, the [`Route`] enum and the dispatch `match`. The router, `Allow`, the
-//! reserved short codes and the metric names come from the table ([`router`]), and a test
-//! compares it with the OpenAPI document in both directions.
+//! reserved short codes and the metric names come from the table ([`router`]), and so does the
+//! OpenAPI document ([`openapi`], generated with `utoipa`; body schemas in [`schema`]).
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 
 pub mod edge;
 pub mod error;
+pub mod openapi;
 pub mod request;
 pub mod router;
 pub mod routes;
+pub mod schema;
 pub mod server;
 
 use std::net::SocketAddr;

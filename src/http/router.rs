@@ -2,7 +2,8 @@
 //! the table (the `matchit` router, `Allow`, metric names, reserved codes).
 //!
 //! Routes are declared once, in the one `routes!` invocation in [`super::routes`]: a path, its
-//! metric name, and per method its OpenAPI operationId and the handler call. From that the macro
+//! metric name, and per method the function building its OpenAPI operation and the handler
+//! call. From that the macro
 //! makes the [`Route`](super::Route) enum, the static [`ROUTES`](super::ROUTES) table and the
 //! dispatch `match` (a plain static match: no boxing, no `dyn` on the redirect path).
 
@@ -28,8 +29,8 @@ pub struct RouteSpec {
 /// A declared method of a route and the OpenAPI operation that documents it.
 pub struct OperationSpec {
     pub method: Method,
-    /// The operation's `operationId`.
-    pub operation_id: &'static str,
+    /// Builds the operation (`operationId`, parameters, body, every response).
+    pub doc: fn() -> super::openapi::Operation,
 }
 
 /// Declares the routes: expands to the `Route` enum, the `ROUTES` table and `call`, the
@@ -39,7 +40,7 @@ macro_rules! routes {
         |$app:ident, $ctx:ident, $param:ident, $body:ident, $started:ident|
         $(
             $path:literal => $variant:ident as $name:literal {
-                $( $method:ident $operation_id:ident => $handler:expr ),+ $(,)?
+                $( $method:ident $doc:path => $handler:expr ),+ $(,)?
             }
         ),+ $(,)?
     ) => {
@@ -59,7 +60,7 @@ macro_rules! routes {
                 methods: &[$(::http::Method::$method),+],
                 operations: &[$($crate::http::router::OperationSpec {
                     method: ::http::Method::$method,
-                    operation_id: stringify!($operation_id),
+                    doc: $doc,
                 }),+],
             }),+
         ];
@@ -225,7 +226,8 @@ mod tests {
             let methods: Vec<&Method> = r.operations.iter().map(|o| &o.method).collect();
             assert_eq!(methods, r.methods.iter().collect::<Vec<_>>(), "{}", r.path);
             for o in r.operations {
-                assert!(ids.insert(o.operation_id), "{} twice", o.operation_id);
+                let id = (o.doc)().operation_id.expect("every operation has an id");
+                assert!(ids.insert(id.clone()), "{id} twice");
             }
         }
     }

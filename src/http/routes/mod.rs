@@ -19,97 +19,97 @@ use super::PathParam;
 use crate::app::App;
 
 super::router::routes! {
-    // One entry per path: `path => Route variant as "metric name"`, then per method its
-    // OpenAPI operationId and the handler call. Dispatch, `Allow`, metric names, reserved codes
-    // and the OpenAPI paths all come from here. The handler expressions may use `app` (&App),
+    // One entry per path: `path => Route variant as "metric name"`, then per method the
+    // function building its OpenAPI operation (`<area>::doc`) and the handler call. Dispatch,
+    // `Allow`, metric names, reserved codes and the OpenAPI paths all come from here. The handler expressions may use `app` (&App),
     // `ctx` (RequestCtx), `param` (the path parameter, `code` or `id`), `body` (the request
     // body, read for POST and PATCH) and `started` (when the request arrived).
     |app, ctx, param, body, started|
 
     "/{code}" => Redirect as "redirect" {
-        GET getRedirect => redirect::redirect(app, &ctx, &param, false, started).await,
-        HEAD headRedirect => redirect::redirect(app, &ctx, &param, true, started).await,
+        GET redirect::doc::get_redirect => redirect::redirect(app, &ctx, &param, false, started).await,
+        HEAD redirect::doc::head_redirect => redirect::redirect(app, &ctx, &param, true, started).await,
     },
     "/api/{code}" => ApiRedirect as "redirect_api" {
-        GET getApiRedirect => redirect::redirect(app, &ctx, &param, false, started).await,
-        HEAD headApiRedirect => redirect::redirect(app, &ctx, &param, true, started).await,
+        GET redirect::doc::get_api_redirect => redirect::redirect(app, &ctx, &param, false, started).await,
+        HEAD redirect::doc::head_api_redirect => redirect::redirect(app, &ctx, &param, true, started).await,
     },
     "/api/verify/{code}" => Verify as "verify" {
-        POST verifyLink => redirect::verify(app, &ctx, &param, &body, started).await,
+        POST redirect::doc::verify_link => redirect::verify(app, &ctx, &param, &body, started).await,
     },
     "/api/shorten" => Shorten as "shorten" {
-        POST shortenLink => links::shorten(app, &ctx, &body).await,
+        POST links::doc::shorten_link => links::shorten(app, &ctx, &body).await,
     },
     "/api/links" => Links as "links_list" {
-        GET listLinks => links::list(app, &ctx).await,
+        GET links::doc::list_links => links::list(app, &ctx).await,
     },
     "/api/links/{id}" => Link as "link" {
-        GET getLink => links::get(app, &ctx, &param).await,
-        PATCH updateLink => links::patch(app, &ctx, &param, &body).await,
-        DELETE deleteLink => links::delete(app, &ctx, &param).await,
+        GET links::doc::get_link => links::get(app, &ctx, &param).await,
+        PATCH links::doc::update_link => links::patch(app, &ctx, &param, &body).await,
+        DELETE links::doc::delete_link => links::delete(app, &ctx, &param).await,
     },
     "/api/top-links" => TopLinks as "top_links" {
-        GET listTopLinks => links::top(app, &ctx).await,
+        GET links::doc::list_top_links => links::top(app, &ctx).await,
     },
     "/api/rate-limit-status/{code}" => RateLimitStatus as "rate_limit_status" {
-        GET getRateLimitStatus => redirect::rate_limit_status(app, &ctx, &param).await,
+        GET redirect::doc::get_rate_limit_status => redirect::rate_limit_status(app, &ctx, &param).await,
     },
     "/api/analytics/{code}" => LinkAnalytics as "analytics_link" {
-        GET getLinkAnalytics => analytics::link(app, &ctx, &param).await,
+        GET analytics::doc::get_link_analytics => analytics::link(app, &ctx, &param).await,
     },
     "/api/analytics/global" => GlobalAnalytics as "analytics_global" {
-        GET getGlobalAnalytics => analytics::global(app, &ctx).await,
+        GET analytics::doc::get_global_analytics => analytics::global(app, &ctx).await,
     },
     "/api/stats/overview" => StatsOverview as "stats_overview" {
-        GET getStatsOverview => analytics::overview(app, &ctx).await,
+        GET analytics::doc::get_stats_overview => analytics::overview(app, &ctx).await,
     },
     "/api/campaigns" => Campaigns as "campaigns" {
-        GET listCampaigns => campaigns::list(app, &ctx).await,
-        POST createCampaign => campaigns::create(app, &ctx, &body).await,
+        GET campaigns::doc::list_campaigns => campaigns::list(app, &ctx).await,
+        POST campaigns::doc::create_campaign => campaigns::create(app, &ctx, &body).await,
     },
     "/api/campaigns/{id}" => Campaign as "campaign" {
-        GET getCampaign => campaigns::get(app, &ctx, &param).await,
-        PATCH updateCampaign => campaigns::patch(app, &ctx, &param, &body).await,
-        DELETE deleteCampaign => campaigns::delete(app, &ctx, &param).await,
+        GET campaigns::doc::get_campaign => campaigns::get(app, &ctx, &param).await,
+        PATCH campaigns::doc::update_campaign => campaigns::patch(app, &ctx, &param, &body).await,
+        DELETE campaigns::doc::delete_campaign => campaigns::delete(app, &ctx, &param).await,
     },
     "/api/campaigns/link" => CampaignLink as "campaign_link" {
-        POST addLinkToCampaign => campaigns::assign_link(app, &ctx, &body).await,
+        POST campaigns::doc::add_link_to_campaign => campaigns::assign_link(app, &ctx, &body).await,
     },
     "/api/generate-key" => GenerateKey as "generate_key" {
-        POST generateKey => account::generate_key(app, &ctx).await,
+        POST account::doc::generate_key => account::generate_key(app, &ctx).await,
     },
     "/api/auth/me" => AuthMe as "auth_me" {
-        GET getMe => account::me(app, &ctx).await,
+        GET account::doc::get_me => account::me(app, &ctx).await,
     },
     "/api/settings/developer" => DeveloperSettings as "settings_developer" {
-        GET getDeveloperSettings => account::developer_settings(app, &ctx).await,
+        GET account::doc::get_developer_settings => account::developer_settings(app, &ctx).await,
     },
     "/api/settings/developer/webhook" => Webhook as "settings_webhook" {
-        PATCH updateWebhook => account::set_webhook(app, &ctx, &body).await,
+        PATCH account::doc::update_webhook => account::set_webhook(app, &ctx, &body).await,
     },
     "/api/metadata" => Metadata as "metadata" {
-        POST fetchMetadata => account::metadata(app, &ctx, &body).await,
+        POST account::doc::fetch_metadata => account::metadata(app, &ctx, &body).await,
     },
     "/health" => Health as "health" {
-        GET getHealth => ops::health(app).await,
+        GET ops::doc::get_health => ops::health(app).await,
     },
     "/api/health" => ApiHealth as "health" {
-        GET getApiHealth => ops::health(app).await,
+        GET ops::doc::get_api_health => ops::health(app).await,
     },
     "/ready" => Ready as "ready" {
-        GET getReady => ops::ready(app).await,
+        GET ops::doc::get_ready => ops::ready(app).await,
     },
     "/api/ready" => ApiReady as "ready" {
-        GET getApiReady => ops::ready(app).await,
+        GET ops::doc::get_api_ready => ops::ready(app).await,
     },
     "/api/system/health" => SystemHealth as "system_health" {
-        GET getSystemHealth => ops::system_health(app, &ctx).await,
+        GET ops::doc::get_system_health => ops::system_health(app, &ctx).await,
     },
     "/api/openapi.json" => OpenApi as "openapi" {
-        GET getOpenApi => Ok(ops::openapi()),
+        GET ops::doc::get_open_api => Ok(ops::openapi()),
     },
     "/metrics" => Metrics as "metrics" {
-        GET getMetrics => Ok(ops::metrics(app).await),
+        GET ops::doc::get_metrics => Ok(ops::metrics(app).await),
     },
 }
 
