@@ -1,21 +1,23 @@
 //! The request and response bodies of the API as `utoipa` schemas: the `components/schemas` of
 //! the OpenAPI document ([`super::openapi`]). Field docs become the schema descriptions.
 //!
-//! These types describe the wire format; the handlers build their bodies with their own types
-//! and `serde_json`. That both agree is checked by tests (`tests/it/ops.rs` validates real
-//! answers against these schemas) and by the schemathesis run (`scripts/fuzz-api`).
+//! The link and campaign objects and the system health entries are the handlers' own types
+//! (`LinkView`, `CampaignView`, `ServiceHealth`, registered here). The other types below
+//! describe the wire format of bodies the handlers read or build with their own types and
+//! `serde_json`; that both agree is checked by tests (`tests/it/ops.rs` validates real answers
+//! against these schemas) and by the schemathesis run (`scripts/fuzz-api`).
 
 use utoipa::openapi::ComponentsBuilder;
 use utoipa::ToSchema;
 
-/// Adds every schema of this module to the document's components.
+/// Adds every body schema to the document's components.
 pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
     builder
         .schema_from::<Error>()
-        .schema_from::<Link>()
+        .schema_from::<crate::http::routes::links::LinkView<'static>>()
         .schema_from::<ShortenRequest>()
         .schema_from::<LinkPatch>()
-        .schema_from::<Campaign>()
+        .schema_from::<crate::http::routes::campaigns::CampaignView<'static>>()
         .schema_from::<CampaignCreate>()
         .schema_from::<CampaignPatch>()
         .schema_from::<CampaignLinkRequest>()
@@ -34,7 +36,7 @@ pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<RateLimitStatus>()
         .schema_from::<Health>()
         .schema_from::<Ready>()
-        .schema_from::<SystemHealthEntry>()
+        .schema_from::<crate::http::routes::ops::ServiceHealth>()
         .schema_from::<DeveloperSettings>()
         .schema_from::<WebhookUpdateRequest>()
         .schema_from::<WebhookUpdateResponse>()
@@ -50,45 +52,6 @@ pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
 pub struct Error {
     /// Message for a person.
     pub error: String,
-}
-
-/// A short link. Never contains a password or its hash. Timestamps are RFC 3339 UTC.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({"id": "0b8f3c1e-6a2d-4b7e-9f10-2c3d4e5f6a7b", "shortCode": "aB3_x9Qz", "shortUrl": "https://bl.example/aB3_x9Qz", "originalUrl": "https://example.com/page", "clicks": 0, "title": null, "description": null, "favicon": null, "isProtected": false, "isExpiring": false, "expiresAt": null, "isRateLimited": false, "maxClicksPerMin": 100, "campaignId": null, "createdAt": "2026-11-23T08:00:00.000Z", "updatedAt": "2026-11-23T08:00:00.000Z"}))]
-pub struct Link {
-    /// Opaque link id.
-    #[schema(format = "uuid")]
-    pub id: String,
-    #[schema(pattern = r"^[A-Za-z0-9_-]{3,64}$", examples(json!("aB3_x9Qz")))]
-    pub short_code: String,
-    /// `PUBLIC_BASE_URL` + `/` + shortCode.
-    #[schema(format = "uri", examples(json!("https://bl.example/aB3_x9Qz")))]
-    pub short_url: String,
-    #[schema(format = "uri", max_length = 2048, examples(json!("https://example.com/page")))]
-    pub original_url: String,
-    #[schema(minimum = 0)]
-    pub clicks: i64,
-    /// Fetched in the background after creation; null until known.
-    #[schema(required = true)]
-    pub title: Option<String>,
-    #[schema(required = true)]
-    pub description: Option<String>,
-    #[schema(required = true)]
-    pub favicon: Option<String>,
-    pub is_protected: bool,
-    pub is_expiring: bool,
-    #[schema(required = true, format = DateTime)]
-    pub expires_at: Option<String>,
-    pub is_rate_limited: bool,
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub max_clicks_per_min: i64,
-    /// The campaign the link belongs to, if any.
-    #[schema(required = true, format = "uuid")]
-    pub campaign_id: Option<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub updated_at: String,
 }
 
 /// `password` is read only when `isProtected` is true, `expiresAt` only when `isExpiring` is true; otherwise they are ignored. `null` is refused (400) for `isProtected`, `isExpiring`, `isRateLimited` and `maxClicksPerMin`.
@@ -151,22 +114,6 @@ pub struct LinkPatch {
     /// A campaign of the caller's (else 400); null takes the link out of its campaign.
     #[schema(format = "uuid", examples(json!(null)))]
     pub campaign_id: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct Campaign {
-    #[schema(format = "uuid")]
-    pub id: String,
-    pub name: String,
-    #[schema(required = true)]
-    pub description: Option<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(minimum = 0)]
-    pub total_links: i64,
-    #[schema(minimum = 0)]
-    pub total_clicks: i64,
 }
 
 #[derive(ToSchema)]
@@ -496,24 +443,6 @@ pub enum SystemHealthEntryStatus {
     Warning,
     #[schema(rename = "error")]
     Error,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct SystemHealthEntry {
-    /// API instance, database, cache, analytics worker or aggregator.
-    pub service: String,
-    #[schema(inline)]
-    pub status: SystemHealthEntryStatus,
-    /// Seconds the component has been up; null when unknown (e.g. a process with no heartbeat).
-    #[schema(required = true)]
-    pub uptime: Option<i64>,
-    /// Time of the last real check or heartbeat.
-    #[schema(format = DateTime)]
-    pub last_check: String,
-    /// Present when the status is not `healthy`: why, e.g. `no heartbeat: not running` or `last heartbeat 42s ago`.
-    #[schema(required = false)]
-    pub detail: String,
 }
 
 #[derive(ToSchema)]

@@ -2,6 +2,7 @@
 
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::links::link_response;
@@ -11,14 +12,21 @@ use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
 use crate::store::{AssignOutcome, CampaignRecord};
 
-#[derive(Serialize)]
+// A campaign as answered, and its OpenAPI schema `Campaign` (which has no description).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CampaignView<'a> {
+#[schema(as = Campaign)]
+pub struct CampaignView<'a> {
+    #[schema(value_type = String, format = "uuid")]
     id: Uuid,
     name: &'a str,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(minimum = 0)]
     total_links: i64,
+    #[schema(minimum = 0)]
     total_clicks: i64,
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{parse_id, timestamp};
@@ -16,25 +17,52 @@ use crate::http::is_reserved_code;
 use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
 use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLinkOutcome};
 
-/// The link object of the contract. Deliberately has no password field of any kind.
-#[derive(Serialize)]
+// The link object of the contract, and its OpenAPI schema `Link` (described by the doc
+// comment). Deliberately has no password field of any kind.
+/// A short link. Never contains a password or its hash. Timestamps are RFC 3339 UTC.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Link, example = json!({
+    "id": "0b8f3c1e-6a2d-4b7e-9f10-2c3d4e5f6a7b", "shortCode": "aB3_x9Qz",
+    "shortUrl": "https://bl.example/aB3_x9Qz", "originalUrl": "https://example.com/page",
+    "clicks": 0, "title": null, "description": null, "favicon": null, "isProtected": false,
+    "isExpiring": false, "expiresAt": null, "isRateLimited": false, "maxClicksPerMin": 100,
+    "campaignId": null, "createdAt": "2026-11-23T08:00:00.000Z",
+    "updatedAt": "2026-11-23T08:00:00.000Z"
+}))]
 pub struct LinkView<'a> {
+    /// Opaque link id.
+    #[schema(value_type = String, format = "uuid")]
     id: Uuid,
+    #[schema(pattern = r"^[A-Za-z0-9_-]{3,64}$", examples(json!("aB3_x9Qz")))]
     short_code: &'a str,
+    /// `PUBLIC_BASE_URL` + `/` + shortCode.
+    #[schema(format = "uri", examples(json!("https://bl.example/aB3_x9Qz")))]
     short_url: String,
+    #[schema(format = "uri", max_length = 2048, examples(json!("https://example.com/page")))]
     original_url: &'a str,
+    #[schema(minimum = 0)]
     clicks: i64,
+    /// Fetched in the background after creation; null until known.
+    #[schema(required = true)]
     title: Option<&'a str>,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(required = true)]
     favicon: Option<&'a str>,
     is_protected: bool,
     is_expiring: bool,
+    #[schema(required = true, format = DateTime)]
     expires_at: Option<String>,
     is_rate_limited: bool,
+    #[schema(minimum = 1, maximum = 1000000)]
     max_clicks_per_min: i32,
+    /// The campaign the link belongs to, if any.
+    #[schema(required = true, value_type = Option<String>, format = "uuid")]
     campaign_id: Option<Uuid>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 

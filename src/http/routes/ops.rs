@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::timestamp;
 use crate::app::{App, VERSION};
@@ -80,15 +81,24 @@ pub async fn ready(app: &App) -> Result<Response<Body>, ApiError> {
     }
 }
 
-#[derive(Serialize)]
+// One entry of `GET /api/system/health`, and its OpenAPI schema `SystemHealthEntry`.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ServiceHealth {
+#[schema(as = SystemHealthEntry)]
+pub struct ServiceHealth {
+    /// API instance, database, cache, analytics worker or aggregator.
     service: String,
+    #[schema(value_type = crate::http::schema::SystemHealthEntryStatus, inline)]
     status: &'static str,
-    /// Seconds the service has been up, when known.
+    /// Seconds the component has been up; null when unknown (e.g. a process with no heartbeat).
+    #[schema(required = true)]
     uptime: Option<i64>,
+    /// Time of the last real check or heartbeat.
+    #[schema(format = DateTime)]
     last_check: String,
+    /// Present when the status is not `healthy`: why, e.g. `no heartbeat: not running` or `last heartbeat 42s ago`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     detail: Option<String>,
 }
 
