@@ -22,7 +22,9 @@
 //! - [`metadata`]: SSRF-safe page metadata fetcher: address policy, fetching, HTML extraction.
 //! - [`metrics`]: Prometheus counters and cross-instance rendering.
 //! - [`app`]: shared state, link resolution chain, background tasks.
-//! - [`http`]: route table, dispatch, handlers per area, accept loop and graceful shutdown.
+//! - [`http`]: routes declared once (`routes!`: table, dispatch, `Allow`, OpenAPI operations),
+//!   handlers per area, the OpenAPI document generated with `utoipa`, accept loop and graceful
+//!   shutdown.
 //! - [`api`]: the `boltlink-api` process: start-up, readiness, memory guard, drain.
 //! - [`pipeline`]: the `boltlink-worker` and `boltlink-aggregator` processes: the click
 //!   consumers wired to Redis and PostgreSQL.

@@ -1,15 +1,19 @@
 //! HTTP: the route table, dispatch, and what every response carries (security headers,
 //! request id, CORS), on hyper 1.x with `matchit` for path matching.
 //!
-//! [`ROUTES`] is the single source of truth for paths and methods: the router is built from
-//! it, the reserved short codes are derived from it, metrics label requests with its names,
-//! and a test compares it with the OpenAPI document in both directions.
+//! Routes are declared once, in the `routes!` invocation of [`routes`]: it expands to the
+//! [`ROUTES`] table, the [`Route`] enum and the dispatch `match`. The router, `Allow`, the
+//! reserved short codes and the metric names come from the table ([`router`]), and so does the
+//! OpenAPI document ([`openapi`], generated with `utoipa`; body schemas in [`schema`]).
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 
 pub mod edge;
 pub mod error;
+pub mod openapi;
 pub mod request;
+pub mod router;
 pub mod routes;
+pub mod schema;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -22,155 +26,9 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use crate::app::{in_flight_guard, App};
 pub use error::{ApiError, Body};
 use request::RequestCtx;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Redirect,
-    ApiRedirect,
-    Verify,
-    Shorten,
-    Links,
-    Link,
-    TopLinks,
-    RateLimitStatus,
-    LinkAnalytics,
-    GlobalAnalytics,
-    StatsOverview,
-    Campaigns,
-    Campaign,
-    CampaignLink,
-    GenerateKey,
-    AuthMe,
-    DeveloperSettings,
-    Webhook,
-    Metadata,
-    Health,
-    Ready,
-    SystemHealth,
-    OpenApi,
-    Metrics,
-}
-
-pub struct RouteSpec {
-    pub path: &'static str,
-    pub methods: &'static [Method],
-    pub route: Route,
-    /// The `route` label in metrics and logs.
-    pub name: &'static str,
-}
-
-const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
-const GET: &[Method] = &[Method::GET];
-const POST: &[Method] = &[Method::POST];
-const PATCH: &[Method] = &[Method::PATCH];
-const GET_POST: &[Method] = &[Method::GET, Method::POST];
-const GET_PATCH_DELETE: &[Method] = &[Method::GET, Method::PATCH, Method::DELETE];
-
-macro_rules! route {
-    ($path:expr, $methods:expr, $route:ident, $name:expr) => {
-        RouteSpec {
-            path: $path,
-            methods: $methods,
-            route: Route::$route,
-            name: $name,
-        }
-    };
-}
-
-pub static ROUTES: &[RouteSpec] = &[
-    route!("/{code}", GET_HEAD, Redirect, "redirect"),
-    route!("/api/{code}", GET_HEAD, ApiRedirect, "redirect_api"),
-    route!("/api/verify/{code}", POST, Verify, "verify"),
-    route!("/api/shorten", POST, Shorten, "shorten"),
-    route!("/api/links", GET, Links, "links_list"),
-    route!("/api/links/{id}", GET_PATCH_DELETE, Link, "link"),
-    route!("/api/top-links", GET, TopLinks, "top_links"),
-    route!(
-        "/api/rate-limit-status/{code}",
-        GET,
-        RateLimitStatus,
-        "rate_limit_status"
-    ),
-    route!(
-        "/api/analytics/{code}",
-        GET,
-        LinkAnalytics,
-        "analytics_link"
-    ),
-    route!(
-        "/api/analytics/global",
-        GET,
-        GlobalAnalytics,
-        "analytics_global"
-    ),
-    route!("/api/stats/overview", GET, StatsOverview, "stats_overview"),
-    route!("/api/campaigns", GET_POST, Campaigns, "campaigns"),
-    route!(
-        "/api/campaigns/{id}",
-        GET_PATCH_DELETE,
-        Campaign,
-        "campaign"
-    ),
-    route!("/api/campaigns/link", POST, CampaignLink, "campaign_link"),
-    route!("/api/generate-key", POST, GenerateKey, "generate_key"),
-    route!("/api/auth/me", GET, AuthMe, "auth_me"),
-    route!(
-        "/api/settings/developer",
-        GET,
-        DeveloperSettings,
-        "settings_developer"
-    ),
-    route!(
-        "/api/settings/developer/webhook",
-        PATCH,
-        Webhook,
-        "settings_webhook"
-    ),
-    route!("/api/metadata", POST, Metadata, "metadata"),
-    route!("/health", GET, Health, "health"),
-    route!("/api/health", GET, Health, "health"),
-    route!("/ready", GET, Ready, "ready"),
-    route!("/api/ready", GET, Ready, "ready"),
-    route!("/api/system/health", GET, SystemHealth, "system_health"),
-    route!("/api/openapi.json", GET, OpenApi, "openapi"),
-    route!("/metrics", GET, Metrics, "metrics"),
-];
-
-impl RouteSpec {
-    /// Whether the route answers `method`: its own methods, and HEAD wherever GET is served
-    /// (answered like GET, without the body).
-    pub fn serves(&self, method: &Method) -> bool {
-        self.methods.contains(method)
-            || (*method == Method::HEAD && self.methods.contains(&Method::GET))
-    }
-
-    /// The `Allow` header: the route's methods, HEAD with GET, and OPTIONS.
-    pub fn allow(&self) -> &'static HeaderValue {
-        static ALLOW: OnceLock<Vec<HeaderValue>> = OnceLock::new();
-        let all = ALLOW.get_or_init(|| {
-            ROUTES
-                .iter()
-                .map(|r| {
-                    let mut names: Vec<&str> = Vec::new();
-                    for m in r.methods {
-                        names.push(m.as_str());
-                        if *m == Method::GET && !r.methods.contains(&Method::HEAD) {
-                            names.push("HEAD");
-                        }
-                    }
-                    names.push("OPTIONS");
-                    HeaderValue::from_str(&names.join(", "))
-                        .unwrap_or_else(|_| HeaderValue::from_static("OPTIONS"))
-                })
-                .collect()
-        });
-        let idx = ROUTES
-            .iter()
-            .position(|r| std::ptr::eq(r, self))
-            .unwrap_or(0);
-        &all[idx]
-    }
-}
+pub use router::{is_reserved_code, route_names, RouteSpec};
+use router::{router, UNMATCHED};
+pub use routes::{Route, ROUTES};
 
 /// The headers every response carries, the router's and the edge's (see [`edge`]).
 pub const SECURITY_HEADERS: [(&str, &str); 3] = [
@@ -181,45 +39,6 @@ pub const SECURITY_HEADERS: [(&str, &str); 3] = [
         "max-age=31536000; includeSubDomains",
     ),
 ];
-
-/// Metric label for requests that matched no route.
-const UNMATCHED: &str = "unmatched";
-
-/// Route names indexed like [`ROUTES`], plus [`UNMATCHED`] last.
-pub fn route_names() -> Vec<&'static str> {
-    ROUTES
-        .iter()
-        .map(|r| r.name)
-        .chain(std::iter::once(UNMATCHED))
-        .collect()
-}
-
-/// Top-level path segments the router serves; a custom code may not take one.
-pub fn is_reserved_code(code: &str) -> bool {
-    ROUTES.iter().any(|r| {
-        let first = r
-            .path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("");
-        !first.starts_with('{') && first.eq_ignore_ascii_case(code)
-    })
-}
-
-fn router() -> &'static matchit::Router<usize> {
-    static ROUTER: OnceLock<matchit::Router<usize>> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        for (i, spec) in ROUTES.iter().enumerate() {
-            // The table is static and covered by tests; a conflict is a programming error.
-            #[allow(clippy::expect_used)]
-            r.insert(spec.path, i)
-                .expect("route table has no conflicts");
-        }
-        r
-    })
-}
 
 /// Path parameter of a matched route (`code` or `id`).
 pub struct PathParam(pub String);
@@ -290,7 +109,7 @@ where
                 ApiError::MethodNotAllowed(spec.allow()).into_response()
             } else {
                 let param = PathParam(param.unwrap_or_default());
-                match routes::dispatch(&app, spec.route, ctx, param, body, started).await {
+                match routes::dispatch(&app, spec, ctx, param, body, started).await {
                     Ok(r) => r,
                     Err(e) => {
                         if let ApiError::Internal(detail) = &e {
@@ -384,44 +203,6 @@ fn decorate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_route_table_builds_a_router() {
-        let r = router();
-        assert_eq!(
-            ROUTES[*r.at("/abc").expect("match").value].route,
-            Route::Redirect
-        );
-        assert_eq!(
-            ROUTES[*r.at("/api/abc").expect("match").value].route,
-            Route::ApiRedirect
-        );
-        assert_eq!(
-            ROUTES[*r.at("/api/analytics/global").expect("match").value].route,
-            Route::GlobalAnalytics
-        );
-        assert_eq!(
-            ROUTES[*r.at("/api/analytics/abc").expect("match").value].route,
-            Route::LinkAnalytics
-        );
-        assert_eq!(
-            ROUTES[*r.at("/api/campaigns/link").expect("match").value].route,
-            Route::CampaignLink
-        );
-        assert_eq!(
-            ROUTES[*r.at("/health").expect("match").value].route,
-            Route::Health
-        );
-        assert!(r.at("/a/b/c/d").is_err());
-    }
-
-    #[test]
-    fn top_level_paths_are_reserved_codes() {
-        for code in ["api", "health", "ready", "metrics", "API"] {
-            assert!(is_reserved_code(code), "{code}");
-        }
-        assert!(!is_reserved_code("hello"));
-    }
 
     #[test]
     fn request_ids_are_taken_when_sane_and_generated_otherwise() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use boltlink::http::routes::ops::OPENAPI_JSON;
+use boltlink::http::openapi::document_json;
 use boltlink::http::ROUTES;
 use serde_json::{json, Value};
 
@@ -71,8 +71,11 @@ fn assert_rfc3339(v: &Value, what: &str) {
 }
 
 fn openapi_document() -> Value {
-    serde_json::from_str(OPENAPI_JSON).expect("the OpenAPI document is JSON")
+    serde_json::from_str(document_json()).expect("the OpenAPI document is JSON")
 }
+
+/// The committed snapshot of the served document (see the test that compares them).
+const OPENAPI_SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
 
 /// Follows `$ref` pointers within the document.
 fn resolve<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
@@ -630,6 +633,56 @@ fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     assert!(!served.is_empty(), "the route table is not empty");
 }
 
+/// The document is generated from the code (`src/http/openapi.rs`, `schema.rs` and the `doc`
+/// operations next to the handlers); its snapshot `docs/openapi.json` is committed, so any
+/// change to what is served shows in review. `BOLTLINK_BLESS_OPENAPI=1` rewrites the snapshot.
+#[test]
+fn the_served_openapi_document_matches_the_committed_snapshot() {
+    let served = document_json();
+    if std::env::var_os("BOLTLINK_BLESS_OPENAPI").is_some_and(|v| v == "1") {
+        std::fs::write(OPENAPI_SNAPSHOT, served).expect("write docs/openapi.json");
+        return;
+    }
+    let snapshot = std::fs::read_to_string(OPENAPI_SNAPSHOT).unwrap_or_default();
+    if snapshot == served {
+        return;
+    }
+    let first_difference = snapshot
+        .lines()
+        .zip(served.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| snapshot.lines().count().min(served.lines().count()));
+    panic!(
+        "the served OpenAPI document differs from docs/openapi.json (first at line {}: snapshot {:?}, served {:?}).\n\
+         If the change is intended, refresh the snapshot and commit it:\n\
+         \tBOLTLINK_BLESS_OPENAPI=1 cargo test --test it openapi",
+        first_difference + 1,
+        snapshot.lines().nth(first_difference).unwrap_or("<end>"),
+        served.lines().nth(first_difference).unwrap_or("<end>"),
+    );
+}
+
+/// Every operation of the document is the one its route-table entry names, with a unique
+/// `operationId`.
+#[test]
+fn the_openapi_operations_are_those_the_route_table_names() {
+    let doc = openapi_document();
+    let mut ids = BTreeSet::new();
+    for route in ROUTES {
+        for operation in route.operations {
+            let built = (operation.doc)();
+            let id = built.operation_id.clone().expect("an operationId");
+            assert!(ids.insert(id.clone()), "operationId {id} is used twice");
+            let method = operation.method.as_str().to_lowercase();
+            assert_eq!(
+                doc["paths"][route.path][&method]["operationId"], id,
+                "{} {}",
+                operation.method, route.path
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_served_as_json_version_3_1() {
     let app = TestApp::spawn().await;
@@ -648,7 +701,7 @@ async fn the_openapi_document_is_served_as_json_version_3_1() {
     assert_eq!(
         doc,
         openapi_document(),
-        "the served document is the one checked for parity with the route table"
+        "the served document is the generated one"
     );
     app.stop().await;
 }

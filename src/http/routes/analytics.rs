@@ -107,3 +107,70 @@ pub async fn overview(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, Api
         }),
     ))
 }
+
+/// The OpenAPI operations of these routes, named by their entries in `routes!`.
+pub mod doc {
+    use crate::http::openapi::*;
+
+    /// `GET /api/analytics/{code}`
+    pub fn get_link_analytics() -> Operation {
+        op(
+            "getLinkAnalytics",
+            "analytics",
+            "Analytics of one of the caller's links",
+        )
+        .parameter(code_param())
+        .security(api_key())
+        .response(
+            "200",
+            respond("Analytics from rollups.")
+                .content("application/json", content(schema("Analytics"), None)),
+        )
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response("404", shared("NotFound"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
+    }
+
+    /// `GET /api/analytics/global`
+    pub fn get_global_analytics() -> Operation {
+        op(
+            "getGlobalAnalytics",
+            "analytics",
+            "Analytics over all of the caller's links",
+        )
+        .security(api_key())
+        .response(
+            "200",
+            respond("Analytics from rollups.")
+                .content("application/json", content(schema("GlobalAnalytics"), None)),
+        )
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
+    }
+
+    /// `GET /api/stats/overview`
+    pub fn get_stats_overview() -> Operation {
+        op(
+            "getStatsOverview",
+            "analytics",
+            "Dashboard overview for the last 7 days",
+        )
+        .security(api_key())
+        .response(
+            "200",
+            respond("Overview from rollups.")
+                .content("application/json", content(schema("StatsOverview"), None)),
+        )
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
+    }
+}

@@ -2,6 +2,7 @@
 
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::links::link_response;
@@ -11,14 +12,21 @@ use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
 use crate::store::{AssignOutcome, CampaignRecord};
 
-#[derive(Serialize)]
+// A campaign as answered, and its OpenAPI schema `Campaign` (which has no description).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CampaignView<'a> {
+#[schema(as = Campaign)]
+pub struct CampaignView<'a> {
+    #[schema(value_type = String, format = "uuid")]
     id: Uuid,
     name: &'a str,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(minimum = 0)]
     total_links: i64,
+    #[schema(minimum = 0)]
     total_clicks: i64,
 }
 
@@ -171,5 +179,148 @@ pub async fn assign_link(
         AssignOutcome::Assigned(link) => Ok(link_response(app, StatusCode::OK, &link)),
         AssignOutcome::LinkNotFound => Err(ApiError::NotFound("Link not found".to_string())),
         AssignOutcome::CampaignNotFound => Err(not_found()),
+    }
+}
+
+/// The OpenAPI operations of these routes, named by their entries in `routes!`.
+pub mod doc {
+    use crate::http::openapi::*;
+    use serde_json::json;
+
+    /// `GET /api/campaigns`
+    pub fn list_campaigns() -> Operation {
+        op("listCampaigns", "campaigns", "List the caller's campaigns")
+            .security(api_key())
+            .response(
+                "200",
+                respond("The caller's campaigns.")
+                    .content("application/json", content(array_of("Campaign"), None)),
+            )
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
+    }
+
+    /// `POST /api/campaigns`
+    pub fn create_campaign() -> Operation {
+        op("createCampaign", "campaigns", "Create a campaign")
+            .request_body(Some(json_body("CampaignCreate", true)))
+            .security(api_key())
+            .response("201", respond("The created campaign.")
+                .content("application/json", content(schema("Campaign"), None)))
+            .response("400", error("`name` missing, null, blank or over 200 characters, `description` over 2000 characters, text containing NUL, or malformed JSON.", "Campaign name is required"))
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("408", shared("RequestTimeout"))
+            .response("413", shared("PayloadTooLarge"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
+    }
+
+    /// `GET /api/campaigns/{id}`
+    pub fn get_campaign() -> Operation {
+        op(
+            "getCampaign",
+            "campaigns",
+            "Get one of the caller's campaigns",
+        )
+        .parameter(campaign_id_param())
+        .security(api_key())
+        .response(
+            "200",
+            respond("The campaign.").content("application/json", content(schema("Campaign"), None)),
+        )
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response("404", shared("NotFound"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
+    }
+
+    /// `PATCH /api/campaigns/{id}`
+    pub fn update_campaign() -> Operation {
+        op(
+            "updateCampaign",
+            "campaigns",
+            "Change one of the caller's campaigns",
+        )
+        .parameter(campaign_id_param())
+        .request_body(Some(json_body("CampaignPatch", true)))
+        .security(api_key())
+        .response(
+            "200",
+            respond("The updated campaign.")
+                .content("application/json", content(schema("Campaign"), None)),
+        )
+        .response("400", shared("BadRequest"))
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response("404", shared("NotFound"))
+        .response("408", shared("RequestTimeout"))
+        .response("413", shared("PayloadTooLarge"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
+    }
+
+    /// `DELETE /api/campaigns/{id}`
+    pub fn delete_campaign() -> Operation {
+        op(
+            "deleteCampaign",
+            "campaigns",
+            "Delete one of the caller's campaigns",
+        )
+        .parameter(campaign_id_param())
+        .security(api_key())
+        .response(
+            "200",
+            respond("Deleted; its links stay, unassigned.").content(
+                "application/json",
+                content(
+                    schema("CampaignDeleted"),
+                    Some(json!({"success": true, "message": "Campaign deleted"})),
+                ),
+            ),
+        )
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response("404", shared("NotFound"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
+    }
+
+    /// `POST /api/campaigns/link`
+    pub fn add_link_to_campaign() -> Operation {
+        op(
+            "addLinkToCampaign",
+            "campaigns",
+            "Put one of the caller's links into one of the caller's campaigns",
+        )
+        .request_body(Some(json_body("CampaignLinkRequest", true)))
+        .security(api_key())
+        .response(
+            "200",
+            respond("The updated link.").content("application/json", content(schema("Link"), None)),
+        )
+        .response("400", shared("BadRequest"))
+        .response("401", shared("Unauthorized"))
+        .response("403", shared("Forbidden"))
+        .response(
+            "404",
+            error(
+                "The campaign or the link does not exist or belongs to another key.",
+                "Campaign not found",
+            ),
+        )
+        .response("408", shared("RequestTimeout"))
+        .response("413", shared("PayloadTooLarge"))
+        .response("429", shared("KeyRateLimited"))
+        .response("503", shared("ServiceUnavailable"))
+        .build()
     }
 }

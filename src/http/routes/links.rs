@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{parse_id, timestamp};
@@ -16,25 +17,52 @@ use crate::http::is_reserved_code;
 use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
 use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLinkOutcome};
 
-/// The link object of the contract. Deliberately has no password field of any kind.
-#[derive(Serialize)]
+// The link object of the contract, and its OpenAPI schema `Link` (described by the doc
+// comment). Deliberately has no password field of any kind.
+/// A short link. Never contains a password or its hash. Timestamps are RFC 3339 UTC.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Link, example = json!({
+    "id": "0b8f3c1e-6a2d-4b7e-9f10-2c3d4e5f6a7b", "shortCode": "aB3_x9Qz",
+    "shortUrl": "https://bl.example/aB3_x9Qz", "originalUrl": "https://example.com/page",
+    "clicks": 0, "title": null, "description": null, "favicon": null, "isProtected": false,
+    "isExpiring": false, "expiresAt": null, "isRateLimited": false, "maxClicksPerMin": 100,
+    "campaignId": null, "createdAt": "2026-11-23T08:00:00.000Z",
+    "updatedAt": "2026-11-23T08:00:00.000Z"
+}))]
 pub struct LinkView<'a> {
+    /// Opaque link id.
+    #[schema(value_type = String, format = "uuid")]
     id: Uuid,
+    #[schema(pattern = r"^[A-Za-z0-9_-]{3,64}$", examples(json!("aB3_x9Qz")))]
     short_code: &'a str,
+    /// `PUBLIC_BASE_URL` + `/` + shortCode.
+    #[schema(format = "uri", examples(json!("https://bl.example/aB3_x9Qz")))]
     short_url: String,
+    #[schema(format = "uri", max_length = 2048, examples(json!("https://example.com/page")))]
     original_url: &'a str,
+    #[schema(minimum = 0)]
     clicks: i64,
+    /// Fetched in the background after creation; null until known.
+    #[schema(required = true)]
     title: Option<&'a str>,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(required = true)]
     favicon: Option<&'a str>,
     is_protected: bool,
     is_expiring: bool,
+    #[schema(required = true, format = DateTime)]
     expires_at: Option<String>,
     is_rate_limited: bool,
+    #[schema(minimum = 1, maximum = 1000000)]
     max_clicks_per_min: i32,
+    /// The campaign the link belongs to, if any.
+    #[schema(required = true, value_type = Option<String>, format = "uuid")]
     campaign_id: Option<Uuid>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -330,5 +358,139 @@ pub async fn delete(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Bo
             ))
         }
         None => Err(ApiError::NotFound("Link not found".to_string())),
+    }
+}
+
+/// The OpenAPI operations of these routes, named by their entries in `routes!`.
+pub mod doc {
+    use crate::http::openapi::*;
+    use serde_json::json;
+
+    /// `POST /api/shorten`
+    pub fn shorten_link() -> Operation {
+        op("shortenLink", "links", "Create a short link")
+            .description(Some("Generated codes are 8 characters of `[A-Za-z0-9_-]`, collision-free. Title, description and favicon are fetched in the background."))
+            .request_body(Some(json_body("ShortenRequest", true)))
+            .security(api_key())
+            .response("201", respond("The created link. The `RateLimit-*` headers are those of the per-client-IP shorten limit.")
+                .content("application/json", content(schema("Link"), None))
+                .headers(&RATE_LIMIT))
+            .response("400", error("Invalid input, e.g. `url` not an absolute http(s) URL or longer than 2048 characters, bad or reserved `customCode`, `Password required for protected links`, a password over 256 characters, `Expiration date required`, `Expiration date must be in the future`, `maxClicksPerMin` outside 1–1000000, `null` for a field that is not nullable, unknown `campaignId`.", "Password required for protected links"))
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("408", shared("RequestTimeout"))
+            .response("409", shared("Conflict"))
+            .response("413", shared("PayloadTooLarge"))
+            .response("429", error("Over the per-client-IP limit of 100 per 5 minutes (`RATE_LIMIT_SHORTEN_PER_5MIN`), or over the API key's own limit (`RATE_LIMIT_KEY_PER_MIN`, `RATE_LIMIT_KEY_PER_HOUR`).", "Too many links created from this IP, please try again later")
+                .headers(&RATE_LIMITED))
+            .response("503", shared("PasswordChecksBusy"))
+            .build()
+    }
+
+    /// `GET /api/links`
+    pub fn list_links() -> Operation {
+        op("listLinks", "links", "List the caller's links")
+            .parameter(query_int("limit", "Page size, 1–500.", 1, 500, 100))
+            .parameter(query_int(
+                "offset",
+                "Links to skip.",
+                0,
+                4611686018427387903,
+                0,
+            ))
+            .security(api_key())
+            .response(
+                "200",
+                respond("The caller's links, newest first.")
+                    .content("application/json", content(array_of("Link"), None))
+                    .header("X-Total-Count", header("X-Total-Count")),
+            )
+            .response("400", shared("BadRequest"))
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
+    }
+
+    /// `GET /api/links/{id}`
+    pub fn get_link() -> Operation {
+        op("getLink", "links", "Get one of the caller's links")
+            .parameter(link_id_param())
+            .security(api_key())
+            .response(
+                "200",
+                respond("The link.").content("application/json", content(schema("Link"), None)),
+            )
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("404", shared("NotFound"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
+    }
+
+    /// `PATCH /api/links/{id}`
+    pub fn update_link() -> Operation {
+        op("updateLink", "links", "Change one of the caller's links")
+            .description(Some("Changes the fields given; absent fields stay as they are. Redirects use the new state at once on the answering instance and within 1 s everywhere else."))
+            .parameter(link_id_param())
+            .request_body(Some(json_body("LinkPatch", true)))
+            .security(api_key())
+            .response("200", respond("The updated link.")
+                .content("application/json", content(schema("Link"), None)))
+            .response("400", shared("BadRequest"))
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("404", shared("NotFound"))
+            .response("408", shared("RequestTimeout"))
+            .response("413", shared("PayloadTooLarge"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("PasswordChecksBusy"))
+            .build()
+    }
+
+    /// `DELETE /api/links/{id}`
+    pub fn delete_link() -> Operation {
+        op("deleteLink", "links", "Delete one of the caller's links")
+            .description(Some(
+                "Redirects stop at once on the answering instance and within 1 s everywhere else.",
+            ))
+            .parameter(link_id_param())
+            .security(api_key())
+            .response(
+                "200",
+                respond("Deleted.").content(
+                    "application/json",
+                    content(
+                        schema("LinkDeleted"),
+                        Some(json!({"message": "Link deleted"})),
+                    ),
+                ),
+            )
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("404", shared("NotFound"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
+    }
+
+    /// `GET /api/top-links`
+    pub fn list_top_links() -> Operation {
+        op("listTopLinks", "links", "The caller's most-clicked links")
+            .parameter(query_int("limit", "How many, 1–100.", 1, 100, 10))
+            .security(api_key())
+            .response(
+                "200",
+                respond("The caller's links by clicks, descending.")
+                    .content("application/json", content(array_of("Link"), None)),
+            )
+            .response("400", shared("BadRequest"))
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::timestamp;
 use crate::app::{App, VERSION};
@@ -20,8 +21,6 @@ use crate::redis::Heartbeat;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A consumer this far behind is reported as a warning.
 const LAG_WARNING_SECS: f64 = 30.0;
-
-pub static OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 async fn check_database(app: &App) -> Result<(), String> {
     match tokio::time::timeout(CHECK_TIMEOUT, app.store.ping()).await {
@@ -82,15 +81,24 @@ pub async fn ready(app: &App) -> Result<Response<Body>, ApiError> {
     }
 }
 
-#[derive(Serialize)]
+// One entry of `GET /api/system/health`, and its OpenAPI schema `SystemHealthEntry`.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ServiceHealth {
+#[schema(as = SystemHealthEntry)]
+pub struct ServiceHealth {
+    /// API instance, database, cache, analytics worker or aggregator.
     service: String,
+    #[schema(value_type = crate::http::schema::SystemHealthEntryStatus, inline)]
     status: &'static str,
-    /// Seconds the service has been up, when known.
+    /// Seconds the component has been up; null when unknown (e.g. a process with no heartbeat).
+    #[schema(required = true)]
     uptime: Option<i64>,
+    /// Time of the last real check or heartbeat.
+    #[schema(format = DateTime)]
     last_check: String,
+    /// Present when the status is not `healthy`: why, e.g. `no heartbeat: not running` or `last heartbeat 42s ago`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     detail: Option<String>,
 }
 
@@ -215,7 +223,9 @@ fn error_entry(service: &str, detail: String, now: DateTime<Utc>) -> ServiceHeal
 }
 
 pub fn openapi() -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+    let mut resp = Response::new(Full::new(Bytes::from_static(
+        crate::http::openapi::document_json().as_bytes(),
+    )));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
@@ -279,4 +289,82 @@ pub async fn metrics(app: &App) -> Response<Body> {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     resp
+}
+
+/// The OpenAPI operations of these routes, named by their entries in `routes!`.
+pub mod doc {
+    use crate::http::openapi::*;
+    use serde_json::json;
+
+    /// `GET /health`
+    pub fn get_health() -> Operation {
+        op("getHealth", "operations", "Liveness and dependency health")
+            .response("200", respond("Healthy.")
+                .content("application/json", content(schema("Health"), None)))
+            .response("503", respond("A dependency is down: `status` is `unhealthy`, the failing check reads `failing` and `errors` says why.")
+                .content("application/json", content(schema("Health"), Some(json!({"status": "unhealthy", "timestamp": "2026-11-23T08:00:00.000Z", "uptime": 3600, "service": "boltlink-api", "version": "0.1.0", "instance": "api-1", "checks": {"database": "failing", "redis": "ok"}, "errors": {"database": "database unavailable: pool timed out while waiting for an open connection"}})))))
+            .build()
+    }
+
+    /// `GET /api/health`
+    pub fn get_api_health() -> Operation {
+        op("getApiHealth", "operations", "Liveness and dependency health")
+            .response("200", respond("Healthy.")
+                .content("application/json", content(schema("Health"), None)))
+            .response("503", respond("A dependency is down: `status` is `unhealthy`, the failing check reads `failing` and `errors` says why.")
+                .content("application/json", content(schema("Health"), Some(json!({"status": "unhealthy", "timestamp": "2026-11-23T08:00:00.000Z", "uptime": 3600, "service": "boltlink-api", "version": "0.1.0", "instance": "api-1", "checks": {"database": "failing", "redis": "ok"}, "errors": {"database": "database unavailable: pool timed out while waiting for an open connection"}})))))
+            .build()
+    }
+
+    /// `GET /ready`
+    pub fn get_ready() -> Operation {
+        op("getReady", "operations", "Readiness")
+            .response("200", respond("Ready.")
+                .content("application/json", content(schema("Ready"), Some(json!({"ready": true})))))
+            .response("503", respond("Not ready.")
+                .content("application/json", content(schema("Ready"), Some(json!({"ready": false, "error": "database: database unavailable: pool timed out while waiting for an open connection"})))))
+            .build()
+    }
+
+    /// `GET /api/ready`
+    pub fn get_api_ready() -> Operation {
+        op("getApiReady", "operations", "Readiness")
+            .response("200", respond("Ready.")
+                .content("application/json", content(schema("Ready"), Some(json!({"ready": true})))))
+            .response("503", respond("Not ready.")
+                .content("application/json", content(schema("Ready"), Some(json!({"ready": false, "error": "database: database unavailable: pool timed out while waiting for an open connection"})))))
+            .build()
+    }
+
+    /// `GET /api/system/health`
+    pub fn get_system_health() -> Operation {
+        op("getSystemHealth", "operations", "Health of every component")
+            .security(api_key())
+            .response("200", respond("API instances, database, cache, analytics worker and aggregator, from real checks and heartbeats.")
+                .content("application/json", content(array_of("SystemHealthEntry"), None)))
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+            .build()
+    }
+
+    /// `GET /api/openapi.json`
+    pub fn get_open_api() -> Operation {
+        op("getOpenApi", "operations", "This OpenAPI 3.1 document")
+            .response(
+                "200",
+                respond("The OpenAPI document.")
+                    .content("application/json", content(any_object(), None)),
+            )
+            .build()
+    }
+
+    /// `GET /metrics`
+    pub fn get_metrics() -> Operation {
+        op("getMetrics", "operations", "Prometheus metrics")
+            .response("200", respond("Prometheus text exposition (version 0.0.4), aggregated so a scrape does not see only one instance: at least `http_requests_total{route,status}`, the `http_request_duration_seconds` histogram, clicks recorded, click queue depth and lag, cache hits/misses.")
+                .content("text/plain; version=0.0.4", content(text(), None)))
+            .build()
+    }
 }
