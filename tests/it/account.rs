@@ -35,16 +35,6 @@ async fn key_row(app: &TestApp, key: &str) -> (Uuid, DateTime<Utc>) {
         .expect("key row")
 }
 
-async fn set_webhook(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
-    app.client
-        .patch(app.url("/api/settings/developer/webhook"))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("webhook")
-}
-
 // ---------------------------------------------------------------------------------------
 // POST /api/generate-key, GET /api/auth/me
 // ---------------------------------------------------------------------------------------
@@ -231,7 +221,7 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
     let key = app.key(false).await;
     let other = app.key(false).await;
     let url = "https://hooks.example/boltlink?token=abc";
-    let resp = set_webhook(&app, &key, json!({ "url": url })).await;
+    let resp = app.set_webhook(&key, json!({ "url": url })).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body["success"], true);
@@ -271,7 +261,9 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
     assert_eq!(theirs["webhookUrl"], Value::Null);
 
     // A second PATCH replaces it.
-    let resp = set_webhook(&app, &key, json!({ "url": "https://hooks.example/v2" })).await;
+    let resp = app
+        .set_webhook(&key, json!({ "url": "https://hooks.example/v2" }))
+        .await;
     assert_eq!(resp.status(), 200);
     let settings: Value = app
         .get_with_key("/api/settings/developer", &key)
@@ -285,20 +277,55 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
 }
 
 #[tokio::test]
-async fn an_invalid_webhook_url_answers_400_and_keeps_the_stored_one() {
+async fn webhook_settings_refuse_each_invalid_body_with_400_and_keep_the_stored_url() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
-    let resp = set_webhook(&app, &key, json!({ "url": "https://hooks.example/ok" })).await;
+    let resp = app
+        .set_webhook(&key, json!({ "url": "https://hooks.example/ok" }))
+        .await;
     assert_eq!(resp.status(), 200);
-    for bad in [
-        json!({ "url": "not a url" }),
-        json!({ "url": "ftp://hooks.example/x" }),
-        json!({ "url": "/relative/path" }),
-        json!({ "url": 42 }),
-    ] {
-        let resp = set_webhook(&app, &key, bad.clone()).await;
-        let message = error_message(resp, 400).await;
-        assert!(message.contains("url"), "names the field: {message}");
+    let cases = [
+        ("not a url", json!({ "url": "not a url" }), "url"),
+        ("ftp", json!({ "url": "ftp://hooks.example/x" }), "url"),
+        ("relative", json!({ "url": "/relative/path" }), "url"),
+        ("a number", json!({ "url": 42 }), "url"),
+        // A typo is not a removal.
+        ("no `url` field", json!({ "uri": "x" }), "`url`"),
+        // Hardening finding 10: addresses in our own network are refused when set.
+        (
+            "cloud metadata",
+            json!({ "url": "http://169.254.169.254/latest/meta-data" }),
+            "refusing",
+        ),
+        (
+            "loopback address",
+            json!({ "url": "http://127.0.0.1:6379/" }),
+            "refusing",
+        ),
+        (
+            "localhost",
+            json!({ "url": "http://localhost/hook" }),
+            "refusing",
+        ),
+        (
+            "IPv6 loopback",
+            json!({ "url": "http://[::1]/hook" }),
+            "refusing",
+        ),
+        (
+            "private address",
+            json!({ "url": "http://10.1.2.3/hook" }),
+            "refusing",
+        ),
+    ];
+    for (case, body, mentions) in cases {
+        let message = case_error(case, app.set_webhook(&key, body).await, 400).await;
+        Says::Mentions(mentions).check(case, &message);
+        // The refusal does not say how the address was classified.
+        assert!(
+            !message.contains("169.254") && !message.contains("loopback"),
+            "{case}: {message}"
+        );
     }
     let resp = app
         .client
@@ -310,15 +337,11 @@ async fn an_invalid_webhook_url_answers_400_and_keeps_the_stored_one() {
         .await
         .expect("webhook");
     assert!(!error_message(resp, 400).await.is_empty());
-    let settings: Value = app
-        .get_with_key("/api/settings/developer", &key)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(settings["webhookUrl"], "https://hooks.example/ok");
+    assert_eq!(
+        app.stored_webhook(&key).await,
+        json!("https://hooks.example/ok"),
+        "no refused body changed the stored URL"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -383,35 +383,30 @@ fn invalid_shorten_bodies() -> Vec<(String, Value, Says<'static>)> {
         json!({ "url": over }),
         Says::Mentions("2048"),
     ));
-    for (label, password) in [
-        ("no password", None),
-        ("empty password", Some(json!(""))),
-        ("null password", Some(Value::Null)),
+    for (flag, field, message) in [
+        (
+            "isProtected",
+            "password",
+            "Password required for protected links",
+        ),
+        ("isExpiring", "expiresAt", "Expiration date required"),
     ] {
-        let mut body = json!({"url": url, "isProtected": true});
-        if let Some(p) = password {
-            body["password"] = p;
+        for (label, value) in [
+            ("no", None),
+            ("empty", Some(json!(""))),
+            ("null", Some(Value::Null)),
+        ] {
+            let mut body = json!({ "url": url });
+            body[flag] = json!(true);
+            if let Some(value) = value {
+                body[field] = value;
+            }
+            cases.push((
+                format!("{flag} with {label} {field}"),
+                body,
+                Says::Exactly(message),
+            ));
         }
-        cases.push((
-            format!("protected link with {label}"),
-            body,
-            Says::Exactly("Password required for protected links"),
-        ));
-    }
-    for (label, expires_at) in [
-        ("no date", None),
-        ("empty date", Some(json!(""))),
-        ("null date", Some(Value::Null)),
-    ] {
-        let mut body = json!({"url": url, "isExpiring": true});
-        if let Some(e) = expires_at {
-            body["expiresAt"] = e;
-        }
-        cases.push((
-            format!("expiring link with {label}"),
-            body,
-            Says::Exactly("Expiration date required"),
-        ));
     }
     let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     cases.push((

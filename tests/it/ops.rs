@@ -11,9 +11,7 @@ use boltlink::http::routes::ops::OPENAPI_JSON;
 use boltlink::http::ROUTES;
 use serde_json::{json, Value};
 
-use crate::support::{
-    error_message, metric, new_prefix, parse_metrics, MetricSample, TestApp, TestDatabase,
-};
+use crate::support::{error_message, metric, parse_metrics, MetricSample, TestApp};
 
 /// Nothing listens on port 1.
 const UNREACHABLE_REDIS: &str = "redis://127.0.0.1:1/";
@@ -817,20 +815,7 @@ async fn metrics_count_earlier_requests_by_route_and_status_in_prometheus_text()
 
 #[tokio::test]
 async fn a_scrape_of_one_instance_shows_the_requests_another_instance_answered() {
-    let database = TestDatabase::create().await;
-    let prefix = new_prefix();
-    let a = TestApp::builder()
-        .database(database.clone())
-        .prefix(&prefix)
-        .set("BOLTLINK_INSTANCE", "ops-shared-a")
-        .start()
-        .await;
-    let b = TestApp::builder()
-        .database(database)
-        .prefix(prefix)
-        .set("BOLTLINK_INSTANCE", "ops-shared-b")
-        .start()
-        .await;
+    let (a, b) = TestApp::two_instances("ops-shared-a", "ops-shared-b").await;
 
     // Only B answers the OpenAPI document.
     for _ in 0..3 {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::support::{
     code_of, error_message, eventually, header_number, id_of, wait_for_room_in_window, TestApp,
-    TestDatabase, TARGET,
+    TARGET,
 };
 
 async fn owner_key_id(app: &TestApp, code: &str) -> Uuid {
@@ -887,20 +887,7 @@ async fn rate_limit_status_reports_the_cap_and_the_clicks_of_the_last_minute() {
 
 #[tokio::test]
 async fn rate_limit_status_on_another_instance_sees_the_clicks_within_moments() {
-    let database = TestDatabase::create().await;
-    let prefix = crate::support::new_prefix();
-    let a = TestApp::builder()
-        .database(database.clone())
-        .prefix(&prefix)
-        .set("BOLTLINK_INSTANCE", "it-a")
-        .start()
-        .await;
-    let b = TestApp::builder()
-        .database(database)
-        .prefix(prefix)
-        .set("BOLTLINK_INSTANCE", "it-b")
-        .start()
-        .await;
+    let (a, b) = TestApp::two_instances("it-a", "it-b").await;
     let key = a.key(false).await;
     let code = code_of(
         &a.create_link(&key, json!({"isRateLimited": true, "maxClicksPerMin": 10}))

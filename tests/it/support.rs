@@ -214,7 +214,8 @@ pub struct TestApp {
 /// The app's thread: its shutdown trigger, and the channel it reports its end on.
 struct ServerThread {
     shutdown: Shutdown,
-    finished: std::sync::mpsc::Receiver<()>,
+    /// In a mutex only so that `TestApp` stays `Sync` (tests share `&app` across tasks).
+    finished: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -239,7 +240,7 @@ impl ServerThread {
             .expect("spawn the test app's thread");
         ServerThread {
             shutdown,
-            finished,
+            finished: std::sync::Mutex::new(finished),
             thread,
         }
     }
@@ -247,7 +248,11 @@ impl ServerThread {
     /// Triggers the shutdown and waits (blocking, bounded) until the server has stopped.
     fn stop_blocking(self) {
         self.shutdown.trigger();
-        match self.finished.recv_timeout(STOP_WITHIN) {
+        let finished = self
+            .finished
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match finished.recv_timeout(STOP_WITHIN) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = self.thread.join();
             }
@@ -406,6 +411,26 @@ impl TestApp {
     /// `TestApp::builder().start()`: the defaults.
     pub async fn start() -> TestApp {
         Self::builder().start().await
+    }
+
+    /// Two instances of one deployment, named `a` and `b` (`BOLTLINK_INSTANCE`): one
+    /// database, one key prefix.
+    pub async fn two_instances(a: &str, b: &str) -> (TestApp, TestApp) {
+        let database = TestDatabase::create().await;
+        let prefix = new_prefix();
+        let first = Self::builder()
+            .database(database.clone())
+            .prefix(&prefix)
+            .set("BOLTLINK_INSTANCE", a)
+            .start()
+            .await;
+        let second = Self::builder()
+            .database(database)
+            .prefix(prefix)
+            .set("BOLTLINK_INSTANCE", b)
+            .start()
+            .await;
+        (first, second)
     }
 
     /// Stops the server on purpose (mid-test) and waits for it; dropping the app does the
@@ -895,6 +920,19 @@ impl TestApp {
             }
         }
         self.shorten(key, body).await
+    }
+
+    /// `PATCH /api/settings/developer/webhook` with a JSON body.
+    pub async fn set_webhook(&self, key: &str, body: Value) -> reqwest::Response {
+        self.patch_json("/api/settings/developer/webhook", key, body)
+            .send()
+            .await
+            .expect("webhook")
+    }
+
+    /// The key's webhook URL as its developer settings show it (`null` when none).
+    pub async fn stored_webhook(&self, key: &str) -> Value {
+        self.get_ok_json("/api/settings/developer", key).await["webhookUrl"].clone()
     }
 
     /// `GET path` as a browser would, without following the redirect.
