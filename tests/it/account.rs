@@ -284,43 +284,29 @@ async fn webhook_settings_refuse_each_invalid_body_with_400_and_keep_the_stored_
         .set_webhook(&key, json!({ "url": "https://hooks.example/ok" }))
         .await;
     assert_eq!(resp.status(), 200);
-    let cases = [
-        ("not a url", json!({ "url": "not a url" }), "url"),
-        ("ftp", json!({ "url": "ftp://hooks.example/x" }), "url"),
-        ("relative", json!({ "url": "/relative/path" }), "url"),
-        ("a number", json!({ "url": 42 }), "url"),
+    let mut cases: Vec<(String, Value, &str)> = vec![
+        ("a number".into(), json!({ "url": 42 }), "url"),
         // A typo is not a removal.
-        ("no `url` field", json!({ "uri": "x" }), "`url`"),
-        // Hardening finding 10: addresses in our own network are refused when set.
-        (
-            "cloud metadata",
-            json!({ "url": "http://169.254.169.254/latest/meta-data" }),
-            "refusing",
-        ),
-        (
-            "loopback address",
-            json!({ "url": "http://127.0.0.1:6379/" }),
-            "refusing",
-        ),
-        (
-            "localhost",
-            json!({ "url": "http://localhost/hook" }),
-            "refusing",
-        ),
-        (
-            "IPv6 loopback",
-            json!({ "url": "http://[::1]/hook" }),
-            "refusing",
-        ),
-        (
-            "private address",
-            json!({ "url": "http://10.1.2.3/hook" }),
-            "refusing",
-        ),
+        ("no `url` field".into(), json!({ "uri": "x" }), "`url`"),
     ];
+    for url in ["not a url", "ftp://hooks.example/x", "/relative/path"] {
+        let case = format!("{url:?} is not an absolute http(s) URL");
+        cases.push((case, json!({ "url": url }), "url"));
+    }
+    // Hardening finding 10: addresses in our own network are refused when set.
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:6379/",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "http://10.1.2.3/hook",
+    ] {
+        let case = format!("{url} is in our own network");
+        cases.push((case, json!({ "url": url }), "refusing"));
+    }
     for (case, body, mentions) in cases {
-        let message = case_error(case, app.set_webhook(&key, body).await, 400).await;
-        Says::Mentions(mentions).check(case, &message);
+        let message = case_error(&case, app.set_webhook(&key, body).await, 400).await;
+        Says::Mentions(mentions).check(&case, &message);
         // The refusal does not say how the address was classified.
         assert!(
             !message.contains("169.254") && !message.contains("loopback"),

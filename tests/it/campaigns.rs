@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::support::{case_error, error_message, id_of, Says, TestApp};
+use crate::support::{assert_fields, case_error, error_message, id_of, Says, TestApp};
 
 const CAMPAIGN_FIELDS: &[&str] = &[
     "id",
@@ -18,14 +18,7 @@ const CAMPAIGN_FIELDS: &[&str] = &[
 ];
 
 fn assert_is_campaign_object(c: &Value) {
-    let keys: BTreeSet<&str> = c
-        .as_object()
-        .expect("a campaign is a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let expected: BTreeSet<&str> = CAMPAIGN_FIELDS.iter().copied().collect();
-    assert_eq!(keys, expected, "campaign object fields: {c}");
+    assert_fields(c, CAMPAIGN_FIELDS, "campaign");
 }
 
 async fn create_campaign(app: &TestApp, key: &str, body: Value) -> Value {

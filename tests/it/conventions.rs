@@ -139,6 +139,7 @@ async fn keyed_routes_answer_401_without_a_key_and_403_with_an_unknown_one() {
             Some(json!({"url": "https://example.com/"})),
         ),
         (Method::GET, "/api/links", None),
+        (Method::GET, "/api/top-links", None),
         (Method::POST, "/api/campaigns", Some(json!({"name": "x"}))),
         (Method::GET, "/api/campaigns", None),
         (Method::GET, "/api/auth/me", None),

@@ -234,9 +234,7 @@ async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
 async fn a_redelivered_event_creates_no_second_row() {
     let (app, link, owner) = app_with_one_link("https://example.com/r").await;
     let p = pipeline_for(&app, &[]).await;
-    let events: Vec<ClickEvent> = (0..10)
-        .map(|_| event(&link, owner, "US", ClickKind::Click))
-        .collect();
+    let events: Vec<ClickEvent> = clicks(&link, owner, 10);
     append(&p, events.clone()).await;
     drain_worker(&p).await;
     // The same events again, as new stream entries (a producer's resend).
@@ -276,14 +274,7 @@ async fn a_crash_between_commit_and_acknowledgement_recounts_nothing() {
     let (app, link, owner) = app_with_one_link("https://example.com/c").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     // Four packed entries of three clicks.
-    append_entries(
-        &p,
-        (0..12)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        3,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 12), 3).await;
 
     // Commit the counts, then "die" before acknowledging. (A fresh consumer asks for
     // batch size / largest entry a flush writes = 1 entry, so read all four first.)
@@ -312,14 +303,7 @@ async fn a_crash_before_commit_counts_the_batch_after_restart() {
     let (app, link, owner) = app_with_one_link("https://example.com/d").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     // Four packed entries of two clicks.
-    append_entries(
-        &p,
-        (0..8)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        2,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 8), 2).await;
     // Entries delivered to a consumer that died before doing anything (another name, too).
     let delivered = p
         .stream
@@ -556,14 +540,7 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     let (app, link, owner) = app_with_one_link("https://example.com/h").await;
     let p = pipeline_for(&app, &[]).await;
     // Five packed entries of four clicks.
-    append_entries(
-        &p,
-        (0..20)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        4,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 20), 4).await;
     drain_worker(&p).await;
     // The aggregator has not read anything: nothing may go.
     assert_eq!(p.stream.trim_consumed().await.expect("trim"), 0);
@@ -574,13 +551,7 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     assert!(removed >= 4, "removed {removed} of 5 entries");
     let lag = p.stream.group_lag("aggregator").await.expect("lag");
     assert_eq!((lag.events, lag.pending), (0, 0));
-    append(
-        &p,
-        (0..3)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-    )
-    .await;
+    append(&p, clicks(&link, owner, 3)).await;
     // Lag counts stream entries: the three clicks were flushed as one.
     let lag = p.stream.group_lag("worker").await.expect("lag");
     assert_eq!(lag.events, 1);
@@ -694,14 +665,7 @@ async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
     let (app, link, owner) = app_with_one_link("https://example.com/j").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     // Five packed entries of two clicks.
-    append_entries(
-        &p,
-        (0..10)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        2,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 10), 2).await;
     drain_worker(&p).await;
     // The aggregator has read everything but finished nothing (say its commit failed).
     let delivered = p

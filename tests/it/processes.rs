@@ -165,28 +165,38 @@ async fn two_processes_share_one_socket_and_see_changes_from_each_other_within_a
 }
 
 #[tokio::test]
-async fn a_malformed_database_url_exits_78_with_one_line_naming_it() {
-    let out = Command::new(API_BIN)
-        .env_clear()
-        .env("BOLTLINK_ENV_FILE", "/dev/null")
-        .env("DATABASE_URL", "postgres//missing-colon")
-        .output()
-        .expect("run boltlink-api");
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
-}
-
-#[tokio::test]
-async fn a_missing_explicit_env_file_exits_78() {
-    let out = Command::new(API_BIN)
-        .env_clear()
-        .env("BOLTLINK_ENV_FILE", "/nonexistent/boltlink.env")
-        .output()
-        .expect("run boltlink-api");
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("BOLTLINK_ENV_FILE"));
+async fn a_bad_configuration_exits_78_with_one_line_naming_the_variable() {
+    let cases = [
+        (
+            "malformed DATABASE_URL",
+            [
+                ("BOLTLINK_ENV_FILE", "/dev/null"),
+                ("DATABASE_URL", "postgres//missing-colon"),
+            ]
+            .as_slice(),
+            "DATABASE_URL",
+        ),
+        (
+            "missing explicit env file",
+            [("BOLTLINK_ENV_FILE", "/nonexistent/boltlink.env")].as_slice(),
+            "BOLTLINK_ENV_FILE",
+        ),
+    ];
+    for (case, env, variable) in cases {
+        let out = Command::new(API_BIN)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .expect("run boltlink-api");
+        assert_eq!(out.status.code(), Some(78), "{case}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{case}: one line: {stderr}"
+        );
+        assert!(stderr.contains(variable), "{case}: {stderr}");
+    }
 }
 
 #[tokio::test]

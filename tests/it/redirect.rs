@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::support::{
-    code_of, error_message, eventually, header_number, id_of, wait_for_room_in_window, TestApp,
-    TARGET,
+    case_error, code_of, error_message, eventually, header_number, id_of, wait_for_room_in_window,
+    Says, TestApp, TARGET,
 };
 
 async fn owner_key_id(app: &TestApp, code: &str) -> Uuid {
@@ -243,28 +244,46 @@ async fn an_unknown_code_answers_404_with_plain_text_link_not_found() {
 }
 
 #[tokio::test]
-async fn an_expired_link_answers_410() {
+async fn every_route_of_an_expired_link_answers_410() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
     let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let code = code_of(
+    let open = code_of(
         &app.create_link(&key, json!({"isExpiring": true, "expiresAt": expires}))
             .await,
     );
+    let protected = code_of(
+        &app.create_link(
+            &key,
+            json!({"isExpiring": true, "expiresAt": expires, "isProtected": true, "password": "pw-123"}),
+        )
+        .await,
+    );
     // Expired before the first redirect, so no cache holds the live state.
-    expire(&app, &code).await;
-    for path in [format!("/{code}"), format!("/api/{code}")] {
-        let resp = app.visit(&path).await;
-        assert_eq!(resp.status(), 410, "{path}");
-        assert!(resp.headers().get("location").is_none(), "{path}");
+    expire(&app, &open).await;
+    expire(&app, &protected).await;
+    let verify_path = |code: &str| format!("/api/verify/{code}");
+    let cases = [
+        (Method::GET, format!("/{open}"), None),
+        (Method::GET, format!("/api/{open}"), None),
+        (Method::HEAD, format!("/{open}"), None),
+        (Method::POST, verify_path(&open), Some(json!({}))),
+        (
+            Method::POST,
+            verify_path(&protected),
+            Some(json!({"password": "pw-123"})),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let case = format!("{method} {path}");
+        let mut req = app.client.request(method, app.url(&path));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status(), 410, "{case}");
+        assert!(resp.headers().get("location").is_none(), "{case}");
     }
-    let resp = app
-        .client
-        .head(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .expect("HEAD");
-    assert_eq!(resp.status(), 410);
 }
 
 #[tokio::test]
@@ -648,17 +667,29 @@ async fn verify_of_a_protected_link_checks_the_password() {
 }
 
 #[tokio::test]
-async fn verify_of_an_unknown_code_answers_404_in_the_json_error_shape() {
+async fn the_json_routes_of_an_unknown_code_answer_404_in_the_json_error_shape() {
     let app = TestApp::start().await;
-    // An API route called by scripts (the password form reads `error` from the JSON): the
+    // API routes called by scripts (the password form reads `error` from the JSON): the
     // contract's error shape, unlike the browser-facing redirect's plain text.
-    for (code, body) in [
-        ("NoSuchCode1", json!({"password": "x"})),
-        ("NoSuchCode1", json!({})),
-        ("no.such.code", json!({})),
-    ] {
-        let resp = verify(&app, code, body).await;
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{code}");
+    let cases = [
+        ("NoSuchCode1", Some(json!({"password": "x"}))),
+        ("NoSuchCode1", Some(json!({}))),
+        ("no.such.code", Some(json!({}))),
+        ("NoSuchCode1", None),
+        ("no.such.code", None),
+    ];
+    for (code, verify_body) in cases {
+        let (case, resp) = match verify_body {
+            Some(body) => (
+                format!("POST /api/verify/{code} {body}"),
+                verify(&app, code, body).await,
+            ),
+            None => (
+                format!("GET /api/rate-limit-status/{code}"),
+                app.visit(&format!("/api/rate-limit-status/{code}")).await,
+            ),
+        };
+        Says::Exactly("Link not found").check(&case, &case_error(&case, resp, 404).await);
     }
 }
 
@@ -681,30 +712,6 @@ async fn verify_rejects_a_password_of_the_wrong_type_naming_the_field() {
         .await
         .expect("verify");
     assert!(!error_message(resp, 400).await.is_empty());
-}
-
-#[tokio::test]
-async fn verify_of_an_expired_link_answers_410() {
-    let app = TestApp::start().await;
-    let key = app.key(false).await;
-    let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let open = code_of(
-        &app.create_link(&key, json!({"isExpiring": true, "expiresAt": expires}))
-            .await,
-    );
-    let protected = code_of(
-        &app.create_link(&key, json!({"isExpiring": true, "expiresAt": expires, "isProtected": true, "password": "pw-123"}))
-        .await,
-    );
-    expire(&app, &open).await;
-    expire(&app, &protected).await;
-    assert_eq!(verify(&app, &open, json!({})).await.status(), 410);
-    assert_eq!(
-        verify(&app, &protected, json!({"password": "pw-123"}))
-            .await
-            .status(),
-        410
-    );
 }
 
 #[tokio::test]
@@ -915,17 +922,4 @@ async fn rate_limit_status_of_an_unlimited_link_reports_its_default_cap() {
     assert_eq!(status["isRateLimited"], false);
     assert_eq!(status["maxClicksPerMin"], 100);
     assert_eq!(status["isCurrentlyLimited"], false);
-}
-
-#[tokio::test]
-async fn rate_limit_status_of_an_unknown_code_answers_404_in_the_json_error_shape() {
-    let app = TestApp::start().await;
-    for code in ["NoSuchCode1", "no.such.code"] {
-        let resp = app
-            .get(&format!("/api/rate-limit-status/{code}"))
-            .send()
-            .await
-            .expect("status");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{code}");
-    }
 }

@@ -1,6 +1,17 @@
-//! Test harness: a fresh PostgreSQL database and a Redis key prefix per test, the API served
-//! in-process on 127.0.0.1:0 (bound before spawning, so no sleeps), keys made through the
-//! store, and helpers to poll with a deadline.
+//! Test harness: a fresh PostgreSQL database ([`TestDatabase`]) and a Redis key prefix per
+//! test, the API served in-process on 127.0.0.1:0 (bound before spawning, so no sleeps), keys
+//! made through the store, and helpers to poll with a deadline.
+//!
+//! # Layout
+//! - [`TestApp::builder`]: the one way to start an app (`.set`/`.config` for configuration,
+//!   `.database`/`.app_database_url`/`.redis`/`.prefix`/`.degraded` for what it runs on);
+//!   [`TestApp::start`] for the defaults, [`TestApp::two_instances`] for one deployment of two.
+//! - Dropping a [`TestApp`] stops its server and waits for it (bounded), then drops its
+//!   database, also when the test panics: tests never write `app.stop().await`.
+//! - Typed request helpers, declared once: `app.create_link`, `app.visit`, `app.get_json`,
+//!   `app.links().patch(..)`, `app.set_clicks`, `app.click_totals`, `app.set_webhook`, ….
+//! - Tables of cases: [`case_error`] and [`Says`] label each case in the failure message.
+//! - [`Suite`]: real `boltlink-api` processes on one inherited socket.
 //!
 //! Needs `DATABASE_URL` (a role that may CREATE DATABASE) and `REDIS_URL`; `scripts/test`
 //! provides both from private servers.
@@ -836,6 +847,18 @@ pub fn id_of(v: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("id is a string: {v}"))
         .to_string()
+}
+
+/// `v` is a JSON object with exactly the fields `expected` (a `what`: link, campaign).
+pub fn assert_fields(v: &Value, expected: &[&str], what: &str) {
+    let keys: std::collections::BTreeSet<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("a {what} is a JSON object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected: std::collections::BTreeSet<&str> = expected.iter().copied().collect();
+    assert_eq!(keys, expected, "{what} object fields: {v}");
 }
 
 /// A header that must be present and hold a whole number.
