@@ -94,14 +94,7 @@ async fn auth_me_answers_the_keys_own_identity() {
         json!({ "id": id.to_string(), "email": "test@example.com", "name": "test" })
     );
     let (other_id, _) = key_row(&app, &other).await;
-    let them: Value = app
-        .get_with_key("/api/auth/me", &other)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
+    let them = app.get_ok_json("/api/auth/me", &other).await;
     assert_eq!(them["id"], other_id.to_string());
 }
 
@@ -138,10 +131,7 @@ async fn the_sixth_generate_key_within_an_hour_from_one_ip_answers_429() {
 
 #[tokio::test]
 async fn with_trust_proxy_each_forwarded_address_gets_its_own_five_keys() {
-    let app = TestApp::builder()
-        .config(&[("TRUST_PROXY", "1")])
-        .start()
-        .await;
+    let app = TestApp::builder().set("TRUST_PROXY", "1").start().await;
     wait_for_room_in_window(3600).await;
     let from = |ip: &'static str| {
         app.client
@@ -202,14 +192,7 @@ async fn generated_keys_get_the_configured_per_key_rate_limits() {
         .await;
     let body: Value = generate_key(&app).await.json().await.expect("JSON");
     let key = body["apiKey"].as_str().expect("apiKey").to_string();
-    let settings: Value = app
-        .get_with_key("/api/settings/developer", &key)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
     assert_eq!(settings["rateLimitPerMin"], 77);
     assert_eq!(settings["rateLimitPerHour"], 8888);
     assert_eq!(settings["apiKey"], format!("{}...", &key[..10]));
@@ -231,14 +214,7 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
     );
     assert_eq!(body["webhookUrl"], url);
 
-    let settings: Value = app
-        .get_with_key("/api/settings/developer", &key)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
     assert_eq!(settings["webhookUrl"], url, "stored, not just logged");
     let (id, _) = key_row(&app, &key).await;
     let stored: Option<String> =
@@ -250,14 +226,7 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
     assert_eq!(stored.as_deref(), Some(url));
 
     // Another key's settings are untouched.
-    let theirs: Value = app
-        .get_with_key("/api/settings/developer", &other)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
+    let theirs = app.get_ok_json("/api/settings/developer", &other).await;
     assert_eq!(theirs["webhookUrl"], Value::Null);
 
     // A second PATCH replaces it.
@@ -265,14 +234,7 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
         .set_webhook(&key, json!({ "url": "https://hooks.example/v2" }))
         .await;
     assert_eq!(resp.status(), 200);
-    let settings: Value = app
-        .get_with_key("/api/settings/developer", &key)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
     assert_eq!(settings["webhookUrl"], "https://hooks.example/v2");
 }
 
@@ -463,7 +425,7 @@ async fn metadata_of_an_allowlisted_local_page_answers_title_description_favicon
     let page = LocalServer::html(PAGE).await;
     let allow = page.addr.to_string();
     let app = TestApp::builder()
-        .config(&[("METADATA_ALLOWLIST", allow.as_str())])
+        .set("METADATA_ALLOWLIST", allow.as_str())
         .start()
         .await;
     let key = app.key(false).await;
@@ -488,7 +450,7 @@ async fn metadata_follows_a_redirect_between_allowlisted_addresses_and_reports_t
     let hop = LocalServer::redirect_to(&format!("{}landing", page.url())).await;
     let allow = format!("{},{}", hop.addr, page.addr);
     let app = TestApp::builder()
-        .config(&[("METADATA_ALLOWLIST", allow.as_str())])
+        .set("METADATA_ALLOWLIST", allow.as_str())
         .start()
         .await;
     let key = app.key(false).await;
@@ -507,7 +469,7 @@ async fn metadata_refuses_a_redirect_from_an_allowlisted_server_to_another_local
     let outer = LocalServer::redirect_to(&inner.url()).await;
     let allow = outer.addr.to_string();
     let app = TestApp::builder()
-        .config(&[("METADATA_ALLOWLIST", allow.as_str())])
+        .set("METADATA_ALLOWLIST", allow.as_str())
         .start()
         .await;
     let key = app.key(false).await;
@@ -591,7 +553,7 @@ async fn metadata_follows_at_most_five_redirects() {
     );
     let allow = addr.to_string();
     let app = TestApp::builder()
-        .config(&[("METADATA_ALLOWLIST", allow.as_str())])
+        .set("METADATA_ALLOWLIST", allow.as_str())
         .start()
         .await;
     let key = app.key(false).await;
@@ -619,7 +581,7 @@ async fn metadata_reads_at_most_one_mebibyte_of_an_endless_page() {
     .await;
     let allow = endless.addr.to_string();
     let app = TestApp::builder()
-        .config(&[("METADATA_ALLOWLIST", allow.as_str())])
+        .set("METADATA_ALLOWLIST", allow.as_str())
         .start()
         .await;
     let key = app.key(false).await;
@@ -641,7 +603,7 @@ async fn metadata_gives_up_on_a_silent_server_after_about_five_seconds() {
     let silent = LocalServer::start(Answer::Never).await;
     let allow = silent.addr.to_string();
     let app = TestApp::builder()
-        .config(&[("METADATA_ALLOWLIST", allow.as_str())])
+        .set("METADATA_ALLOWLIST", allow.as_str())
         .start()
         .await;
     let key = app.key(false).await;

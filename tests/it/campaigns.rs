@@ -52,14 +52,7 @@ async fn list_campaigns(app: &TestApp, key: &str) -> Vec<Value> {
 }
 
 async fn fetch_campaign(app: &TestApp, key: &str, id: &str) -> Value {
-    let resp = app
-        .campaigns()
-        .get(key, id)
-        .send()
-        .await
-        .expect("get campaign");
-    assert_eq!(resp.status(), 200);
-    let c: Value = resp.json().await.expect("json");
+    let c = app.campaigns().fetch(key, id).await;
     assert_is_campaign_object(&c);
     c
 }
@@ -183,31 +176,6 @@ async fn campaigns_are_listed_and_read_by_id_as_created() {
 }
 
 #[tokio::test]
-async fn a_campaign_id_that_is_not_a_uuid_or_unknown_answers_404() {
-    let app = TestApp::start().await;
-    let key = app.key(false).await;
-    let unknown = uuid::Uuid::new_v4().to_string();
-    for id in ["not-a-uuid", unknown.as_str()] {
-        let resp = app.campaigns().get(&key, id).send().await.expect("get");
-        assert_eq!(error_message(resp, 404).await, "Campaign not found", "{id}");
-        let resp = app
-            .campaigns()
-            .patch(&key, id, json!({"name": "x"}))
-            .send()
-            .await
-            .expect("patch");
-        assert_eq!(error_message(resp, 404).await, "Campaign not found", "{id}");
-        let resp = app
-            .campaigns()
-            .delete(&key, id)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(error_message(resp, 404).await, "Campaign not found", "{id}");
-    }
-}
-
-#[tokio::test]
 async fn patch_campaign_changes_name_and_description() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
@@ -219,39 +187,27 @@ async fn patch_campaign_changes_name_and_description() {
     .await;
     let id = id_of(&c);
 
-    let resp = app
+    let renamed = app
         .campaigns()
-        .patch(&key, &id, json!({"name": "New"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let renamed: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"name": "New"}))
+        .await;
     assert_is_campaign_object(&renamed);
     assert_eq!(renamed["id"], c["id"]);
     assert_eq!(renamed["name"], "New");
     assert_eq!(renamed["description"], "Old desc", "unnamed fields stay");
     assert_eq!(renamed["createdAt"], c["createdAt"]);
 
-    let resp = app
+    let described = app
         .campaigns()
-        .patch(&key, &id, json!({"description": "New desc"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let described: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"description": "New desc"}))
+        .await;
     assert_eq!(described["name"], "New");
     assert_eq!(described["description"], "New desc");
 
-    let resp = app
+    let cleared = app
         .campaigns()
-        .patch(&key, &id, json!({"description": null}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let cleared: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"description": null}))
+        .await;
     assert_eq!(cleared["description"], Value::Null);
 
     for body in [
@@ -423,27 +379,15 @@ async fn another_keys_campaign_answers_404_in_every_route() {
         .await;
 
     assert!(list_campaigns(&app, &intruder).await.is_empty());
-    let resp = app
-        .campaigns()
-        .get(&intruder, &id)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(error_message(resp, 404).await, "Campaign not found");
-    let resp = app
-        .campaigns()
-        .patch(&intruder, &id, json!({"name": "Hijacked"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(error_message(resp, 404).await, "Campaign not found");
-    let resp = app
-        .campaigns()
-        .delete(&intruder, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(error_message(resp, 404).await, "Campaign not found");
+    app.campaigns()
+        .assert_item_routes_refuse(
+            &intruder,
+            &id,
+            json!({"name": "Hijacked"}),
+            404,
+            "Campaign not found",
+        )
+        .await;
     let resp = assign(&app, &intruder, &id, &id_of(&intruder_link))
         .send()
         .await

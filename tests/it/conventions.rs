@@ -68,7 +68,7 @@ async fn unknown_routes_answer_404_json_and_wrong_methods_405() {
 #[tokio::test]
 async fn cors_preflight_answers_204_for_allowed_origins_only() {
     let app = TestApp::builder()
-        .config(&[("ALLOWED_ORIGINS", "https://app.example")])
+        .set("ALLOWED_ORIGINS", "https://app.example")
         .start()
         .await;
     let resp = app
@@ -190,4 +190,24 @@ async fn keyed_routes_answer_401_without_a_key_and_403_with_an_unknown_one() {
             .await
             .expect("count");
     assert_eq!((links, campaigns), (1, 0), "nothing was created");
+}
+
+/// An id that is not a UUID, or that nobody has, is a 404 in the JSON error shape on every
+/// item route of every collection.
+#[tokio::test]
+async fn an_id_that_is_not_a_uuid_or_unknown_answers_404_on_get_patch_and_delete() {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let collections = [
+        (app.links(), json!({"title": "x"}), "Link not found"),
+        (app.campaigns(), json!({"name": "x"}), "Campaign not found"),
+    ];
+    for (collection, patch, message) in &collections {
+        for id in ["not-a-uuid", "123", unknown.as_str()] {
+            collection
+                .assert_item_routes_refuse(&key, id, patch.clone(), 404, message)
+                .await;
+        }
+    }
 }

@@ -329,7 +329,7 @@ async fn instances_over_their_memory_limit_restart_one_at_a_time() {
 #[tokio::test]
 async fn creating_links_with_passwords_in_a_burst_is_bounded_too() {
     let app = TestApp::builder()
-        .config(&[("PASSWORD_HASH_CONCURRENCY", "1")])
+        .set("PASSWORD_HASH_CONCURRENCY", "1")
         .start()
         .await;
     let key = app.key(false).await;
@@ -692,7 +692,7 @@ async fn read_response(stream: &mut TcpStream) -> String {
 #[tokio::test]
 async fn connections_that_send_nothing_or_stay_idle_are_closed_at_the_header_deadline() {
     let app = TestApp::builder()
-        .config(&[("HTTP_HEADER_TIMEOUT_MS", "600")])
+        .set("HTTP_HEADER_TIMEOUT_MS", "600")
         .start()
         .await;
     // Nothing sent at all.
@@ -769,7 +769,7 @@ async fn an_idle_h2c_connection_gets_a_goaway_and_is_closed() {
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     let app = TestApp::builder()
-        .config(&[("HTTP_BODY_TIMEOUT_MS", "700")])
+        .set("HTTP_BODY_TIMEOUT_MS", "700")
         .start()
         .await;
     let key = app.key(false).await;
@@ -1162,10 +1162,7 @@ async fn error_log_lines_carry_the_request_id_of_the_answer() {
 
 #[tokio::test]
 async fn a_wildcard_origin_list_never_allows_credentials() {
-    let app = TestApp::builder()
-        .config(&[("ALLOWED_ORIGINS", "*")])
-        .start()
-        .await;
+    let app = TestApp::builder().set("ALLOWED_ORIGINS", "*").start().await;
     for origin in ["https://any.example", "null"] {
         let resp = app
             .get("/health")

@@ -579,7 +579,7 @@ async fn shorten_refuses_a_body_over_one_mebibyte_with_413() {
 #[tokio::test]
 async fn the_shorten_limit_per_ip_answers_429_with_retry_after_and_rate_limit_headers() {
     let app = TestApp::builder()
-        .config(&[("RATE_LIMIT_SHORTEN_PER_5MIN", "3")])
+        .set("RATE_LIMIT_SHORTEN_PER_5MIN", "3")
         .start()
         .await;
     let key = app.key(false).await;
@@ -874,14 +874,7 @@ async fn get_returns_the_callers_link_by_id() {
     let link = app
         .shorten(&key, json!({"url": "https://example.com/one"}))
         .await;
-    let resp = app
-        .links()
-        .get(&key, str_field(&link, "id"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(resp.status(), 200);
-    let got: Value = resp.json().await.expect("json");
+    let got = app.links().fetch(&key, str_field(&link, "id")).await;
     assert_is_link_object(&got);
     assert_eq!(got, link);
 }
@@ -899,31 +892,18 @@ async fn another_keys_link_answers_404_on_get_patch_and_delete_and_survives() {
         .await;
     let id = str_field(&link, "id").to_string();
 
-    let resp = app.links().get(&intruder, &id).send().await.expect("get");
-    assert_eq!(error_message(resp, 404).await, "Link not found");
-    let resp = app
-        .links()
-        .patch(
+    app.links()
+        .assert_item_routes_refuse(
             &intruder,
             &id,
             json!({"originalUrl": "https://evil.example/", "title": "pwned"}),
+            404,
+            "Link not found",
         )
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(error_message(resp, 404).await, "Link not found");
-    let resp = app
-        .links()
-        .delete(&intruder, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(error_message(resp, 404).await, "Link not found");
+        .await;
 
     assert!(link_row_exists(&app, &id).await, "the link still exists");
-    let resp = app.links().get(&owner, &id).send().await.expect("get");
-    assert_eq!(resp.status(), 200);
-    let unchanged: Value = resp.json().await.expect("json");
+    let unchanged = app.links().fetch(&owner, &id).await;
     assert_eq!(unchanged, link, "the intruder changed nothing");
     assert_eq!(
         location_of(&app, "owned-link").await,
@@ -948,14 +928,10 @@ async fn an_admin_key_reads_changes_and_deletes_any_link() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.expect("json"), link);
 
-    let resp = app
+    let patched = app
         .links()
-        .patch(&admin, &id, json!({"title": "Moderated"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+        .patch_ok(&admin, &id, json!({"title": "Moderated"}))
+        .await;
     assert_eq!(patched["title"], "Moderated");
     // Still the owner's link.
     let resp = app.links().get(&owner, &id).send().await.expect("get");
@@ -979,26 +955,6 @@ async fn an_admin_key_reads_changes_and_deletes_any_link() {
 }
 
 #[tokio::test]
-async fn a_link_id_that_is_not_a_uuid_or_unknown_answers_404() {
-    let app = TestApp::start().await;
-    let key = app.key(false).await;
-    let unknown = uuid::Uuid::new_v4().to_string();
-    for id in ["not-a-uuid", "123", unknown.as_str()] {
-        let resp = app.links().get(&key, id).send().await.expect("get");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{id}");
-        let resp = app
-            .links()
-            .patch(&key, id, json!({"title": "x"}))
-            .send()
-            .await
-            .expect("patch");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{id}");
-        let resp = app.links().delete(&key, id).send().await.expect("delete");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{id}");
-    }
-}
-
-#[tokio::test]
 async fn patch_changes_every_editable_field() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
@@ -1017,9 +973,9 @@ async fn patch_changes_every_editable_field() {
     let campaign_id = str_field(&campaign, "id").to_string();
     let expires = Utc::now() + chrono::Duration::days(2);
 
-    let resp = app
+    let patched = app
         .links()
-        .patch(
+        .patch_ok(
             &key,
             &id,
             json!({
@@ -1033,11 +989,7 @@ async fn patch_changes_every_editable_field() {
                 "campaignId": campaign_id,
             }),
         )
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+        .await;
     assert_is_link_object(&patched);
     assert_eq!(patched["id"], link["id"]);
     assert_eq!(patched["shortCode"], link["shortCode"]);
@@ -1062,18 +1014,14 @@ async fn patch_changes_every_editable_field() {
     assert_eq!(resp.json::<Value>().await.expect("json"), patched);
 
     // Fields can be cleared again; a PATCH leaves unnamed fields alone.
-    let resp = app
+    let cleared = app
         .links()
-        .patch(
+        .patch_ok(
             &key,
             &id,
             json!({"title": null, "isExpiring": false, "isRateLimited": false, "campaignId": null}),
         )
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let cleared: Value = resp.json().await.expect("json");
+        .await;
     assert_eq!(cleared["title"], Value::Null);
     assert_eq!(cleared["isExpiring"], false);
     assert_eq!(cleared["expiresAt"], Value::Null);
@@ -1210,14 +1158,10 @@ async fn patch_protects_and_unprotects_a_link() {
     let id = str_field(&link, "id").to_string();
     assert_eq!(location_of(&app, "door").await, "https://example.com/door");
 
-    let resp = app
+    let patched = app
         .links()
-        .patch(&key, &id, json!({"isProtected": true, "password": "knock"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"isProtected": true, "password": "knock"}))
+        .await;
     assert_eq!(patched["isProtected"], true);
     assert!(stored_password_hash(&app, &id)
         .await
@@ -1228,14 +1172,10 @@ async fn patch_protects_and_unprotects_a_link() {
         resp.status() == 302 && resp.headers()["location"] == "https://example.com/door";
     assert!(!straight_through, "a protected link asks for the password");
 
-    let resp = app
+    let open = app
         .links()
-        .patch(&key, &id, json!({"isProtected": false}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let open: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"isProtected": false}))
+        .await;
     assert_eq!(open["isProtected"], false);
     assert_eq!(stored_password_hash(&app, &id).await, None);
     assert_eq!(location_of(&app, "door").await, "https://example.com/door");
@@ -1361,7 +1301,7 @@ async fn patching_away_the_expiry_of_an_expired_link_revives_it_at_once() {
     // The expiry is changed behind the API's back below; a short cache lifetime bounds how
     // long the old date is served.
     let app = TestApp::builder()
-        .config(&[("REDIS_CACHE_TTL_SECS", "1")])
+        .set("REDIS_CACHE_TTL_SECS", "1")
         .start()
         .await;
     let key = app.key(false).await;
@@ -1389,28 +1329,20 @@ async fn patching_away_the_expiry_of_an_expired_link_revives_it_at_once() {
     })
     .await;
 
-    let resp = app
+    let patched = app
         .links()
-        .patch(&key, &id, json!({"isExpiring": false}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"isExpiring": false}))
+        .await;
     assert_eq!(patched["isExpiring"], false);
     assert_eq!(patched["expiresAt"], Value::Null);
     assert_eq!(location_of(&app, "sale").await, "https://example.com/sale");
 
     // And a new future date through PATCH alone (expiresAt implies isExpiring).
     let later = Utc::now() + chrono::Duration::days(3);
-    let resp = app
+    let patched = app
         .links()
-        .patch(&key, &id, json!({"expiresAt": later.to_rfc3339()}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+        .patch_ok(&key, &id, json!({"expiresAt": later.to_rfc3339()}))
+        .await;
     assert_eq!(patched["isExpiring"], true);
     let at = assert_millis_utc_timestamp(&patched["expiresAt"], "expiresAt");
     assert!((at - later).num_milliseconds().abs() < 1000);

@@ -390,7 +390,7 @@ fn entries_by_service(entries: &Value) -> BTreeMap<String, Value> {
 #[tokio::test]
 async fn system_health_reports_instances_dependencies_and_background_processes_from_heartbeats() {
     let app = TestApp::builder()
-        .config(&[("BOLTLINK_INSTANCE", "ops-sys-1")])
+        .set("BOLTLINK_INSTANCE", "ops-sys-1")
         .start()
         .await;
     let key = app.key(false).await;

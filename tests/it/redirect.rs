@@ -322,7 +322,7 @@ async fn a_protected_link_without_frontend_url_serves_a_password_form_that_posts
 #[tokio::test]
 async fn a_protected_link_with_frontend_url_redirects_to_the_frontend_verify_page() {
     let app = TestApp::builder()
-        .config(&[("FRONTEND_URL", "https://app.example")])
+        .set("FRONTEND_URL", "https://app.example")
         .start()
         .await;
     let key = app.key(false).await;
@@ -410,7 +410,7 @@ async fn the_per_link_cap_answers_429_on_the_third_visit_within_a_minute() {
 #[tokio::test]
 async fn the_per_link_cap_redirects_to_the_frontend_rate_limit_page_when_configured() {
     let app = TestApp::builder()
-        .config(&[("FRONTEND_URL", "https://app.example")])
+        .set("FRONTEND_URL", "https://app.example")
         .start()
         .await;
     let key = app.key(false).await;
@@ -496,7 +496,7 @@ async fn xhr_requests_get_200_with_the_redirect_in_json_and_record_a_click() {
 #[tokio::test]
 async fn the_sixth_redirect_from_one_ip_answers_429_with_retry_after_and_rate_limit_headers() {
     let app = TestApp::builder()
-        .config(&[("RATE_LIMIT_REDIRECT_PER_MIN", "5")])
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "5")
         .start()
         .await;
     let key = app.key(false).await;
@@ -564,7 +564,7 @@ async fn with_trust_proxy_each_forwarded_address_has_its_own_redirect_limit() {
 #[tokio::test]
 async fn without_trust_proxy_forwarded_addresses_do_not_escape_the_peer_limit() {
     let app = TestApp::builder()
-        .config(&[("RATE_LIMIT_REDIRECT_PER_MIN", "2")])
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "2")
         .start()
         .await;
     let key = app.key(false).await;

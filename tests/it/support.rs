@@ -1139,6 +1139,35 @@ impl Collection<'_> {
         self.app.delete_with_key(&self.item(id), key)
     }
 
+    /// `GET`, `PATCH` (with `patch`) and `DELETE` of the item each answer `status` with the
+    /// error `message`; a failure names the request.
+    pub async fn assert_item_routes_refuse(
+        &self,
+        key: &str,
+        id: &str,
+        patch: Value,
+        status: u16,
+        message: &str,
+    ) {
+        let requests = [
+            ("GET", self.get(key, id)),
+            ("PATCH", self.patch(key, id, patch)),
+            ("DELETE", self.delete(key, id)),
+        ];
+        for (method, request) in requests {
+            let case = format!("{method} {}", self.item(id));
+            let resp = request.send().await.expect("request");
+            Says::Exactly(message).check(&case, &case_error(&case, resp, status).await);
+        }
+    }
+
+    /// `PATCH`es the item, asserting 200: the updated JSON.
+    pub async fn patch_ok(&self, key: &str, id: &str, body: Value) -> Value {
+        let resp = self.patch(key, id, body).send().await.expect("patch");
+        assert_eq!(resp.status(), 200, "PATCH {}", self.item(id));
+        resp.json().await.expect("json")
+    }
+
     /// The item's JSON, asserting 200.
     pub async fn fetch(&self, key: &str, id: &str) -> Value {
         let resp = self.get(key, id).send().await.expect("get");
