@@ -184,10 +184,8 @@ async fn developer_settings_show_the_real_values_of_the_key() {
 #[tokio::test]
 async fn generated_keys_get_the_configured_per_key_rate_limits() {
     let app = TestApp::builder()
-        .config(&[
-            ("RATE_LIMIT_KEY_PER_MIN", "77"),
-            ("RATE_LIMIT_KEY_PER_HOUR", "8888"),
-        ])
+        .set("RATE_LIMIT_KEY_PER_MIN", "77")
+        .set("RATE_LIMIT_KEY_PER_HOUR", "8888")
         .start()
         .await;
     let body: Value = generate_key(&app).await.json().await.expect("JSON");

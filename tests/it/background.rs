@@ -43,7 +43,8 @@ async fn shorten_answers_at_once_and_metadata_arrives_in_the_background() {
     let page = slow_page(delay).await;
     let allow = page.to_string();
     let app = TestApp::builder()
-        .config(&[("METADATA_FETCH", "true"), ("METADATA_ALLOWLIST", &allow)])
+        .set("METADATA_FETCH", "true")
+        .set("METADATA_ALLOWLIST", &allow)
         .start()
         .await;
     let key = app.key(false).await;

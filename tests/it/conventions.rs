@@ -129,8 +129,7 @@ async fn wildcard_origins_echo_the_caller_origin() {
 async fn keyed_routes_answer_401_without_a_key_and_403_with_an_unknown_one() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = app.create_link(&key, json!({})).await;
-    let code = code_of(&link);
+    let code = code_of(&app.create_link(&key, json!({})).await);
     let analytics_of_a_link = format!("/api/analytics/{code}");
     let routes: Vec<(Method, &str, Option<Value>)> = vec![
         (

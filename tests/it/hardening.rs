@@ -741,10 +741,8 @@ fn h2_frame_types(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn an_idle_h2c_connection_gets_a_goaway_and_is_closed() {
     let app = TestApp::builder()
-        .config(&[
-            ("HTTP_IDLE_TIMEOUT_MS", "800"),
-            ("HTTP_HEADER_TIMEOUT_MS", "800"),
-        ])
+        .set("HTTP_IDLE_TIMEOUT_MS", "800")
+        .set("HTTP_HEADER_TIMEOUT_MS", "800")
         .start()
         .await;
     let mut h2 = TcpStream::connect(app.addr).await.expect("connect");

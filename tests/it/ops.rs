@@ -693,10 +693,8 @@ async fn a_key_over_its_own_limit_gets_the_documented_429_on_every_keyed_route()
 #[tokio::test]
 async fn metrics_count_earlier_requests_by_route_and_status_in_prometheus_text() {
     let app = TestApp::builder()
-        .config(&[
-            ("BOLTLINK_INSTANCE", "ops-metrics-1"),
-            ("LOCAL_CACHE_TTL_MS", "60000"),
-        ])
+        .set("BOLTLINK_INSTANCE", "ops-metrics-1")
+        .set("LOCAL_CACHE_TTL_MS", "60000")
         .start()
         .await;
     let key = app.key(false).await;

@@ -531,7 +531,8 @@ async fn the_sixth_redirect_from_one_ip_answers_429_with_retry_after_and_rate_li
 #[tokio::test]
 async fn with_trust_proxy_each_forwarded_address_has_its_own_redirect_limit() {
     let app = TestApp::builder()
-        .config(&[("RATE_LIMIT_REDIRECT_PER_MIN", "2"), ("TRUST_PROXY", "1")])
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "2")
+        .set("TRUST_PROXY", "1")
         .start()
         .await;
     let key = app.key(false).await;
@@ -717,10 +718,8 @@ async fn verify_rejects_a_password_of_the_wrong_type_naming_the_field() {
 #[tokio::test]
 async fn after_too_many_wrong_passwords_even_the_right_one_answers_429() {
     let app = TestApp::builder()
-        .config(&[
-            ("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", "3"),
-            ("TRUST_PROXY", "1"),
-        ])
+        .set("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", "3")
+        .set("TRUST_PROXY", "1")
         .start()
         .await;
     let key = app.key(false).await;
@@ -761,10 +760,8 @@ async fn after_too_many_wrong_passwords_even_the_right_one_answers_429() {
 #[tokio::test]
 async fn wrong_passwords_from_many_clients_are_throttled_per_link() {
     let app = TestApp::builder()
-        .config(&[
-            ("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "3"),
-            ("TRUST_PROXY", "1"),
-        ])
+        .set("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "3")
+        .set("TRUST_PROXY", "1")
         .start()
         .await;
     let key = app.key(false).await;
