@@ -411,6 +411,16 @@ const PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
 <meta name=\"description\" content=\"A page served by the test itself.\">\
 </head><body><p>hello</p></body></html>";
 
+/// An app whose metadata fetcher may reach `allow` (`METADATA_ALLOWLIST`), and a key.
+async fn app_fetching_metadata_from(allow: &str) -> (TestApp, String) {
+    let app = TestApp::builder()
+        .set("METADATA_ALLOWLIST", allow)
+        .start()
+        .await;
+    let key = app.key(false).await;
+    (app, key)
+}
+
 async fn fetch_metadata(app: &TestApp, key: &str, url: &str) -> reqwest::Response {
     app.post_json("/api/metadata", key, json!({ "url": url }))
         .send()
@@ -422,11 +432,7 @@ async fn fetch_metadata(app: &TestApp, key: &str, url: &str) -> reqwest::Respons
 async fn metadata_of_an_allowlisted_local_page_answers_title_description_favicon_and_url() {
     let page = LocalServer::html(PAGE).await;
     let allow = page.addr.to_string();
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", allow.as_str())
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &page.url()).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
@@ -447,11 +453,7 @@ async fn metadata_follows_a_redirect_between_allowlisted_addresses_and_reports_t
     let page = LocalServer::html(PAGE).await;
     let hop = LocalServer::redirect_to(&format!("{}landing", page.url())).await;
     let allow = format!("{},{}", hop.addr, page.addr);
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", allow.as_str())
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &hop.url()).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
@@ -466,11 +468,7 @@ async fn metadata_refuses_a_redirect_from_an_allowlisted_server_to_another_local
     let inner = LocalServer::html("<title>internal admin</title>").await;
     let outer = LocalServer::redirect_to(&inner.url()).await;
     let allow = outer.addr.to_string();
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", allow.as_str())
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &outer.url()).await;
     let message = error_message(resp, 400).await;
     assert!(
@@ -488,11 +486,7 @@ async fn metadata_refuses_what_it_must_not_fetch_with_400() {
     let unlisted = LocalServer::html(PAGE).await;
     let listed = LocalServer::html(PAGE).await;
     let allow = listed.addr.to_string();
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", &allow)
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(&allow).await;
     let local_and_cloud = [
         "http://169.254.169.254/latest/meta-data".to_string(),
         "http://localhost:1/".to_string(),
@@ -550,11 +544,7 @@ async fn metadata_follows_at_most_five_redirects() {
         LocalServer::redirect_response(&format!("http://{addr}/again")),
     );
     let allow = addr.to_string();
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", allow.as_str())
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &looping.url()).await;
     let status = resp.status().as_u16();
     assert!(
@@ -578,11 +568,7 @@ async fn metadata_reads_at_most_one_mebibyte_of_an_endless_page() {
     ))
     .await;
     let allow = endless.addr.to_string();
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", allow.as_str())
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let started = std::time::Instant::now();
     let resp = fetch_metadata(&app, &key, &endless.url()).await;
     // Without the size cap the read would only end at the 5 s deadline, with an error.
@@ -600,11 +586,7 @@ async fn metadata_reads_at_most_one_mebibyte_of_an_endless_page() {
 async fn metadata_gives_up_on_a_silent_server_after_about_five_seconds() {
     let silent = LocalServer::start(Answer::Never).await;
     let allow = silent.addr.to_string();
-    let app = TestApp::builder()
-        .set("METADATA_ALLOWLIST", allow.as_str())
-        .start()
-        .await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let started = std::time::Instant::now();
     let resp = fetch_metadata(&app, &key, &silent.url()).await;
     let took = started.elapsed();

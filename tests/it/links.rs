@@ -147,6 +147,18 @@ async fn location_of(app: &TestApp, code: &str) -> String {
         .to_string()
 }
 
+/// Creates a link with a custom code and follows it twice, so every cache layer holds it:
+/// the link's id.
+async fn warm_link(app: &TestApp, key: &str, url: &str, code: &str) -> String {
+    let link = app
+        .shorten(key, json!({"url": url, "customCode": code}))
+        .await;
+    for _ in 0..2 {
+        assert_eq!(location_of(app, code).await, url);
+    }
+    str_field(&link, "id").to_string()
+}
+
 // ---------------------------------------------------------------------------------------
 // POST /api/shorten
 // ---------------------------------------------------------------------------------------
@@ -1185,20 +1197,8 @@ async fn patch_protects_and_unprotects_a_link() {
 async fn after_a_patch_of_the_url_the_code_redirects_to_the_new_url_at_once() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = app
-        .shorten(
-            &key,
-            json!({"url": "https://example.com/before", "customCode": "moving"}),
-        )
-        .await;
-    let id = str_field(&link, "id").to_string();
-    // Warm every cache layer with the old target first.
-    for _ in 0..2 {
-        assert_eq!(
-            location_of(&app, "moving").await,
-            "https://example.com/before"
-        );
-    }
+    // Every cache layer holds the old target first.
+    let id = warm_link(&app, &key, "https://example.com/before", "moving").await;
     let resp = app
         .links()
         .patch(
@@ -1227,19 +1227,7 @@ async fn after_a_patch_of_the_url_the_code_redirects_to_the_new_url_at_once() {
 async fn after_delete_the_code_answers_404_link_not_found_at_once() {
     let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = app
-        .shorten(
-            &key,
-            json!({"url": "https://example.com/gone", "customCode": "short-lived"}),
-        )
-        .await;
-    let id = str_field(&link, "id").to_string();
-    for _ in 0..2 {
-        assert_eq!(
-            location_of(&app, "short-lived").await,
-            "https://example.com/gone"
-        );
-    }
+    let id = warm_link(&app, &key, "https://example.com/gone", "short-lived").await;
 
     let resp = app.links().delete(&key, &id).send().await.expect("delete");
     assert_eq!(resp.status(), 200);
