@@ -241,15 +241,8 @@ async fn delete_campaign_answers_success_and_its_links_stay_unassigned() {
         .await;
     assert_eq!(link["campaignId"], id.as_str());
 
-    let resp = app
-        .campaigns()
-        .delete(&key, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<Value>().await.expect("json"),
+        app.campaigns().delete_ok(&key, &id).await,
         json!({"success": true, "message": "Campaign deleted"})
     );
     assert!(!campaign_row_exists(&app, &id).await);

@@ -952,15 +952,8 @@ async fn an_admin_key_reads_changes_and_deletes_any_link() {
         "Moderated"
     );
 
-    let resp = app
-        .links()
-        .delete(&admin, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<Value>().await.expect("json"),
+        app.links().delete_ok(&admin, &id).await,
         json!({"message": "Link deleted"})
     );
     assert!(!link_row_exists(&app, &id).await);
@@ -1229,10 +1222,8 @@ async fn after_delete_the_code_answers_404_link_not_found_at_once() {
     let key = app.key(false).await;
     let id = warm_link(&app, &key, "https://example.com/gone", "short-lived").await;
 
-    let resp = app.links().delete(&key, &id).send().await.expect("delete");
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<Value>().await.expect("json"),
+        app.links().delete_ok(&key, &id).await,
         json!({"message": "Link deleted"})
     );
 

@@ -1168,6 +1168,13 @@ impl Collection<'_> {
         resp.json().await.expect("json")
     }
 
+    /// `DELETE`s the item, asserting 200: the answer's JSON.
+    pub async fn delete_ok(&self, key: &str, id: &str) -> Value {
+        let resp = self.delete(key, id).send().await.expect("delete");
+        assert_eq!(resp.status(), 200, "DELETE {}", self.item(id));
+        resp.json().await.expect("json")
+    }
+
     /// The item's JSON, asserting 200.
     pub async fn fetch(&self, key: &str, id: &str) -> Value {
         let resp = self.get(key, id).send().await.expect("get");
