@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::support::{error_message, wait_for_room_in_window, TestApp};
+use crate::support::{
+    case_error, error_message, header_number, wait_for_room_in_window, Says, TestApp,
+};
 
 async fn generate_key(app: &TestApp) -> reqwest::Response {
     app.client
@@ -23,14 +25,6 @@ async fn generate_key(app: &TestApp) -> reqwest::Response {
         .send()
         .await
         .expect("generate-key")
-}
-
-async fn get_with_key(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
-    app.get(path)
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("request")
 }
 
 async fn key_row(app: &TestApp, key: &str) -> (Uuid, DateTime<Utc>) {
@@ -41,33 +35,13 @@ async fn key_row(app: &TestApp, key: &str) -> (Uuid, DateTime<Utc>) {
         .expect("key row")
 }
 
-fn header_number(resp: &reqwest::Response, name: &str) -> u64 {
-    resp.headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} header present"))
-        .to_str()
-        .expect("header is text")
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is a number: {e}"))
-}
-
-async fn set_webhook(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
-    app.client
-        .patch(app.url("/api/settings/developer/webhook"))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("webhook")
-}
-
 // ---------------------------------------------------------------------------------------
 // POST /api/generate-key, GET /api/auth/me
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn generate_key_answers_a_64_hex_key_that_works_at_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let resp = generate_key(&app).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
@@ -81,9 +55,7 @@ async fn generate_key_answers_a_64_hex_key_that_works_at_once() {
         "lowercase hex: {key}"
     );
 
-    let resp = get_with_key(&app, "/api/auth/me", key).await;
-    assert_eq!(resp.status(), 200);
-    let me: Value = resp.json().await.expect("JSON");
+    let me = app.get_ok_json("/api/auth/me", key).await;
     let (id, _) = key_row(&app, key).await;
     assert_eq!(
         me,
@@ -104,7 +76,6 @@ async fn generate_key_answers_a_64_hex_key_that_works_at_once() {
     // Two keys are different keys.
     let other: Value = generate_key(&app).await.json().await.expect("JSON");
     assert_ne!(other["apiKey"], body["apiKey"]);
-    app.stop().await;
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -113,30 +84,23 @@ fn hex_of(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn auth_me_answers_the_keys_own_identity() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let other = app.key(false).await;
     let (id, _) = key_row(&app, &key).await;
-    let resp = get_with_key(&app, "/api/auth/me", &key).await;
-    assert_eq!(resp.status(), 200);
-    let me: Value = resp.json().await.expect("JSON");
+    let me = app.get_ok_json("/api/auth/me", &key).await;
     assert_eq!(
         me,
         json!({ "id": id.to_string(), "email": "test@example.com", "name": "test" })
     );
     let (other_id, _) = key_row(&app, &other).await;
-    let them: Value = get_with_key(&app, "/api/auth/me", &other)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let them = app.get_ok_json("/api/auth/me", &other).await;
     assert_eq!(them["id"], other_id.to_string());
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn the_sixth_generate_key_within_an_hour_from_one_ip_answers_429() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     wait_for_room_in_window(3600).await;
     for i in 0..5 {
         let resp = generate_key(&app).await;
@@ -163,12 +127,11 @@ async fn the_sixth_generate_key_within_an_hour_from_one_ip_answers_429() {
         .await
         .expect("count");
     assert_eq!(keys_after, keys_before, "the refused request made no key");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn with_trust_proxy_each_forwarded_address_gets_its_own_five_keys() {
-    let app = TestApp::spawn_with(&[("TRUST_PROXY", "1")]).await;
+    let app = TestApp::builder().set("TRUST_PROXY", "1").start().await;
     wait_for_room_in_window(3600).await;
     let from = |ip: &'static str| {
         app.client
@@ -181,7 +144,6 @@ async fn with_trust_proxy_each_forwarded_address_gets_its_own_five_keys() {
     }
     assert_eq!(from("203.0.113.7").await.expect("req").status(), 429);
     assert_eq!(from("198.51.100.8").await.expect("req").status(), 200);
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -190,12 +152,10 @@ async fn with_trust_proxy_each_forwarded_address_gets_its_own_five_keys() {
 
 #[tokio::test]
 async fn developer_settings_show_the_real_values_of_the_key() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let (_, created_at) = key_row(&app, &key).await;
-    let resp = get_with_key(&app, "/api/settings/developer", &key).await;
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.expect("JSON");
+    let body = app.get_ok_json("/api/settings/developer", &key).await;
     let created = DateTime::parse_from_rfc3339(body["createdAt"].as_str().expect("createdAt"))
         .expect("createdAt is RFC 3339")
         .with_timezone(&Utc);
@@ -219,36 +179,30 @@ async fn developer_settings_show_the_real_values_of_the_key() {
         !body.to_string().contains(&key[10..]),
         "the rest of the key is never shown"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn generated_keys_get_the_configured_per_key_rate_limits() {
-    let app = TestApp::spawn_with(&[
-        ("RATE_LIMIT_KEY_PER_MIN", "77"),
-        ("RATE_LIMIT_KEY_PER_HOUR", "8888"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_KEY_PER_MIN", "77")
+        .set("RATE_LIMIT_KEY_PER_HOUR", "8888")
+        .start()
+        .await;
     let body: Value = generate_key(&app).await.json().await.expect("JSON");
     let key = body["apiKey"].as_str().expect("apiKey").to_string();
-    let settings: Value = get_with_key(&app, "/api/settings/developer", &key)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
     assert_eq!(settings["rateLimitPerMin"], 77);
     assert_eq!(settings["rateLimitPerHour"], 8888);
     assert_eq!(settings["apiKey"], format!("{}...", &key[..10]));
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let other = app.key(false).await;
     let url = "https://hooks.example/boltlink?token=abc";
-    let resp = set_webhook(&app, &key, json!({ "url": url })).await;
+    let resp = app.set_webhook(&key, json!({ "url": url })).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body["success"], true);
@@ -258,11 +212,7 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
     );
     assert_eq!(body["webhookUrl"], url);
 
-    let settings: Value = get_with_key(&app, "/api/settings/developer", &key)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
     assert_eq!(settings["webhookUrl"], url, "stored, not just logged");
     let (id, _) = key_row(&app, &key).await;
     let stored: Option<String> =
@@ -274,40 +224,54 @@ async fn a_webhook_url_is_stored_for_the_key_and_shown_in_settings() {
     assert_eq!(stored.as_deref(), Some(url));
 
     // Another key's settings are untouched.
-    let theirs: Value = get_with_key(&app, "/api/settings/developer", &other)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let theirs = app.get_ok_json("/api/settings/developer", &other).await;
     assert_eq!(theirs["webhookUrl"], Value::Null);
 
     // A second PATCH replaces it.
-    let resp = set_webhook(&app, &key, json!({ "url": "https://hooks.example/v2" })).await;
+    let resp = app
+        .set_webhook(&key, json!({ "url": "https://hooks.example/v2" }))
+        .await;
     assert_eq!(resp.status(), 200);
-    let settings: Value = get_with_key(&app, "/api/settings/developer", &key)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
     assert_eq!(settings["webhookUrl"], "https://hooks.example/v2");
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn an_invalid_webhook_url_answers_400_and_keeps_the_stored_one() {
-    let app = TestApp::spawn().await;
+async fn webhook_settings_refuse_each_invalid_body_with_400_and_keep_the_stored_url() {
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let resp = set_webhook(&app, &key, json!({ "url": "https://hooks.example/ok" })).await;
+    let resp = app
+        .set_webhook(&key, json!({ "url": "https://hooks.example/ok" }))
+        .await;
     assert_eq!(resp.status(), 200);
-    for bad in [
-        json!({ "url": "not a url" }),
-        json!({ "url": "ftp://hooks.example/x" }),
-        json!({ "url": "/relative/path" }),
-        json!({ "url": 42 }),
+    let mut cases: Vec<(String, Value, &str)> = vec![
+        ("a number".into(), json!({ "url": 42 }), "url"),
+        // A typo is not a removal.
+        ("no `url` field".into(), json!({ "uri": "x" }), "`url`"),
+    ];
+    for url in ["not a url", "ftp://hooks.example/x", "/relative/path"] {
+        let case = format!("{url:?} is not an absolute http(s) URL");
+        cases.push((case, json!({ "url": url }), "url"));
+    }
+    // Hardening finding 10: addresses in our own network are refused when set.
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:6379/",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "http://10.1.2.3/hook",
     ] {
-        let resp = set_webhook(&app, &key, bad.clone()).await;
-        let message = error_message(resp, 400).await;
-        assert!(message.contains("url"), "names the field: {message}");
+        let case = format!("{url} is in our own network");
+        cases.push((case, json!({ "url": url }), "refusing"));
+    }
+    for (case, body, mentions) in cases {
+        let message = case_error(&case, app.set_webhook(&key, body).await, 400).await;
+        Says::Mentions(mentions).check(&case, &message);
+        // The refusal does not say how the address was classified.
+        assert!(
+            !message.contains("169.254") && !message.contains("loopback"),
+            "{case}: {message}"
+        );
     }
     let resp = app
         .client
@@ -319,42 +283,11 @@ async fn an_invalid_webhook_url_answers_400_and_keeps_the_stored_one() {
         .await
         .expect("webhook");
     assert!(!error_message(resp, 400).await.is_empty());
-    let settings: Value = get_with_key(&app, "/api/settings/developer", &key)
-        .await
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(settings["webhookUrl"], "https://hooks.example/ok");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn account_routes_need_a_valid_key() {
-    let app = TestApp::spawn().await;
-    let unknown = "a".repeat(64);
-    for path in ["/api/auth/me", "/api/settings/developer"] {
-        let resp = app.get(path).send().await.expect("req");
-        assert_eq!(error_message(resp, 401).await, "API Key missing", "{path}");
-        let resp = get_with_key(&app, path, &unknown).await;
-        assert_eq!(error_message(resp, 403).await, "Invalid API Key", "{path}");
-    }
-    let resp = app
-        .client
-        .patch(app.url("/api/settings/developer/webhook"))
-        .json(&json!({ "url": "https://hooks.example/" }))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    let resp = app
-        .client
-        .post(app.url("/api/metadata"))
-        .json(&json!({ "url": "https://example.com/" }))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    app.stop().await;
+    assert_eq!(
+        app.stored_webhook(&key).await,
+        json!("https://hooks.example/ok"),
+        "no refused body changed the stored URL"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -478,6 +411,16 @@ const PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
 <meta name=\"description\" content=\"A page served by the test itself.\">\
 </head><body><p>hello</p></body></html>";
 
+/// An app whose metadata fetcher may reach `allow` (`METADATA_ALLOWLIST`), and a key.
+async fn app_fetching_metadata_from(allow: &str) -> (TestApp, String) {
+    let app = TestApp::builder()
+        .set("METADATA_ALLOWLIST", allow)
+        .start()
+        .await;
+    let key = app.key(false).await;
+    (app, key)
+}
+
 async fn fetch_metadata(app: &TestApp, key: &str, url: &str) -> reqwest::Response {
     app.post_json("/api/metadata", key, json!({ "url": url }))
         .send()
@@ -489,8 +432,7 @@ async fn fetch_metadata(app: &TestApp, key: &str, url: &str) -> reqwest::Respons
 async fn metadata_of_an_allowlisted_local_page_answers_title_description_favicon_and_url() {
     let page = LocalServer::html(PAGE).await;
     let allow = page.addr.to_string();
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &page.url()).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
@@ -504,7 +446,6 @@ async fn metadata_of_an_allowlisted_local_page_answers_title_description_favicon
         })
     );
     assert_eq!(page.connections(), 1);
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -512,14 +453,12 @@ async fn metadata_follows_a_redirect_between_allowlisted_addresses_and_reports_t
     let page = LocalServer::html(PAGE).await;
     let hop = LocalServer::redirect_to(&format!("{}landing", page.url())).await;
     let allow = format!("{},{}", hop.addr, page.addr);
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &hop.url()).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body["title"], "Local Preview Page");
     assert_eq!(body["url"], format!("{}landing", page.url()));
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -529,8 +468,7 @@ async fn metadata_refuses_a_redirect_from_an_allowlisted_server_to_another_local
     let inner = LocalServer::html("<title>internal admin</title>").await;
     let outer = LocalServer::redirect_to(&inner.url()).await;
     let allow = outer.addr.to_string();
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &outer.url()).await;
     let message = error_message(resp, 400).await;
     assert!(
@@ -540,18 +478,16 @@ async fn metadata_refuses_a_redirect_from_an_allowlisted_server_to_another_local
     assert!(!message.contains("internal admin"));
     assert_eq!(outer.connections(), 1, "the allowlisted hop was fetched");
     assert_eq!(inner.connections(), 0, "the other port was never reached");
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn metadata_refuses_local_and_cloud_metadata_addresses() {
+async fn metadata_refuses_what_it_must_not_fetch_with_400() {
     // A live local server that is not on the allowlist (another port is).
     let unlisted = LocalServer::html(PAGE).await;
     let listed = LocalServer::html(PAGE).await;
     let allow = listed.addr.to_string();
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
-    for url in [
+    let (app, key) = app_fetching_metadata_from(&allow).await;
+    let local_and_cloud = [
         "http://169.254.169.254/latest/meta-data".to_string(),
         "http://localhost:1/".to_string(),
         unlisted.url(),
@@ -560,11 +496,35 @@ async fn metadata_refuses_local_and_cloud_metadata_addresses() {
         "http://10.0.0.1/".to_string(),
         "http://192.168.1.1/".to_string(),
         "http://[::ffff:127.0.0.1]:1/".to_string(),
-    ] {
-        let resp = fetch_metadata(&app, &key, &url).await;
-        let message = error_message(resp, 400).await;
-        assert!(!message.is_empty(), "{url}");
+    ]
+    .map(|url| {
+        (
+            format!("local or cloud metadata address {url}"),
+            json!({ "url": url }),
+        )
+    });
+    let not_absolute_http = [
+        "ftp://example.com/",
+        "not a url",
+        "/relative",
+        "file:///etc/passwd",
+    ]
+    .map(|url| (format!("not absolute http: {url}"), json!({ "url": url })));
+    for (case, body) in local_and_cloud.into_iter().chain(not_absolute_http) {
+        let resp = app
+            .post_json("/api/metadata", &key, body)
+            .send()
+            .await
+            .expect("metadata");
+        let message = case_error(&case, resp, 400).await;
+        assert!(!message.is_empty(), "{case}: the error says why");
     }
+    let resp = app
+        .post_json("/api/metadata", &key, json!({}))
+        .send()
+        .await
+        .expect("metadata");
+    Says::Mentions("url").check("missing url", &case_error("missing url", resp, 400).await);
     let resp = fetch_metadata(&app, &key, "http://169.254.169.254/latest/meta-data").await;
     let message = error_message(resp, 400).await;
     assert!(
@@ -572,33 +532,6 @@ async fn metadata_refuses_local_and_cloud_metadata_addresses() {
         "the error names the refusal: {message}"
     );
     assert_eq!(unlisted.connections(), 0, "never reached");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn metadata_rejects_urls_that_are_not_absolute_http() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for url in [
-        "ftp://example.com/",
-        "not a url",
-        "/relative",
-        "file:///etc/passwd",
-    ] {
-        let resp = fetch_metadata(&app, &key, url).await;
-        assert!(!error_message(resp, 400).await.is_empty(), "{url}");
-    }
-    let resp = app
-        .post_json("/api/metadata", &key, json!({}))
-        .send()
-        .await
-        .expect("metadata");
-    let message = error_message(resp, 400).await;
-    assert!(
-        message.contains("url"),
-        "names the missing field: {message}"
-    );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -611,8 +544,7 @@ async fn metadata_follows_at_most_five_redirects() {
         LocalServer::redirect_response(&format!("http://{addr}/again")),
     );
     let allow = addr.to_string();
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let resp = fetch_metadata(&app, &key, &looping.url()).await;
     let status = resp.status().as_u16();
     assert!(
@@ -625,7 +557,6 @@ async fn metadata_follows_at_most_five_redirects() {
         6,
         "the first request and five redirects, no more"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -637,8 +568,7 @@ async fn metadata_reads_at_most_one_mebibyte_of_an_endless_page() {
     ))
     .await;
     let allow = endless.addr.to_string();
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let started = std::time::Instant::now();
     let resp = fetch_metadata(&app, &key, &endless.url()).await;
     // Without the size cap the read would only end at the 5 s deadline, with an error.
@@ -650,15 +580,13 @@ async fn metadata_reads_at_most_one_mebibyte_of_an_endless_page() {
         "answered from the first MiB, took {:?}",
         started.elapsed()
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn metadata_gives_up_on_a_silent_server_after_about_five_seconds() {
     let silent = LocalServer::start(Answer::Never).await;
     let allow = silent.addr.to_string();
-    let app = TestApp::spawn_with(&[("METADATA_ALLOWLIST", allow.as_str())]).await;
-    let key = app.key(false).await;
+    let (app, key) = app_fetching_metadata_from(allow.as_str()).await;
     let started = std::time::Instant::now();
     let resp = fetch_metadata(&app, &key, &silent.url()).await;
     let took = started.elapsed();
@@ -673,5 +601,4 @@ async fn metadata_gives_up_on_a_silent_server_after_about_five_seconds() {
         "the 5 s cap, took {took:?}"
     );
     assert_eq!(silent.connections(), 1);
-    app.stop().await;
 }

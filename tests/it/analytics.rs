@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{error_message, TestApp};
+use crate::support::{code_of, error_message, TestApp};
 
 fn today() -> NaiveDate {
     Utc::now().date_naive()
@@ -32,14 +32,6 @@ fn bucket(days_back: i64) -> DateTime<Utc> {
 
 fn ymd(days_back: i64) -> String {
     day(days_back).format("%Y-%m-%d").to_string()
-}
-
-async fn create_link(app: &TestApp, key: &str, url: &str) -> String {
-    let link = app.shorten(key, json!({ "url": url })).await;
-    link["shortCode"]
-        .as_str()
-        .expect("shortCode is a string")
-        .to_string()
 }
 
 async fn link_ids(app: &TestApp, code: &str) -> (Uuid, Uuid) {
@@ -78,27 +70,6 @@ async fn insert_rollups(app: &TestApp, codes: &[(&'static str, String)], rows: &
         .await
         .expect("insert rollup row");
     }
-}
-
-async fn set_clicks(app: &TestApp, code: &str, clicks: i64) {
-    let done = sqlx::query("UPDATE links SET clicks = $1 WHERE short_code = $2")
-        .bind(clicks)
-        .bind(code)
-        .execute(&app.db)
-        .await
-        .expect("set clicks");
-    assert_eq!(done.rows_affected(), 1);
-}
-
-async fn get_json(app: &TestApp, path: &str, key: &str) -> Value {
-    let resp = app
-        .get(path)
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), 200, "GET {path}");
-    resp.json().await.expect("JSON body")
 }
 
 fn field_names(v: &Value) -> BTreeSet<String> {
@@ -158,12 +129,21 @@ async fn seed(app: &TestApp) -> Fixture {
     let key_b = app.key(false).await;
     let mut codes = Vec::new();
     for name in ["l1", "l2", "l3", "l4"] {
-        let code = create_link(app, &key_a, &format!("https://a.example/{name}")).await;
+        let code = code_of(
+            &app.create_link(
+                &key_a,
+                json!({ "url": &format!("https://a.example/{name}") }),
+            )
+            .await,
+        );
         codes.push((name, code));
     }
     codes.push((
         "b1",
-        create_link(app, &key_b, "https://b.example/only").await,
+        code_of(
+            &app.create_link(&key_b, json!({ "url": "https://b.example/only" }))
+                .await,
+        ),
     ));
     let expired = sqlx::query(
         "UPDATE links SET is_expiring = true, expires_at = now() - interval '1 minute' \
@@ -189,7 +169,7 @@ async fn seed(app: &TestApp) -> Fixture {
 
 #[tokio::test]
 async fn link_analytics_summarize_the_links_rollups_exactly() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let fx = seed(&app).await;
     let l1 = fx.code("l1").to_string();
     sqlx::query("UPDATE links SET title = 'Page one', favicon = 'https://a.example/icon.png' WHERE short_code = $1")
@@ -198,7 +178,9 @@ async fn link_analytics_summarize_the_links_rollups_exactly() {
         .await
         .expect("set title");
 
-    let body = get_json(&app, &format!("/api/analytics/{l1}"), &fx.key_a).await;
+    let body = app
+        .get_ok_json(&format!("/api/analytics/{l1}"), &fx.key_a)
+        .await;
     assert_eq!(
         field_names(&body),
         names(&[
@@ -244,16 +226,17 @@ async fn link_analytics_summarize_the_links_rollups_exactly() {
     assert_eq!(body["originalUrl"], "https://a.example/l1");
     assert_eq!(body["title"], "Page one");
     assert_eq!(body["favicon"], "https://a.example/icon.png");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn link_analytics_of_a_link_with_several_days_and_devices_pick_the_top_ones() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let fx = seed(&app).await;
     // l2: BR 1 desktop, FR 4 desktop, GB 2 mobile: 7 clicks, 0 gated, 10 500 µs.
     let l2 = fx.code("l2").to_string();
-    let body = get_json(&app, &format!("/api/analytics/{l2}"), &fx.key_a).await;
+    let body = app
+        .get_ok_json(&format!("/api/analytics/{l2}"), &fx.key_a)
+        .await;
     assert_eq!(
         body["summary"],
         json!({
@@ -282,7 +265,9 @@ async fn link_analytics_of_a_link_with_several_days_and_devices_pick_the_top_one
     );
     // l3 had gated visits in a region (US) with no clicks: not a top region.
     let l3 = fx.code("l3").to_string();
-    let body = get_json(&app, &format!("/api/analytics/{l3}"), &fx.key_a).await;
+    let body = app
+        .get_ok_json(&format!("/api/analytics/{l3}"), &fx.key_a)
+        .await;
     assert_eq!(body["summary"]["totalClicks"], 2);
     assert_eq!(body["summary"]["topRegion"], "JP");
     assert_eq!(body["summary"]["topDevice"], "tablet");
@@ -291,15 +276,19 @@ async fn link_analytics_of_a_link_with_several_days_and_devices_pick_the_top_one
         body["topRegions"],
         json!([{"region": "JP", "clicks": 2, "percentage": "100.0"}])
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn link_analytics_of_a_link_without_clicks_are_zero_and_empty() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let code = create_link(&app, &key, "https://example.com/quiet").await;
-    let body = get_json(&app, &format!("/api/analytics/{code}"), &key).await;
+    let code = code_of(
+        &app.create_link(&key, json!({ "url": "https://example.com/quiet" }))
+            .await,
+    );
+    let body = app
+        .get_ok_json(&format!("/api/analytics/{code}"), &key)
+        .await;
     assert_eq!(
         body["summary"],
         json!({
@@ -316,66 +305,51 @@ async fn link_analytics_of_a_link_without_clicks_are_zero_and_empty() {
     assert_eq!(body["originalUrl"], "https://example.com/quiet");
     assert_eq!(body["title"], Value::Null);
     assert_eq!(body["favicon"], Value::Null);
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn link_analytics_of_another_keys_link_answer_404_and_need_a_key() {
-    let app = TestApp::spawn().await;
+async fn link_analytics_of_another_keys_link_answer_404() {
+    let app = TestApp::start().await;
     let fx = seed(&app).await;
     let b1 = fx.code("b1").to_string();
     let l1 = fx.code("l1").to_string();
     for (key, code) in [(&fx.key_a, &b1), (&fx.key_b, &l1)] {
         let resp = app
-            .get(&format!("/api/analytics/{code}"))
-            .header("x-api-key", key.as_str())
+            .get_with_key(&format!("/api/analytics/{code}"), key.as_str())
             .send()
             .await
             .expect("request");
         assert!(!error_message(resp, 404).await.is_empty(), "{code}");
     }
     let resp = app
-        .get("/api/analytics/NoSuchCode1")
-        .header("x-api-key", fx.key_a.as_str())
+        .get_with_key("/api/analytics/NoSuchCode1", fx.key_a.as_str())
         .send()
         .await
         .expect("request");
     assert_eq!(resp.status(), 404);
 
-    let resp = app
-        .get(&format!("/api/analytics/{l1}"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    let resp = app
-        .get(&format!("/api/analytics/{l1}"))
-        .header("x-api-key", "0".repeat(64))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(error_message(resp, 403).await, "Invalid API Key");
-
     // Key B sees its own link's numbers, and only those.
-    let body = get_json(&app, &format!("/api/analytics/{b1}"), &fx.key_b).await;
+    let body = app
+        .get_ok_json(&format!("/api/analytics/{b1}"), &fx.key_b)
+        .await;
     assert_eq!(body["summary"]["totalClicks"], 1500);
     assert_eq!(body["summary"]["topRegion"], "CN");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_admin_key_sees_the_analytics_of_any_link() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let fx = seed(&app).await;
     let admin = app.key(true).await;
     let l1 = fx.code("l1").to_string();
-    let body = get_json(&app, &format!("/api/analytics/{l1}"), &admin).await;
+    let body = app
+        .get_ok_json(&format!("/api/analytics/{l1}"), &admin)
+        .await;
     // The admin scope widens which links are visible, not which rows count for one link.
     assert_eq!(body["summary"]["totalClicks"], 18);
-    let global = get_json(&app, "/api/analytics/global", &admin).await;
+    let global = app.get_ok_json("/api/analytics/global", &admin).await;
     assert_eq!(global["summary"]["totalClicks"], 27 + 1500);
     assert_eq!(global["summary"]["totalLinks"], 5);
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -384,7 +358,7 @@ async fn an_admin_key_sees_the_analytics_of_any_link() {
 
 #[tokio::test]
 async fn global_analytics_cover_the_callers_links_with_seven_zero_filled_days() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let fx = seed(&app).await;
     // Key A's rows were last touched at a known time; key B's later (now): lastUpdated must
     // come from the caller's rows only.
@@ -401,7 +375,7 @@ async fn global_analytics_cover_the_callers_links_with_seven_zero_filled_days() 
     .await
     .expect("set updated_at");
 
-    let body = get_json(&app, "/api/analytics/global", &fx.key_a).await;
+    let body = app.get_ok_json("/api/analytics/global", &fx.key_a).await;
     assert_eq!(
         field_names(&body),
         names(&["summary", "points", "topRegions", "lastUpdated"]),
@@ -444,7 +418,7 @@ async fn global_analytics_cover_the_callers_links_with_seven_zero_filled_days() 
     assert_eq!(body["lastUpdated"], "2026-02-03T04:05:06.789Z");
 
     // Key B's view holds only its own link.
-    let body = get_json(&app, "/api/analytics/global", &fx.key_b).await;
+    let body = app.get_ok_json("/api/analytics/global", &fx.key_b).await;
     assert_eq!(
         body["summary"],
         json!({
@@ -467,16 +441,15 @@ async fn global_analytics_cover_the_callers_links_with_seven_zero_filled_days() 
         body["topRegions"],
         json!([{"region": "CN", "clicks": 1500, "percentage": "100.0"}])
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn global_analytics_of_a_key_without_links_are_seven_zero_days() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     // Other keys have links and rollups; none of it may show up for a fresh key.
     let _others = seed(&app).await;
     let fresh = app.key(false).await;
-    let body = get_json(&app, "/api/analytics/global", &fresh).await;
+    let body = app.get_ok_json("/api/analytics/global", &fresh).await;
     assert_eq!(
         body["summary"],
         json!({
@@ -504,7 +477,6 @@ async fn global_analytics_of_a_key_without_links_are_seven_zero_days() {
         last <= Utc::now() + Duration::seconds(5),
         "lastUpdated {last}"
     );
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -513,12 +485,12 @@ async fn global_analytics_of_a_key_without_links_are_seven_zero_days() {
 
 #[tokio::test]
 async fn stats_overview_reports_clicks_active_links_trend_and_weekdays() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let fx = seed(&app).await;
     for (name, clicks) in [("l1", 100), ("l2", 40), ("l3", 7), ("l4", 3), ("b1", 5000)] {
-        set_clicks(&app, fx.code(name), clicks).await;
+        app.set_clicks(fx.code(name), clicks).await;
     }
-    let body = get_json(&app, "/api/stats/overview", &fx.key_a).await;
+    let body = app.get_ok_json("/api/stats/overview", &fx.key_a).await;
     assert_eq!(
         field_names(&body),
         names(&["totalClicks", "activeLinks", "topRegion", "trend", "points"]),
@@ -541,20 +513,19 @@ async fn stats_overview_reports_clicks_active_links_trend_and_weekdays() {
         "the last point is today"
     );
 
-    let body = get_json(&app, "/api/stats/overview", &fx.key_b).await;
+    let body = app.get_ok_json("/api/stats/overview", &fx.key_b).await;
     assert_eq!(body["totalClicks"], 5000);
     assert_eq!(body["activeLinks"], 1);
     assert_eq!(body["topRegion"], "CN");
     // 1000 this week against 500 the week before; one active link in both.
     assert_eq!(body["trend"], json!({"clicks": 100.0, "active": 0.0}));
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn stats_overview_uses_three_letter_weekday_names() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let body = get_json(&app, "/api/stats/overview", &key).await;
+    let body = app.get_ok_json("/api/stats/overview", &key).await;
     let days: Vec<&str> = body["points"]
         .as_array()
         .expect("points")
@@ -574,22 +545,4 @@ async fn stats_overview_uses_three_letter_weekday_names() {
     assert_eq!(body["activeLinks"], 0);
     assert_eq!(body["topRegion"], Value::Null);
     assert_eq!(body["trend"], json!({"clicks": 0.0, "active": 0.0}));
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn global_analytics_and_overview_need_a_valid_key() {
-    let app = TestApp::spawn().await;
-    for path in ["/api/analytics/global", "/api/stats/overview"] {
-        let resp = app.get(path).send().await.expect("request");
-        assert_eq!(error_message(resp, 401).await, "API Key missing", "{path}");
-        let resp = app
-            .get(path)
-            .header("x-api-key", "f".repeat(64))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(error_message(resp, 403).await, "Invalid API Key", "{path}");
-    }
-    app.stop().await;
 }

@@ -42,8 +42,11 @@ async fn shorten_answers_at_once_and_metadata_arrives_in_the_background() {
     let delay = Duration::from_millis(1500);
     let page = slow_page(delay).await;
     let allow = page.to_string();
-    let app =
-        TestApp::spawn_with(&[("METADATA_FETCH", "true"), ("METADATA_ALLOWLIST", &allow)]).await;
+    let app = TestApp::builder()
+        .set("METADATA_FETCH", "true")
+        .set("METADATA_ALLOWLIST", &allow)
+        .start()
+        .await;
     let key = app.key(false).await;
 
     let started = Instant::now();
@@ -59,8 +62,7 @@ async fn shorten_answers_at_once_and_metadata_arrives_in_the_background() {
 
     let id = link["id"].as_str().expect("id").to_string();
     let get_link = || async {
-        app.get(&format!("/api/links/{id}"))
-            .header("x-api-key", &key)
+        app.get_with_key(&format!("/api/links/{id}"), &key)
             .send()
             .await
             .expect("get")
@@ -76,5 +78,4 @@ async fn shorten_answers_at_once_and_metadata_arrives_in_the_background() {
     assert_eq!(filled["title"], "Slow & Steady");
     assert_eq!(filled["description"], "A page that takes its time");
     assert_eq!(filled["favicon"], format!("http://{page}/icon.png"));
-    app.stop().await;
 }

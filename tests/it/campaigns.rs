@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::support::{error_message, TestApp};
+use crate::support::{assert_fields, case_error, error_message, id_of, Says, TestApp};
 
 const CAMPAIGN_FIELDS: &[&str] = &[
     "id",
@@ -18,21 +18,7 @@ const CAMPAIGN_FIELDS: &[&str] = &[
 ];
 
 fn assert_is_campaign_object(c: &Value) {
-    let keys: BTreeSet<&str> = c
-        .as_object()
-        .expect("a campaign is a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let expected: BTreeSet<&str> = CAMPAIGN_FIELDS.iter().copied().collect();
-    assert_eq!(keys, expected, "campaign object fields: {c}");
-}
-
-fn id_of(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("id is a string: {v}"))
-        .to_string()
+    assert_fields(c, CAMPAIGN_FIELDS, "campaign");
 }
 
 async fn create_campaign(app: &TestApp, key: &str, body: Value) -> Value {
@@ -47,24 +33,6 @@ async fn create_campaign(app: &TestApp, key: &str, body: Value) -> Value {
     c
 }
 
-fn get_campaign(app: &TestApp, key: &str, id: &str) -> reqwest::RequestBuilder {
-    app.get(&format!("/api/campaigns/{id}"))
-        .header("x-api-key", key)
-}
-
-fn patch_campaign(app: &TestApp, key: &str, id: &str, body: Value) -> reqwest::RequestBuilder {
-    app.client
-        .patch(app.url(&format!("/api/campaigns/{id}")))
-        .header("x-api-key", key)
-        .json(&body)
-}
-
-fn delete_campaign(app: &TestApp, key: &str, id: &str) -> reqwest::RequestBuilder {
-    app.client
-        .delete(app.url(&format!("/api/campaigns/{id}")))
-        .header("x-api-key", key)
-}
-
 fn assign(app: &TestApp, key: &str, campaign_id: &str, link_id: &str) -> reqwest::RequestBuilder {
     app.post_json(
         "/api/campaigns/link",
@@ -75,8 +43,7 @@ fn assign(app: &TestApp, key: &str, campaign_id: &str, link_id: &str) -> reqwest
 
 async fn list_campaigns(app: &TestApp, key: &str) -> Vec<Value> {
     let resp = app
-        .get("/api/campaigns")
-        .header("x-api-key", key)
+        .get_with_key("/api/campaigns", key)
         .send()
         .await
         .expect("list campaigns");
@@ -85,35 +52,9 @@ async fn list_campaigns(app: &TestApp, key: &str) -> Vec<Value> {
 }
 
 async fn fetch_campaign(app: &TestApp, key: &str, id: &str) -> Value {
-    let resp = get_campaign(app, key, id)
-        .send()
-        .await
-        .expect("get campaign");
-    assert_eq!(resp.status(), 200);
-    let c: Value = resp.json().await.expect("json");
+    let c = app.campaigns().fetch(key, id).await;
     assert_is_campaign_object(&c);
     c
-}
-
-async fn fetch_link(app: &TestApp, key: &str, id: &str) -> Value {
-    let resp = app
-        .get(&format!("/api/links/{id}"))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("get link");
-    assert_eq!(resp.status(), 200);
-    resp.json().await.expect("json")
-}
-
-async fn set_clicks(app: &TestApp, code: &str, clicks: i64) {
-    let done = sqlx::query("UPDATE links SET clicks = $1 WHERE short_code = $2")
-        .bind(clicks)
-        .bind(code)
-        .execute(&app.db)
-        .await
-        .expect("set clicks");
-    assert_eq!(done.rows_affected(), 1, "link {code} exists");
 }
 
 async fn campaign_row_exists(app: &TestApp, id: &str) -> bool {
@@ -133,7 +74,7 @@ fn totals(c: &Value) -> (i64, i64) {
 
 #[tokio::test]
 async fn create_campaign_answers_201_with_the_campaign_object() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let before = Utc::now() - chrono::Duration::seconds(5);
     let c = create_campaign(
@@ -158,65 +99,61 @@ async fn create_campaign_answers_201_with_the_campaign_object() {
 
     let plain = create_campaign(&app, &key, json!({"name": "No description"})).await;
     assert_eq!(plain["description"], Value::Null);
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn create_campaign_requires_a_name() {
-    let app = TestApp::spawn().await;
+async fn campaign_bodies_without_a_required_field_answer_400_naming_it() {
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    for body in [
-        json!({}),
-        json!({"name": ""}),
-        json!({"name": "   "}),
-        json!({"name": null}),
-        json!({"description": "no name"}),
-    ] {
+    let c = create_campaign(&app, &key, json!({"name": "X"})).await;
+    let cases = [
+        ("/api/campaigns", json!({}), "name"),
+        ("/api/campaigns", json!({"name": ""}), "name"),
+        ("/api/campaigns", json!({"name": "   "}), "name"),
+        ("/api/campaigns", json!({"name": null}), "name"),
+        ("/api/campaigns", json!({"description": "no name"}), "name"),
+        ("/api/campaigns", json!({"name": 5}), "name"),
+        (
+            "/api/campaigns/link",
+            json!({"campaignId": c["id"]}),
+            "linkId",
+        ),
+        (
+            "/api/campaigns/link",
+            json!({"linkId": c["id"]}),
+            "campaignId",
+        ),
+        (
+            "/api/campaigns/link",
+            json!({"campaignId": "nope", "linkId": c["id"]}),
+            "campaignId",
+        ),
+        (
+            "/api/campaigns/link",
+            json!({"campaignId": c["id"], "linkId": 12}),
+            "linkId",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let case = format!("POST {path} {body}");
         let resp = app
-            .post_json("/api/campaigns", &key, body.clone())
+            .post_json(path, &key, body)
             .send()
             .await
-            .expect("create");
-        let message = error_message(resp, 400).await;
-        assert!(message.to_lowercase().contains("name"), "{body}: {message}");
+            .expect("request");
+        Says::Mentions(field).check(&case, &case_error(&case, resp, 400).await);
     }
-    let resp = app
-        .post_json("/api/campaigns", &key, json!({"name": 5}))
-        .send()
-        .await
-        .expect("create");
-    let message = error_message(resp, 400).await;
-    assert!(message.contains("name"), "{message}");
-    assert!(list_campaigns(&app, &key).await.is_empty());
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn campaign_routes_require_a_valid_key() {
-    let app = TestApp::spawn().await;
-    let resp = app
-        .client
-        .post(app.url("/api/campaigns"))
-        .json(&json!({"name": "x"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    let resp = app.get("/api/campaigns").send().await.expect("list");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    let resp = app
-        .get("/api/campaigns")
-        .header("x-api-key", "ef".repeat(32))
-        .send()
-        .await
-        .expect("list");
-    assert_eq!(error_message(resp, 403).await, "Invalid API Key");
-    app.stop().await;
+    let listed = list_campaigns(&app, &key).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "no refused body created a campaign: {listed:?}"
+    );
 }
 
 #[tokio::test]
 async fn campaigns_are_listed_and_read_by_id_as_created() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let a = create_campaign(&app, &key, json!({"name": "A"})).await;
     let b = create_campaign(&app, &key, json!({"name": "B", "description": "bee"})).await;
@@ -236,34 +173,11 @@ async fn campaigns_are_listed_and_read_by_id_as_created() {
         let created = if id_of(c) == id_of(&a) { &a } else { &b };
         assert_eq!(c, created);
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_campaign_id_that_is_not_a_uuid_or_unknown_answers_404() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let unknown = uuid::Uuid::new_v4().to_string();
-    for id in ["not-a-uuid", unknown.as_str()] {
-        let resp = get_campaign(&app, &key, id).send().await.expect("get");
-        assert_eq!(error_message(resp, 404).await, "Campaign not found", "{id}");
-        let resp = patch_campaign(&app, &key, id, json!({"name": "x"}))
-            .send()
-            .await
-            .expect("patch");
-        assert_eq!(error_message(resp, 404).await, "Campaign not found", "{id}");
-        let resp = delete_campaign(&app, &key, id)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(error_message(resp, 404).await, "Campaign not found", "{id}");
-    }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn patch_campaign_changes_name_and_description() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let c = create_campaign(
         &app,
@@ -273,33 +187,27 @@ async fn patch_campaign_changes_name_and_description() {
     .await;
     let id = id_of(&c);
 
-    let resp = patch_campaign(&app, &key, &id, json!({"name": "New"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let renamed: Value = resp.json().await.expect("json");
+    let renamed = app
+        .campaigns()
+        .patch_ok(&key, &id, json!({"name": "New"}))
+        .await;
     assert_is_campaign_object(&renamed);
     assert_eq!(renamed["id"], c["id"]);
     assert_eq!(renamed["name"], "New");
     assert_eq!(renamed["description"], "Old desc", "unnamed fields stay");
     assert_eq!(renamed["createdAt"], c["createdAt"]);
 
-    let resp = patch_campaign(&app, &key, &id, json!({"description": "New desc"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let described: Value = resp.json().await.expect("json");
+    let described = app
+        .campaigns()
+        .patch_ok(&key, &id, json!({"description": "New desc"}))
+        .await;
     assert_eq!(described["name"], "New");
     assert_eq!(described["description"], "New desc");
 
-    let resp = patch_campaign(&app, &key, &id, json!({"description": null}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let cleared: Value = resp.json().await.expect("json");
+    let cleared = app
+        .campaigns()
+        .patch_ok(&key, &id, json!({"description": null}))
+        .await;
     assert_eq!(cleared["description"], Value::Null);
 
     for body in [
@@ -307,7 +215,9 @@ async fn patch_campaign_changes_name_and_description() {
         json!({"name": "  "}),
         json!({"name": 7}),
     ] {
-        let resp = patch_campaign(&app, &key, &id, body.clone())
+        let resp = app
+            .campaigns()
+            .patch(&key, &id, body.clone())
             .send()
             .await
             .expect("patch");
@@ -315,12 +225,11 @@ async fn patch_campaign_changes_name_and_description() {
         assert!(message.to_lowercase().contains("name"), "{body}: {message}");
     }
     assert_eq!(fetch_campaign(&app, &key, &id).await, cleared);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn delete_campaign_answers_success_and_its_links_stay_unassigned() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let c = create_campaign(&app, &key, json!({"name": "Short-lived"})).await;
     let id = id_of(&c);
@@ -332,34 +241,30 @@ async fn delete_campaign_answers_success_and_its_links_stay_unassigned() {
         .await;
     assert_eq!(link["campaignId"], id.as_str());
 
-    let resp = delete_campaign(&app, &key, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<Value>().await.expect("json"),
+        app.campaigns().delete_ok(&key, &id).await,
         json!({"success": true, "message": "Campaign deleted"})
     );
     assert!(!campaign_row_exists(&app, &id).await);
-    let resp = get_campaign(&app, &key, &id).send().await.expect("get");
+    let resp = app.campaigns().get(&key, &id).send().await.expect("get");
     assert_eq!(error_message(resp, 404).await, "Campaign not found");
-    let resp = delete_campaign(&app, &key, &id)
+    let resp = app
+        .campaigns()
+        .delete(&key, &id)
         .send()
         .await
         .expect("delete");
     assert_eq!(error_message(resp, 404).await, "Campaign not found");
     assert!(list_campaigns(&app, &key).await.is_empty());
 
-    let survivor = fetch_link(&app, &key, &id_of(&link)).await;
+    let survivor = app.links().fetch(&key, &id_of(&link)).await;
     assert_eq!(survivor["campaignId"], Value::Null);
     assert_eq!(survivor["shortCode"], "in-campaign");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn assigning_a_link_to_a_campaign_answers_the_updated_link() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let c = create_campaign(&app, &key, json!({"name": "Launch"})).await;
     let link = app
@@ -379,7 +284,7 @@ async fn assigning_a_link_to_a_campaign_answers_the_updated_link() {
     assert_eq!(assigned["originalUrl"], link["originalUrl"]);
     assert_eq!(assigned["shortUrl"], link["shortUrl"]);
     assert!(assigned.get("password").is_none());
-    assert_eq!(fetch_link(&app, &key, &id_of(&link)).await, assigned);
+    assert_eq!(app.links().fetch(&key, &id_of(&link)).await, assigned);
 
     // Moving it to another campaign works the same way.
     let d = create_campaign(&app, &key, json!({"name": "Relaunch"})).await;
@@ -394,37 +299,11 @@ async fn assigning_a_link_to_a_campaign_answers_the_updated_link() {
     );
     assert_eq!(totals(&fetch_campaign(&app, &key, &id_of(&c)).await).0, 0);
     assert_eq!(totals(&fetch_campaign(&app, &key, &id_of(&d)).await).0, 1);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn assigning_rejects_bodies_without_both_ids() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let c = create_campaign(&app, &key, json!({"name": "X"})).await;
-    for (body, field) in [
-        (json!({"campaignId": c["id"]}), "linkId"),
-        (json!({"linkId": c["id"]}), "campaignId"),
-        (
-            json!({"campaignId": "nope", "linkId": c["id"]}),
-            "campaignId",
-        ),
-        (json!({"campaignId": c["id"], "linkId": 12}), "linkId"),
-    ] {
-        let resp = app
-            .post_json("/api/campaigns/link", &key, body.clone())
-            .send()
-            .await
-            .expect("assign");
-        let message = error_message(resp, 400).await;
-        assert!(message.contains(field), "{body}: {message}");
-    }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn campaign_totals_reflect_assigned_links_and_their_clicks() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let c = create_campaign(&app, &key, json!({"name": "Totals"})).await;
     let id = id_of(&c);
@@ -449,9 +328,9 @@ async fn campaign_totals_reflect_assigned_links_and_their_clicks() {
         .await
         .expect("assign");
     assert_eq!(resp.status(), 200);
-    set_clicks(&app, "t-one", 7).await;
-    set_clicks(&app, "t-two", 35).await;
-    set_clicks(&app, "t-outside", 1_000).await;
+    app.set_clicks("t-one", 7).await;
+    app.set_clicks("t-two", 35).await;
+    app.set_clicks("t-outside", 1_000).await;
 
     assert_eq!(totals(&fetch_campaign(&app, &key, &id).await), (2, 42));
     let listed = list_campaigns(&app, &key).await;
@@ -471,18 +350,19 @@ async fn campaign_totals_reflect_assigned_links_and_their_clicks() {
     assert_eq!(totals(&fetch_campaign(&app, &key, &id).await), (1, 7));
 
     // A renamed campaign keeps its totals.
-    let resp = patch_campaign(&app, &key, &id, json!({"name": "Renamed"}))
+    let resp = app
+        .campaigns()
+        .patch(&key, &id, json!({"name": "Renamed"}))
         .send()
         .await
         .expect("patch");
     assert_eq!(resp.status(), 200);
     assert_eq!(totals(&resp.json::<Value>().await.expect("json")), (1, 7));
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn another_keys_campaign_answers_404_in_every_route() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let owner = app.key(false).await;
     let intruder = app.key(false).await;
     let c = create_campaign(&app, &owner, json!({"name": "Private", "description": "d"})).await;
@@ -492,21 +372,15 @@ async fn another_keys_campaign_answers_404_in_every_route() {
         .await;
 
     assert!(list_campaigns(&app, &intruder).await.is_empty());
-    let resp = get_campaign(&app, &intruder, &id)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(error_message(resp, 404).await, "Campaign not found");
-    let resp = patch_campaign(&app, &intruder, &id, json!({"name": "Hijacked"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(error_message(resp, 404).await, "Campaign not found");
-    let resp = delete_campaign(&app, &intruder, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(error_message(resp, 404).await, "Campaign not found");
+    app.campaigns()
+        .assert_item_routes_refuse(
+            &intruder,
+            &id,
+            json!({"name": "Hijacked"}),
+            404,
+            "Campaign not found",
+        )
+        .await;
     let resp = assign(&app, &intruder, &id, &id_of(&intruder_link))
         .send()
         .await
@@ -517,15 +391,14 @@ async fn another_keys_campaign_answers_404_in_every_route() {
     assert!(campaign_row_exists(&app, &id).await);
     assert_eq!(fetch_campaign(&app, &owner, &id).await, c);
     assert_eq!(
-        fetch_link(&app, &intruder, &id_of(&intruder_link)).await["campaignId"],
+        app.links().fetch(&intruder, &id_of(&intruder_link)).await["campaignId"],
         Value::Null
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn assigning_another_keys_link_to_my_campaign_answers_404() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let me = app.key(false).await;
     let them = app.key(false).await;
     let mine = create_campaign(&app, &me, json!({"name": "Mine"})).await;
@@ -545,19 +418,18 @@ async fn assigning_another_keys_link_to_my_campaign_answers_404() {
     assert_eq!(error_message(resp, 404).await, "Link not found");
 
     assert_eq!(
-        fetch_link(&app, &them, &id_of(&their_link)).await["campaignId"],
+        app.links().fetch(&them, &id_of(&their_link)).await["campaignId"],
         Value::Null
     );
     assert_eq!(
         totals(&fetch_campaign(&app, &me, &id_of(&mine)).await),
         (0, 0)
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn shorten_or_patch_with_another_keys_campaign_answers_400() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let me = app.key(false).await;
     let them = app.key(false).await;
     let theirs = create_campaign(&app, &them, json!({"name": "Theirs"})).await;
@@ -595,19 +467,18 @@ async fn shorten_or_patch_with_another_keys_campaign_answers_400() {
     let message = error_message(resp, 400).await;
     assert!(message.contains("campaignId"), "{message}");
     assert_eq!(
-        fetch_link(&app, &me, &id_of(&link)).await["campaignId"],
+        app.links().fetch(&me, &id_of(&link)).await["campaignId"],
         Value::Null
     );
     assert_eq!(
         totals(&fetch_campaign(&app, &them, &id_of(&theirs)).await),
         (0, 0)
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_admin_key_sees_and_changes_every_campaign() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let alice = app.key(false).await;
     let bob = app.key(false).await;
     let admin = app.key(true).await;
@@ -625,7 +496,9 @@ async fn an_admin_key_sees_and_changes_every_campaign() {
         "Alice's"
     );
 
-    let resp = patch_campaign(&app, &admin, &id_of(&a), json!({"name": "Moderated"}))
+    let resp = app
+        .campaigns()
+        .patch(&admin, &id_of(&a), json!({"name": "Moderated"}))
         .send()
         .await
         .expect("patch");
@@ -635,11 +508,12 @@ async fn an_admin_key_sees_and_changes_every_campaign() {
         "Moderated"
     );
 
-    let resp = delete_campaign(&app, &admin, &id_of(&b))
+    let resp = app
+        .campaigns()
+        .delete(&admin, &id_of(&b))
         .send()
         .await
         .expect("delete");
     assert_eq!(resp.status(), 200);
     assert!(!campaign_row_exists(&app, &id_of(&b)).await);
-    app.stop().await;
 }

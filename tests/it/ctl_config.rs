@@ -2,6 +2,7 @@
 //! in effect and where it came from (default, `setup.env`, the env file, the environment),
 //! passwords never printed, and a bad configuration refused with exit 78 and one line.
 
+use crate::support::output_text;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -49,15 +50,6 @@ impl Drop for EnvDir {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn config_shows_every_variable_with_its_value_and_source_and_hides_passwords() {
     let dir = EnvDir::new(
@@ -65,7 +57,7 @@ fn config_shows_every_variable_with_its_value_and_source_and_hides_passwords() {
         "DATABASE_URL=postgres://boltlink:pg-pw@127.0.0.1:5432/boltlink\nDB_POOL_SIZE=5\n",
     );
     let out = dir.config(&["--json"], &[("LOG_LEVEL", "debug")]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for secret in ["redis-pw", "pg-pw"] {
         assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
@@ -135,7 +127,7 @@ fn config_shows_every_variable_with_its_value_and_source_and_hides_passwords() {
 
     // The table says the same for people.
     let out = dir.config(&[], &[("LOG_LEVEL", "debug")]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     let line = |name: &str| -> Vec<String> {
         table
@@ -157,7 +149,7 @@ fn config_shows_every_variable_with_its_value_and_source_and_hides_passwords() {
         !table.contains("pg-pw") && !table.contains("redis-pw"),
         "{table}"
     );
-    assert!(out.stderr.is_empty(), "{}", text(&out));
+    assert!(out.stderr.is_empty(), "{}", output_text(&out));
 }
 
 /// Variables for the `boltlinkctl` process itself.
@@ -192,8 +184,13 @@ fn config_refuses_a_bad_configuration_with_exit_78_and_one_line_saying_where() {
     for (extra, environment, wanted) in cases {
         let dir = EnvDir::new(&format!("{database}{extra}"), "");
         let out = dir.config(&[], environment);
-        assert_eq!(out.status.code(), Some(78), "{extra:?}: {}", text(&out));
-        assert!(out.stdout.is_empty(), "{}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{extra:?}: {}",
+            output_text(&out)
+        );
+        assert!(out.stdout.is_empty(), "{}", output_text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
         assert!(
@@ -209,5 +206,5 @@ fn config_refuses_a_bad_configuration_with_exit_78_and_one_line_saying_where() {
     // A named env file that does not exist is a configuration error too.
     let dir = EnvDir::new(database, "");
     let out = dir.config(&[], &[("BOLTLINK_ENV_FILE", "/nonexistent/boltlink.env")]);
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
 }

@@ -15,7 +15,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::fixtures::{database_socket_addr, database_url_via, CuttableProxy, PrivateRedis};
-use crate::support::{fresh_database, TestApp};
+use crate::support::{TestApp, TestDatabase};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
 const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
@@ -78,42 +78,18 @@ impl Drop for Consumer {
     }
 }
 
-async fn totals(app: &TestApp) -> (i64, i64, i64) {
-    let clicks: i64 = sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM links")
-        .fetch_one(&app.db)
-        .await
-        .expect("clicks");
-    let (rolled, total, daily): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly), \
-         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_total), \
-         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_daily)",
-    )
-    .fetch_one(&app.db)
-    .await
-    .expect("rollups");
-    // One snapshot: the all-time and daily rollups move in the same transaction as the hourly.
-    assert_eq!((total, daily), (rolled, rolled), "rollup tables agree");
-    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
-        .fetch_one(&app.db)
-        .await
-        .expect("raw");
-    (clicks, rolled, raw)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outages() {
     let mut redis = PrivateRedis::start();
-    let real_db = fresh_database().await;
-    let proxy = CuttableProxy::start(database_socket_addr(&real_db)).await;
-    let app = TestApp::spawn_on(
-        real_db.clone(),
-        redis.url(),
-        &[
-            ("RATE_LIMIT_REDIRECT_PER_MIN", "100000000"),
-            ("LOG_LEVEL", "error"),
-        ],
-    )
-    .await;
+    let database = TestDatabase::create().await;
+    let proxy = CuttableProxy::start(database_socket_addr(database.url())).await;
+    let app = TestApp::builder()
+        .database(database.clone())
+        .redis(redis.url())
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "100000000")
+        .set("LOG_LEVEL", "error")
+        .start()
+        .await;
     let key = app.key(false).await;
     let mut paths = Vec::new();
     for i in 0..10 {
@@ -124,7 +100,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
     }
 
     let env: Vec<(String, String)> = [
-        ("DATABASE_URL", database_url_via(&real_db, proxy.addr)),
+        ("DATABASE_URL", database_url_via(database.url(), proxy.addr)),
         ("REDIS_URL", redis.url()),
         ("REDIS_KEY_PREFIX", app.prefix.clone()),
         ("BOLTLINK_ENV_FILE", "/dev/null".to_string()),
@@ -262,7 +238,8 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
     let deadline = Instant::now() + Duration::from_secs(120);
     let expected = answered as i64;
     loop {
-        let t = totals(&app).await;
+        let t = app.click_totals().await;
+        let t = (t.links, t.rollups, t.raw);
         if t == (expected, expected, expected) {
             break;
         }
@@ -314,11 +291,13 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
     // Still exact after the consumers have had time to (wrongly) count anything twice.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        totals(&app).await,
+        {
+            let t = app.click_totals().await;
+            (t.links, t.rollups, t.raw)
+        },
         (expected, expected, expected),
         "faults: {faults:?}"
     );
     drop(worker);
     drop(aggregator);
-    app.stop().await;
 }

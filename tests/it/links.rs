@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::support::{error_message, TestApp};
+use crate::support::{assert_fields, case_error, error_message, Says, TestApp};
 
 const CODE_ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
@@ -34,14 +34,7 @@ const LINK_FIELDS: &[&str] = &[
 ];
 
 fn assert_is_link_object(link: &Value) {
-    let keys: BTreeSet<&str> = link
-        .as_object()
-        .expect("a link is a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let expected: BTreeSet<&str> = LINK_FIELDS.iter().copied().collect();
-    assert_eq!(keys, expected, "link object fields: {link}");
+    assert_fields(link, LINK_FIELDS, "link");
 }
 
 /// RFC 3339 UTC with milliseconds, as in the contract: `2026-11-23T08:00:00.000Z`.
@@ -104,28 +97,9 @@ async fn shorten_error(app: &TestApp, key: &str, body: Value, status: u16) -> St
     error_message(resp, status).await
 }
 
-fn get_link(app: &TestApp, key: &str, id: &str) -> reqwest::RequestBuilder {
-    app.get(&format!("/api/links/{id}"))
-        .header("x-api-key", key)
-}
-
-fn patch_link(app: &TestApp, key: &str, id: &str, body: Value) -> reqwest::RequestBuilder {
-    app.client
-        .patch(app.url(&format!("/api/links/{id}")))
-        .header("x-api-key", key)
-        .json(&body)
-}
-
-fn delete_link(app: &TestApp, key: &str, id: &str) -> reqwest::RequestBuilder {
-    app.client
-        .delete(app.url(&format!("/api/links/{id}")))
-        .header("x-api-key", key)
-}
-
 async fn list_links(app: &TestApp, key: &str, query: &str) -> (Vec<Value>, String) {
     let resp = app
-        .get(&format!("/api/links{query}"))
-        .header("x-api-key", key)
+        .get_with_key(&format!("/api/links{query}"), key)
         .send()
         .await
         .expect("list links");
@@ -164,28 +138,25 @@ async fn link_row_exists(app: &TestApp, id: &str) -> bool {
         .expect("exists query")
 }
 
-async fn set_clicks(app: &TestApp, code: &str, clicks: i64) {
-    let done = sqlx::query("UPDATE links SET clicks = $1 WHERE short_code = $2")
-        .bind(clicks)
-        .bind(code)
-        .execute(&app.db)
-        .await
-        .expect("set clicks");
-    assert_eq!(done.rows_affected(), 1, "link {code} exists");
-}
-
-/// `GET /{code}` as a browser would, without following the redirect.
-async fn visit(app: &TestApp, code: &str) -> reqwest::Response {
-    app.get(&format!("/{code}")).send().await.expect("visit")
-}
-
 async fn location_of(app: &TestApp, code: &str) -> String {
-    let resp = visit(app, code).await;
+    let resp = app.visit(&format!("/{code}")).await;
     assert_eq!(resp.status(), 302, "GET /{code} redirects");
     resp.headers()["location"]
         .to_str()
         .expect("Location is text")
         .to_string()
+}
+
+/// Creates a link with a custom code and follows it twice, so every cache layer holds it:
+/// the link's id.
+async fn warm_link(app: &TestApp, key: &str, url: &str, code: &str) -> String {
+    let link = app
+        .shorten(key, json!({"url": url, "customCode": code}))
+        .await;
+    for _ in 0..2 {
+        assert_eq!(location_of(app, code).await, url);
+    }
+    str_field(&link, "id").to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -194,7 +165,7 @@ async fn location_of(app: &TestApp, code: &str) -> String {
 
 #[tokio::test]
 async fn shorten_answers_201_with_every_field_of_the_link_object() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let before = Utc::now() - chrono::Duration::seconds(5);
     let resp = app
@@ -237,12 +208,11 @@ async fn shorten_answers_201_with_every_field_of_the_link_object() {
         location_of(&app, code).await,
         "https://example.com/page?q=1"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn shorten_generates_distinct_eight_character_codes() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let mut seen = BTreeSet::new();
     for i in 0..10 {
@@ -253,12 +223,11 @@ async fn shorten_generates_distinct_eight_character_codes() {
         assert_generated_code(&code);
         assert!(seen.insert(code), "codes are distinct");
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn shorten_accepts_a_custom_code_and_every_option() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let expires = Utc::now() + chrono::Duration::hours(3);
     let link = app
@@ -298,12 +267,11 @@ async fn shorten_accepts_a_custom_code_and_every_option() {
             .await;
         assert_eq!(link["shortCode"], code.as_str());
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn shorten_answers_409_when_the_custom_code_is_taken() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let other = app.key(false).await;
     app.shorten(
@@ -326,12 +294,11 @@ async fn shorten_answers_409_when_the_custom_code_is_taken() {
         location_of(&app, "taken-code").await,
         "https://example.com/a"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_requests_for_one_custom_code_create_exactly_one_link() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let requests = (0..6).map(|i| {
         app.post_json(
@@ -349,7 +316,6 @@ async fn concurrent_requests_for_one_custom_code_create_exactly_one_link() {
         .await
         .expect("count");
     assert_eq!(count, 1);
-    app.stop().await;
 }
 
 /// Runs the requests concurrently on this task and returns their statuses.
@@ -371,30 +337,17 @@ where
     statuses
 }
 
-#[tokio::test]
-async fn shorten_rejects_reserved_custom_codes() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
+/// Every body `POST /api/shorten` must refuse with 400, labelled, and what the message says.
+fn invalid_shorten_bodies() -> Vec<(String, Value, Says<'static>)> {
+    let url = "https://example.com/";
+    let mut cases = Vec::new();
     for code in ["api", "health", "ready", "metrics"] {
-        let message = shorten_error(
-            &app,
-            &key,
-            json!({"url": "https://example.com/", "customCode": code}),
-            400,
-        )
-        .await;
-        assert!(message.contains("reserved"), "{code}: {message}");
+        cases.push((
+            format!("reserved customCode {code:?}"),
+            json!({"url": url, "customCode": code}),
+            Says::Mentions("reserved"),
+        ));
     }
-    let (links, total) = list_links(&app, &key, "").await;
-    assert!(links.is_empty());
-    assert_eq!(total, "0");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_custom_codes_with_bad_characters_or_length() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
     let too_long = "a".repeat(65);
     for code in [
         "ab",
@@ -406,23 +359,13 @@ async fn shorten_rejects_custom_codes_with_bad_characters_or_length() {
         "semi;colon",
         "q?x=1",
     ] {
-        let message = shorten_error(
-            &app,
-            &key,
-            json!({"url": "https://example.com/", "customCode": code}),
-            400,
-        )
-        .await;
-        assert!(message.contains("customCode"), "{code:?}: {message}");
+        cases.push((
+            format!("customCode {code:?} with bad characters or length"),
+            json!({"url": url, "customCode": code}),
+            Says::Mentions("customCode"),
+        ));
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_urls_that_are_not_absolute_http_or_https() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for url in [
+    for bad in [
         "",
         "example.com",
         "/relative/path",
@@ -432,17 +375,116 @@ async fn shorten_rejects_urls_that_are_not_absolute_http_or_https() {
         "https://",
         "http://a b.example/",
     ] {
-        let message = shorten_error(&app, &key, json!({ "url": url }), 400).await;
-        assert!(message.contains("url"), "{url:?}: {message}");
+        cases.push((
+            format!("url {bad:?} is not absolute http(s)"),
+            json!({ "url": bad }),
+            Says::Mentions("url"),
+        ));
     }
-    let message = shorten_error(&app, &key, json!({}), 400).await;
-    assert!(message.contains("url"), "missing url: {message}");
-    app.stop().await;
+    cases.push(("missing url".into(), json!({}), Says::Mentions("url")));
+    let over = format!("{url}{}", "a".repeat(2049 - url.len()));
+    cases.push((
+        "url of 2049 characters".into(),
+        json!({ "url": over }),
+        Says::Mentions("2048"),
+    ));
+    for (flag, field, message) in [
+        (
+            "isProtected",
+            "password",
+            "Password required for protected links",
+        ),
+        ("isExpiring", "expiresAt", "Expiration date required"),
+    ] {
+        for (label, value) in [
+            ("no", None),
+            ("empty", Some(json!(""))),
+            ("null", Some(Value::Null)),
+        ] {
+            let mut body = json!({ "url": url });
+            body[flag] = json!(true);
+            if let Some(value) = value {
+                body[field] = value;
+            }
+            cases.push((
+                format!("{flag} with {label} {field}"),
+                body,
+                Says::Exactly(message),
+            ));
+        }
+    }
+    let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    cases.push((
+        "expiry date in the past".into(),
+        json!({"url": url, "isExpiring": true, "expiresAt": past}),
+        Says::Exactly("Expiration date must be in the future"),
+    ));
+    // Not a date at all is a 400 as well, never a 500.
+    cases.push((
+        "expiry date that is not a date".into(),
+        json!({"url": url, "isExpiring": true, "expiresAt": "tomorrow"}),
+        Says::Mentions("expiresAt"),
+    ));
+    for n in [0_i64, -5, 1_000_001] {
+        cases.push((
+            format!("maxClicksPerMin {n} outside 1..=1000000"),
+            json!({"url": url, "isRateLimited": true, "maxClicksPerMin": n}),
+            Says::Mentions("maxClicksPerMin"),
+        ));
+    }
+    for (body, field) in [
+        (json!({"url": 5}), "url"),
+        (
+            json!({"url": url, "isProtected": "yes", "password": "p"}),
+            "isProtected",
+        ),
+        (
+            json!({"url": url, "maxClicksPerMin": "ten"}),
+            "maxClicksPerMin",
+        ),
+        (json!({"url": url, "customCode": ["a", "b"]}), "customCode"),
+        (
+            json!({"url": url, "campaignId": "not-a-uuid"}),
+            "campaignId",
+        ),
+        (
+            json!({"url": url, "maxClicksPerMin": 1.5}),
+            "maxClicksPerMin",
+        ),
+        (
+            json!({"url": url, "maxClicksPerMin": 1e20}),
+            "maxClicksPerMin",
+        ),
+        (
+            json!({"url": url, "isExpiring": true, "expiresAt": 1_900_000_000}),
+            "expiresAt",
+        ),
+    ] {
+        cases.push((format!("wrong type: {body}"), body, Says::Mentions(field)));
+    }
+    cases
 }
 
 #[tokio::test]
-async fn shorten_accepts_2048_character_urls_and_rejects_longer_ones() {
-    let app = TestApp::spawn().await;
+async fn shorten_refuses_each_invalid_body_with_400_saying_what_is_wrong() {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    for (case, body, says) in invalid_shorten_bodies() {
+        let resp = app
+            .post_json("/api/shorten", &key, body)
+            .send()
+            .await
+            .expect("shorten");
+        says.check(&case, &case_error(&case, resp, 400).await);
+    }
+    let (links, total) = list_links(&app, &key, "").await;
+    assert!(links.is_empty(), "no refused body created a link");
+    assert_eq!(total, "0");
+}
+
+#[tokio::test]
+async fn shorten_accepts_2048_character_urls_and_1_to_1000000_clicks_per_min() {
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let prefix = "https://example.com/";
     let exactly = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
@@ -450,87 +492,6 @@ async fn shorten_accepts_2048_character_urls_and_rejects_longer_ones() {
     let link = app.shorten(&key, json!({ "url": exactly })).await;
     assert_eq!(link["originalUrl"], exactly.as_str());
 
-    let over = format!("{exactly}b");
-    let message = shorten_error(&app, &key, json!({ "url": over }), 400).await;
-    assert!(message.contains("2048"), "{message}");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_a_protected_link_without_a_password() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for body in [
-        json!({"url": "https://example.com/", "isProtected": true}),
-        json!({"url": "https://example.com/", "isProtected": true, "password": ""}),
-        json!({"url": "https://example.com/", "isProtected": true, "password": null}),
-    ] {
-        assert_eq!(
-            shorten_error(&app, &key, body, 400).await,
-            "Password required for protected links"
-        );
-    }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_an_expiring_link_without_a_date() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for body in [
-        json!({"url": "https://example.com/", "isExpiring": true}),
-        json!({"url": "https://example.com/", "isExpiring": true, "expiresAt": ""}),
-        json!({"url": "https://example.com/", "isExpiring": true, "expiresAt": null}),
-    ] {
-        assert_eq!(
-            shorten_error(&app, &key, body, 400).await,
-            "Expiration date required"
-        );
-    }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_an_expiry_date_that_is_not_in_the_future() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
-    assert_eq!(
-        shorten_error(
-            &app,
-            &key,
-            json!({"url": "https://example.com/", "isExpiring": true, "expiresAt": past}),
-            400
-        )
-        .await,
-        "Expiration date must be in the future"
-    );
-    // Not a date at all is a 400 as well, never a 500.
-    let message = shorten_error(
-        &app,
-        &key,
-        json!({"url": "https://example.com/", "isExpiring": true, "expiresAt": "tomorrow"}),
-        400,
-    )
-    .await;
-    assert!(message.contains("expiresAt"), "{message}");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_max_clicks_per_min_outside_1_to_1000000() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for n in [0_i64, -5, 1_000_001] {
-        let message = shorten_error(
-            &app,
-            &key,
-            json!({"url": "https://example.com/", "isRateLimited": true, "maxClicksPerMin": n}),
-            400,
-        )
-        .await;
-        assert!(message.contains("maxClicksPerMin"), "{n}: {message}");
-    }
     for n in [1_i64, 1_000_000] {
         let link = app
             .shorten(
@@ -540,53 +501,11 @@ async fn shorten_rejects_max_clicks_per_min_outside_1_to_1000000() {
             .await;
         assert_eq!(link["maxClicksPerMin"], n);
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_without_a_key_answers_401_api_key_missing() {
-    let app = TestApp::spawn().await;
-    for header in [None, Some(""), Some("   ")] {
-        let mut req = app
-            .client
-            .post(app.url("/api/shorten"))
-            .json(&json!({"url": "https://example.com/"}));
-        if let Some(h) = header {
-            req = req.header("x-api-key", h);
-        }
-        let resp = req.send().await.expect("shorten");
-        assert_eq!(resp.status(), 401, "{header:?}");
-        let body: Value = resp.json().await.expect("json");
-        assert_eq!(body, json!({"error": "API Key missing"}));
-    }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_with_an_unknown_key_answers_403_invalid_api_key() {
-    let app = TestApp::spawn().await;
-    let unknown_but_well_formed = "ab".repeat(32);
-    for key in [unknown_but_well_formed.as_str(), "not-a-key", "0123"] {
-        let resp = app
-            .post_json("/api/shorten", key, json!({"url": "https://example.com/"}))
-            .send()
-            .await
-            .expect("shorten");
-        assert_eq!(resp.status(), 403, "{key}");
-        let body: Value = resp.json().await.expect("json");
-        assert_eq!(body, json!({"error": "Invalid API Key"}));
-    }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
-    assert_eq!(count, 0, "nothing was created");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_revoked_key_is_refused_with_403() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let link = app
         .shorten(&key, json!({"url": "https://example.com/"}))
@@ -609,23 +528,21 @@ async fn a_revoked_key_is_refused_with_403() {
     };
     assert_eq!(body, json!({"error": "Invalid API Key"}));
     for resp in [
-        app.get("/api/links")
-            .header("x-api-key", &key)
+        app.get_with_key("/api/links", &key)
             .send()
             .await
             .expect("list"),
-        get_link(&app, &key, &id).send().await.expect("get"),
-        delete_link(&app, &key, &id).send().await.expect("delete"),
+        app.links().get(&key, &id).send().await.expect("get"),
+        app.links().delete(&key, &id).send().await.expect("delete"),
     ] {
         assert_eq!(error_message(resp, 403).await, "Invalid API Key");
     }
     assert!(link_row_exists(&app, &id).await);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn shorten_rejects_malformed_json_with_400() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     for raw in [
         r#"{"url": "https://example.com/""#,
@@ -645,53 +562,11 @@ async fn shorten_rejects_malformed_json_with_400() {
         let message = error_message(resp, 400).await;
         assert!(!message.is_empty(), "{raw:?}");
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn shorten_rejects_a_wrong_field_type_naming_the_field() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for (body, field) in [
-        (json!({"url": 5}), "url"),
-        (
-            json!({"url": "https://example.com/", "isProtected": "yes", "password": "p"}),
-            "isProtected",
-        ),
-        (
-            json!({"url": "https://example.com/", "maxClicksPerMin": "ten"}),
-            "maxClicksPerMin",
-        ),
-        (
-            json!({"url": "https://example.com/", "customCode": ["a", "b"]}),
-            "customCode",
-        ),
-        (
-            json!({"url": "https://example.com/", "campaignId": "not-a-uuid"}),
-            "campaignId",
-        ),
-        (
-            json!({"url": "https://example.com/", "maxClicksPerMin": 1.5}),
-            "maxClicksPerMin",
-        ),
-        (
-            json!({"url": "https://example.com/", "maxClicksPerMin": 1e20}),
-            "maxClicksPerMin",
-        ),
-        (
-            json!({"url": "https://example.com/", "isExpiring": true, "expiresAt": 1_900_000_000}),
-            "expiresAt",
-        ),
-    ] {
-        let message = shorten_error(&app, &key, body.clone(), 400).await;
-        assert!(message.contains(field), "{body} -> {message}");
-    }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn shorten_refuses_a_body_over_one_mebibyte_with_413() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let padding = "x".repeat(1024 * 1024);
     let raw = format!(r#"{{"url": "https://example.com/", "pad": "{padding}"}}"#);
@@ -711,12 +586,14 @@ async fn shorten_refuses_a_body_over_one_mebibyte_with_413() {
         .await
         .expect("count");
     assert_eq!(count, 0, "nothing was created");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn the_shorten_limit_per_ip_answers_429_with_retry_after_and_rate_limit_headers() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_SHORTEN_PER_5MIN", "3")]).await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_SHORTEN_PER_5MIN", "3")
+        .start()
+        .await;
     let key = app.key(false).await;
     for remaining in ["2", "1", "0"] {
         let resp = app
@@ -759,7 +636,6 @@ async fn the_shorten_limit_per_ip_answers_429_with_retry_after_and_rate_limit_he
     }
     let (_, total) = list_links(&app, &key, "").await;
     assert_eq!(total, "3", "refused requests created nothing");
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -768,7 +644,7 @@ async fn the_shorten_limit_per_ip_answers_429_with_retry_after_and_rate_limit_he
 
 #[tokio::test]
 async fn no_answer_about_a_protected_link_contains_its_password_or_hash() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let secret = "Sup3r-s3cret-pw";
     let resp = app
@@ -788,13 +664,12 @@ async fn no_answer_about_a_protected_link_contains_its_password_or_hash() {
     assert_eq!(link["isProtected"], true);
     let id = str_field(&link, "id").to_string();
 
-    let resp = get_link(&app, &key, &id).send().await.expect("get");
+    let resp = app.links().get(&key, &id).send().await.expect("get");
     assert_eq!(resp.status(), 200);
     assert_no_secret(&resp.text().await.expect("body"), secret);
 
     let resp = app
-        .get("/api/links")
-        .header("x-api-key", &key)
+        .get_with_key("/api/links", &key)
         .send()
         .await
         .expect("list");
@@ -802,8 +677,7 @@ async fn no_answer_about_a_protected_link_contains_its_password_or_hash() {
     assert_no_secret(&resp.text().await.expect("body"), secret);
 
     let resp = app
-        .get("/api/top-links")
-        .header("x-api-key", &key)
+        .get_with_key("/api/top-links", &key)
         .send()
         .await
         .expect("top");
@@ -811,25 +685,25 @@ async fn no_answer_about_a_protected_link_contains_its_password_or_hash() {
     assert_no_secret(&resp.text().await.expect("body"), secret);
 
     let new_secret = "an0ther-s3cret";
-    let resp = patch_link(
-        &app,
-        &key,
-        &id,
-        json!({"title": "Private", "isProtected": true, "password": new_secret}),
-    )
-    .send()
-    .await
-    .expect("patch");
+    let resp = app
+        .links()
+        .patch(
+            &key,
+            &id,
+            json!({"title": "Private", "isProtected": true, "password": new_secret}),
+        )
+        .send()
+        .await
+        .expect("patch");
     assert_eq!(resp.status(), 200);
     let body = resp.text().await.expect("body");
     assert_no_secret(&body, secret);
     assert_no_secret(&body, new_secret);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn protected_link_passwords_are_stored_as_argon2id_hashes() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let link = app
         .shorten(
@@ -846,7 +720,9 @@ async fn protected_link_passwords_are_stored_as_argon2id_hashes() {
     assert!(!first.contains("first-pw"));
 
     // A new password through PATCH is hashed the same way and replaces the old one.
-    let resp = patch_link(&app, &key, &id, json!({"password": "second-pw"}))
+    let resp = app
+        .links()
+        .patch(&key, &id, json!({"password": "second-pw"}))
         .send()
         .await
         .expect("patch");
@@ -866,7 +742,6 @@ async fn protected_link_passwords_are_stored_as_argon2id_hashes() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body, json!({"redirect": "https://example.com/private"}));
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -875,7 +750,7 @@ async fn protected_link_passwords_are_stored_as_argon2id_hashes() {
 
 #[tokio::test]
 async fn list_returns_only_the_callers_links_newest_first_with_the_total_count() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let other = app.key(false).await;
     let mut created = Vec::new();
@@ -912,12 +787,11 @@ async fn list_returns_only_the_callers_links_newest_first_with_the_total_count()
     let (links, total) = list_links(&app, &fresh, "").await;
     assert!(links.is_empty());
     assert_eq!(total, "0");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn list_pages_with_limit_and_offset() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     for i in 0..5 {
         app.shorten(
@@ -946,57 +820,43 @@ async fn list_pages_with_limit_and_offset() {
     assert_eq!(total, "5");
     let (links, _) = list_links(&app, &key, "?limit=1").await;
     assert_eq!(codes(&links), ["page-4"]);
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn list_rejects_a_limit_outside_1_to_500_and_a_bad_offset() {
-    let app = TestApp::spawn().await;
+async fn list_and_top_links_refuse_a_limit_or_offset_out_of_range_with_400_naming_it() {
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    for query in [
+    let list = [
         "limit=0",
         "limit=501",
         "limit=-1",
         "limit=ten",
         "offset=-1",
         "offset=x",
-    ] {
+    ]
+    .map(|query| ("/api/links", query));
+    let top = ["limit=0", "limit=101", "limit=abc"].map(|query| ("/api/top-links", query));
+    for (path, query) in list.into_iter().chain(top) {
+        let case = format!("GET {path}?{query}");
         let resp = app
-            .get(&format!("/api/links?{query}"))
-            .header("x-api-key", &key)
+            .get_with_key(&format!("{path}?{query}"), &key)
             .send()
             .await
-            .expect("list");
-        let message = error_message(resp, 400).await;
+            .expect("request");
         let name = query.split('=').next().expect("name");
-        assert!(message.contains(name), "{query}: {message}");
+        Says::Mentions(name).check(&case, &case_error(&case, resp, 400).await);
     }
+    // The limits themselves are accepted.
     for query in ["?limit=1", "?limit=500"] {
         let (links, total) = list_links(&app, &key, query).await;
         assert!(links.is_empty());
         assert_eq!(total, "0");
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn list_requires_a_valid_key() {
-    let app = TestApp::spawn().await;
-    let resp = app.get("/api/links").send().await.expect("list");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    let resp = app
-        .get("/api/links")
-        .header("x-api-key", "cd".repeat(32))
-        .send()
-        .await
-        .expect("list");
-    assert_eq!(error_message(resp, 403).await, "Invalid API Key");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_admin_key_lists_every_link() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let alice = app.key(false).await;
     let bob = app.key(false).await;
     let admin = app.key(true).await;
@@ -1013,7 +873,6 @@ async fn an_admin_key_lists_every_link() {
     let (links, total) = list_links(&app, &admin, "").await;
     assert_eq!(total, "2");
     assert_eq!(codes(&links), ["bob", "alice"]);
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1022,25 +881,19 @@ async fn an_admin_key_lists_every_link() {
 
 #[tokio::test]
 async fn get_returns_the_callers_link_by_id() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let link = app
         .shorten(&key, json!({"url": "https://example.com/one"}))
         .await;
-    let resp = get_link(&app, &key, str_field(&link, "id"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(resp.status(), 200);
-    let got: Value = resp.json().await.expect("json");
+    let got = app.links().fetch(&key, str_field(&link, "id")).await;
     assert_is_link_object(&got);
     assert_eq!(got, link);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn another_keys_link_answers_404_on_get_patch_and_delete_and_survives() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let owner = app.key(false).await;
     let intruder = app.key(false).await;
     let link = app
@@ -1051,39 +904,28 @@ async fn another_keys_link_answers_404_on_get_patch_and_delete_and_survives() {
         .await;
     let id = str_field(&link, "id").to_string();
 
-    let resp = get_link(&app, &intruder, &id).send().await.expect("get");
-    assert_eq!(error_message(resp, 404).await, "Link not found");
-    let resp = patch_link(
-        &app,
-        &intruder,
-        &id,
-        json!({"originalUrl": "https://evil.example/", "title": "pwned"}),
-    )
-    .send()
-    .await
-    .expect("patch");
-    assert_eq!(error_message(resp, 404).await, "Link not found");
-    let resp = delete_link(&app, &intruder, &id)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(error_message(resp, 404).await, "Link not found");
+    app.links()
+        .assert_item_routes_refuse(
+            &intruder,
+            &id,
+            json!({"originalUrl": "https://evil.example/", "title": "pwned"}),
+            404,
+            "Link not found",
+        )
+        .await;
 
     assert!(link_row_exists(&app, &id).await, "the link still exists");
-    let resp = get_link(&app, &owner, &id).send().await.expect("get");
-    assert_eq!(resp.status(), 200);
-    let unchanged: Value = resp.json().await.expect("json");
+    let unchanged = app.links().fetch(&owner, &id).await;
     assert_eq!(unchanged, link, "the intruder changed nothing");
     assert_eq!(
         location_of(&app, "owned-link").await,
         "https://example.com/owned"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_admin_key_reads_changes_and_deletes_any_link() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let owner = app.key(false).await;
     let admin = app.key(true).await;
     let link = app
@@ -1094,56 +936,32 @@ async fn an_admin_key_reads_changes_and_deletes_any_link() {
         .await;
     let id = str_field(&link, "id").to_string();
 
-    let resp = get_link(&app, &admin, &id).send().await.expect("get");
+    let resp = app.links().get(&admin, &id).send().await.expect("get");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.expect("json"), link);
 
-    let resp = patch_link(&app, &admin, &id, json!({"title": "Moderated"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+    let patched = app
+        .links()
+        .patch_ok(&admin, &id, json!({"title": "Moderated"}))
+        .await;
     assert_eq!(patched["title"], "Moderated");
     // Still the owner's link.
-    let resp = get_link(&app, &owner, &id).send().await.expect("get");
+    let resp = app.links().get(&owner, &id).send().await.expect("get");
     assert_eq!(
         resp.json::<Value>().await.expect("json")["title"],
         "Moderated"
     );
 
-    let resp = delete_link(&app, &admin, &id).send().await.expect("delete");
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<Value>().await.expect("json"),
+        app.links().delete_ok(&admin, &id).await,
         json!({"message": "Link deleted"})
     );
     assert!(!link_row_exists(&app, &id).await);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_link_id_that_is_not_a_uuid_or_unknown_answers_404() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let unknown = uuid::Uuid::new_v4().to_string();
-    for id in ["not-a-uuid", "123", unknown.as_str()] {
-        let resp = get_link(&app, &key, id).send().await.expect("get");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{id}");
-        let resp = patch_link(&app, &key, id, json!({"title": "x"}))
-            .send()
-            .await
-            .expect("patch");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{id}");
-        let resp = delete_link(&app, &key, id).send().await.expect("delete");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{id}");
-    }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn patch_changes_every_editable_field() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let link = app
         .shorten(&key, json!({"url": "https://example.com/old"}))
@@ -1160,26 +978,23 @@ async fn patch_changes_every_editable_field() {
     let campaign_id = str_field(&campaign, "id").to_string();
     let expires = Utc::now() + chrono::Duration::days(2);
 
-    let resp = patch_link(
-        &app,
-        &key,
-        &id,
-        json!({
-            "originalUrl": "https://example.com/new",
-            "title": "New title",
-            "description": "New description",
-            "isExpiring": true,
-            "expiresAt": expires.to_rfc3339(),
-            "isRateLimited": true,
-            "maxClicksPerMin": 12,
-            "campaignId": campaign_id,
-        }),
-    )
-    .send()
-    .await
-    .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+    let patched = app
+        .links()
+        .patch_ok(
+            &key,
+            &id,
+            json!({
+                "originalUrl": "https://example.com/new",
+                "title": "New title",
+                "description": "New description",
+                "isExpiring": true,
+                "expiresAt": expires.to_rfc3339(),
+                "isRateLimited": true,
+                "maxClicksPerMin": 12,
+                "campaignId": campaign_id,
+            }),
+        )
+        .await;
     assert_is_link_object(&patched);
     assert_eq!(patched["id"], link["id"]);
     assert_eq!(patched["shortCode"], link["shortCode"]);
@@ -1200,21 +1015,18 @@ async fn patch_changes_every_editable_field() {
     assert!(updated >= created);
 
     // GET sees the same state.
-    let resp = get_link(&app, &key, &id).send().await.expect("get");
+    let resp = app.links().get(&key, &id).send().await.expect("get");
     assert_eq!(resp.json::<Value>().await.expect("json"), patched);
 
     // Fields can be cleared again; a PATCH leaves unnamed fields alone.
-    let resp = patch_link(
-        &app,
-        &key,
-        &id,
-        json!({"title": null, "isExpiring": false, "isRateLimited": false, "campaignId": null}),
-    )
-    .send()
-    .await
-    .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let cleared: Value = resp.json().await.expect("json");
+    let cleared = app
+        .links()
+        .patch_ok(
+            &key,
+            &id,
+            json!({"title": null, "isExpiring": false, "isRateLimited": false, "campaignId": null}),
+        )
+        .await;
     assert_eq!(cleared["title"], Value::Null);
     assert_eq!(cleared["isExpiring"], false);
     assert_eq!(cleared["expiresAt"], Value::Null);
@@ -1223,12 +1035,11 @@ async fn patch_changes_every_editable_field() {
     assert_eq!(cleared["description"], "New description");
     assert_eq!(cleared["maxClicksPerMin"], 12);
     assert_eq!(cleared["originalUrl"], "https://example.com/new");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn patch_applies_the_same_validation_as_shorten() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let other = app.key(false).await;
     let link = app
@@ -1298,7 +1109,9 @@ async fn patch_applies_the_same_validation_as_shorten() {
         ),
     ];
     for (body, exact, _) in &cases {
-        let resp = patch_link(&app, &key, &id, body.clone())
+        let resp = app
+            .links()
+            .patch(&key, &id, body.clone())
             .send()
             .await
             .expect("patch");
@@ -1310,7 +1123,9 @@ async fn patch_applies_the_same_validation_as_shorten() {
     }
     // Messages about a bad URL or number name what was wrong.
     for (body, _, field) in cases.iter().filter(|(_, exact, _)| exact.is_none()) {
-        let resp = patch_link(&app, &key, &id, body.clone())
+        let resp = app
+            .links()
+            .patch(&key, &id, body.clone())
             .send()
             .await
             .expect("patch");
@@ -1331,14 +1146,13 @@ async fn patch_applies_the_same_validation_as_shorten() {
     assert_eq!(resp.status(), 400);
 
     // Nothing was changed by any refused request.
-    let resp = get_link(&app, &key, &id).send().await.expect("get");
+    let resp = app.links().get(&key, &id).send().await.expect("get");
     assert_eq!(resp.json::<Value>().await.expect("json"), link);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn patch_protects_and_unprotects_a_link() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let link = app
         .shorten(
@@ -1349,66 +1163,45 @@ async fn patch_protects_and_unprotects_a_link() {
     let id = str_field(&link, "id").to_string();
     assert_eq!(location_of(&app, "door").await, "https://example.com/door");
 
-    let resp = patch_link(
-        &app,
-        &key,
-        &id,
-        json!({"isProtected": true, "password": "knock"}),
-    )
-    .send()
-    .await
-    .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+    let patched = app
+        .links()
+        .patch_ok(&key, &id, json!({"isProtected": true, "password": "knock"}))
+        .await;
     assert_eq!(patched["isProtected"], true);
     assert!(stored_password_hash(&app, &id)
         .await
         .is_some_and(|h| h.starts_with("$argon2id$")));
     // The redirect no longer goes straight to the target.
-    let resp = visit(&app, "door").await;
+    let resp = app.visit("/door").await;
     let straight_through =
         resp.status() == 302 && resp.headers()["location"] == "https://example.com/door";
     assert!(!straight_through, "a protected link asks for the password");
 
-    let resp = patch_link(&app, &key, &id, json!({"isProtected": false}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let open: Value = resp.json().await.expect("json");
+    let open = app
+        .links()
+        .patch_ok(&key, &id, json!({"isProtected": false}))
+        .await;
     assert_eq!(open["isProtected"], false);
     assert_eq!(stored_password_hash(&app, &id).await, None);
     assert_eq!(location_of(&app, "door").await, "https://example.com/door");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn after_a_patch_of_the_url_the_code_redirects_to_the_new_url_at_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = app
-        .shorten(
+    // Every cache layer holds the old target first.
+    let id = warm_link(&app, &key, "https://example.com/before", "moving").await;
+    let resp = app
+        .links()
+        .patch(
             &key,
-            json!({"url": "https://example.com/before", "customCode": "moving"}),
+            &id,
+            json!({"originalUrl": "https://example.com/after"}),
         )
-        .await;
-    let id = str_field(&link, "id").to_string();
-    // Warm every cache layer with the old target first.
-    for _ in 0..2 {
-        assert_eq!(
-            location_of(&app, "moving").await,
-            "https://example.com/before"
-        );
-    }
-    let resp = patch_link(
-        &app,
-        &key,
-        &id,
-        json!({"originalUrl": "https://example.com/after"}),
-    )
-    .send()
-    .await
-    .expect("patch");
+        .send()
+        .await
+        .expect("patch");
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.json::<Value>().await.expect("json")["originalUrl"],
@@ -1421,42 +1214,27 @@ async fn after_a_patch_of_the_url_the_code_redirects_to_the_new_url_at_once() {
     let resp = app.get("/api/moving").send().await.expect("api redirect");
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers()["location"], "https://example.com/after");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn after_delete_the_code_answers_404_link_not_found_at_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = app
-        .shorten(
-            &key,
-            json!({"url": "https://example.com/gone", "customCode": "short-lived"}),
-        )
-        .await;
-    let id = str_field(&link, "id").to_string();
-    for _ in 0..2 {
-        assert_eq!(
-            location_of(&app, "short-lived").await,
-            "https://example.com/gone"
-        );
-    }
+    let id = warm_link(&app, &key, "https://example.com/gone", "short-lived").await;
 
-    let resp = delete_link(&app, &key, &id).send().await.expect("delete");
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<Value>().await.expect("json"),
+        app.links().delete_ok(&key, &id).await,
         json!({"message": "Link deleted"})
     );
 
-    let resp = visit(&app, "short-lived").await;
+    let resp = app.visit("/short-lived").await;
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.text().await.expect("text"), "Link not found");
     assert!(!link_row_exists(&app, &id).await);
 
-    let resp = get_link(&app, &key, &id).send().await.expect("get");
+    let resp = app.links().get(&key, &id).send().await.expect("get");
     assert_eq!(error_message(resp, 404).await, "Link not found");
-    let resp = delete_link(&app, &key, &id).send().await.expect("delete");
+    let resp = app.links().delete(&key, &id).send().await.expect("delete");
     assert_eq!(error_message(resp, 404).await, "Link not found");
     let (links, total) = list_links(&app, &key, "").await;
     assert!(links.is_empty());
@@ -1475,15 +1253,14 @@ async fn after_delete_the_code_answers_404_link_not_found_at_once() {
         location_of(&app, "short-lived").await,
         "https://example.com/reborn"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_code_looked_up_before_it_existed_redirects_as_soon_as_it_is_created() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     for _ in 0..2 {
-        let resp = visit(&app, "not-yet").await;
+        let resp = app.visit("/not-yet").await;
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.text().await.expect("text"), "Link not found");
     }
@@ -1496,14 +1273,16 @@ async fn a_code_looked_up_before_it_existed_redirects_as_soon_as_it_is_created()
         location_of(&app, "not-yet").await,
         "https://example.com/now"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn patching_away_the_expiry_of_an_expired_link_revives_it_at_once() {
     // The expiry is changed behind the API's back below; a short cache lifetime bounds how
     // long the old date is served.
-    let app = TestApp::spawn_with(&[("REDIS_CACHE_TTL_SECS", "1")]).await;
+    let app = TestApp::builder()
+        .set("REDIS_CACHE_TTL_SECS", "1")
+        .start()
+        .await;
     let key = app.key(false).await;
     let link = app
         .shorten(
@@ -1525,32 +1304,27 @@ async fn patching_away_the_expiry_of_an_expired_link_revives_it_at_once() {
         .expect("expire");
     // Cached targets still carry the old expiry until their lifetime ends.
     crate::support::eventually(Duration::from_secs(5), || async {
-        visit(&app, "sale").await.status() == 410
+        app.visit("/sale").await.status() == 410
     })
     .await;
 
-    let resp = patch_link(&app, &key, &id, json!({"isExpiring": false}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+    let patched = app
+        .links()
+        .patch_ok(&key, &id, json!({"isExpiring": false}))
+        .await;
     assert_eq!(patched["isExpiring"], false);
     assert_eq!(patched["expiresAt"], Value::Null);
     assert_eq!(location_of(&app, "sale").await, "https://example.com/sale");
 
     // And a new future date through PATCH alone (expiresAt implies isExpiring).
     let later = Utc::now() + chrono::Duration::days(3);
-    let resp = patch_link(&app, &key, &id, json!({"expiresAt": later.to_rfc3339()}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(resp.status(), 200);
-    let patched: Value = resp.json().await.expect("json");
+    let patched = app
+        .links()
+        .patch_ok(&key, &id, json!({"expiresAt": later.to_rfc3339()}))
+        .await;
     assert_eq!(patched["isExpiring"], true);
     let at = assert_millis_utc_timestamp(&patched["expiresAt"], "expiresAt");
     assert!((at - later).num_milliseconds().abs() < 1000);
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1559,7 +1333,7 @@ async fn patching_away_the_expiry_of_an_expired_link_revives_it_at_once() {
 
 #[tokio::test]
 async fn top_links_lists_the_callers_links_by_clicks_descending() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let other = app.key(false).await;
     for (code, clicks) in [("few", 3), ("most", 50), ("none", 0), ("some", 10)] {
@@ -1568,22 +1342,21 @@ async fn top_links_lists_the_callers_links_by_clicks_descending() {
             json!({"url": "https://example.com/", "customCode": code}),
         )
         .await;
-        set_clicks(&app, code, clicks).await;
+        app.set_clicks(code, clicks).await;
     }
     app.shorten(
         &other,
         json!({"url": "https://example.com/", "customCode": "foreign"}),
     )
     .await;
-    set_clicks(&app, "foreign", 1_000).await;
+    app.set_clicks("foreign", 1_000).await;
 
     let top = |query: &'static str| {
         let app = &app;
         let key = key.clone();
         async move {
             let resp = app
-                .get(&format!("/api/top-links{query}"))
-                .header("x-api-key", key)
+                .get_with_key(&format!("/api/top-links{query}"), &key)
                 .send()
                 .await
                 .expect("top links");
@@ -1604,24 +1377,4 @@ async fn top_links_lists_the_callers_links_by_clicks_descending() {
     assert_eq!(codes(&top("?limit=2").await), ["most", "some"]);
     assert_eq!(codes(&top("?limit=1").await), ["most"]);
     assert_eq!(top("?limit=100").await.len(), 4);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn top_links_rejects_a_limit_outside_1_to_100() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    for query in ["limit=0", "limit=101", "limit=abc"] {
-        let resp = app
-            .get(&format!("/api/top-links?{query}"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .expect("top links");
-        let message = error_message(resp, 400).await;
-        assert!(message.contains("limit"), "{query}: {message}");
-    }
-    let resp = app.get("/api/top-links").send().await.expect("top links");
-    assert_eq!(error_message(resp, 401).await, "API Key missing");
-    app.stop().await;
 }

@@ -14,6 +14,7 @@ mod ctl_config;
 mod docs;
 mod exactly_once;
 mod hardening;
+mod harness;
 mod links;
 mod offline_queries;
 mod ops;

@@ -11,7 +11,7 @@ use boltlink::http::openapi::document_json;
 use boltlink::http::ROUTES;
 use serde_json::{json, Value};
 
-use crate::support::{error_message, fresh_database, new_prefix, redis_url, TestApp};
+use crate::support::{error_message, metric, parse_metrics, MetricSample, TestApp};
 
 /// Nothing listens on port 1.
 const UNREACHABLE_REDIS: &str = "redis://127.0.0.1:1/";
@@ -26,17 +26,6 @@ const OPENAPI_METHODS: [&str; 8] = [
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-async fn get_json(app: &TestApp, path: &str, key: Option<&str>) -> (u16, Value) {
-    let mut req = app.get(path);
-    if let Some(key) = key {
-        req = req.header("x-api-key", key);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let body = resp.json().await.expect("body is JSON");
-    (status, body)
-}
 
 /// Polls `fetch` until `done` holds for what it returns, and returns that; panics with the
 /// last value when `within` passes.
@@ -193,88 +182,6 @@ fn assert_documented(method: &str, path: &str, status: u16, body: &Value) {
     );
 }
 
-/// One sample line of Prometheus text.
-#[derive(Debug)]
-struct MetricSample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse_metrics(text: &str) -> Vec<MetricSample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line
-            .find(['{', ' '])
-            .unwrap_or_else(|| panic!("sample line without value: {line}"));
-        let name = line[..name_end].to_string();
-        let mut labels = BTreeMap::new();
-        let mut rest = &line[name_end..];
-        if let Some(after_brace) = rest.strip_prefix('{') {
-            let mut chars = after_brace.char_indices();
-            let mut key = String::new();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '}' => {
-                        end = Some(i);
-                        break;
-                    }
-                    ',' => {}
-                    '=' => {
-                        assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
-                        let mut value = String::new();
-                        loop {
-                            match chars.next().map(|(_, c)| c) {
-                                Some('"') => break,
-                                Some('\\') => match chars.next().map(|(_, c)| c) {
-                                    Some('n') => value.push('\n'),
-                                    Some(c) => value.push(c),
-                                    None => panic!("unterminated label value: {line}"),
-                                },
-                                Some(c) => value.push(c),
-                                None => panic!("unterminated label value: {line}"),
-                            }
-                        }
-                        labels.insert(std::mem::take(&mut key), value);
-                    }
-                    c => key.push(c),
-                }
-            }
-            let end = end.unwrap_or_else(|| panic!("unterminated labels: {line}"));
-            rest = &after_brace[end + 1..];
-        }
-        let value = rest
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("sample value is a number: {line}"));
-        out.push(MetricSample {
-            name,
-            labels,
-            value,
-        });
-    }
-    out
-}
-
-/// Sum of the samples of `name` whose labels include all of `labels`; `None` when none match.
-fn metric(samples: &[MetricSample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let matching: Vec<f64> = samples
-        .iter()
-        .filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-        .collect();
-    (!matching.is_empty()).then(|| matching.iter().sum())
-}
-
 /// Asserts every `# TYPE` family is declared once and every sample belongs to a declared family.
 fn assert_families_declared_once(text: &str, samples: &[MetricSample]) {
     let mut declared = BTreeMap::<&str, usize>::new();
@@ -339,35 +246,36 @@ fn assert_healthy_body(body: &Value, what: &str) {
 
 #[tokio::test]
 async fn health_answers_200_healthy_with_both_checks_ok_on_both_paths() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     for path in ["/health", "/api/health"] {
-        let (status, body) = get_json(&app, path, None).await;
+        let (status, body) = app.get_json(path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
         assert_healthy_body(&body, path);
         assert_documented("get", path, 200, &body);
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn ready_answers_200_ready_true_on_both_paths() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     for path in ["/ready", "/api/ready"] {
-        let (status, body) = get_json(&app, path, None).await;
+        let (status, body) = app.get_json(path, None).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body, json!({"ready": true}), "{path}");
         assert_documented("get", path, 200, &body);
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn with_redis_unreachable_health_names_redis_but_redirects_and_readiness_still_work() {
-    let app =
-        TestApp::spawn_degraded(fresh_database().await, UNREACHABLE_REDIS.to_string(), &[]).await;
+    let app = TestApp::builder()
+        .redis(UNREACHABLE_REDIS)
+        .degraded()
+        .start()
+        .await;
 
     for path in ["/health", "/api/health"] {
-        let (status, body) = get_json(&app, path, None).await;
+        let (status, body) = app.get_json(path, None).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert_eq!(body["status"], "unhealthy", "{path}");
         let redis = body["checks"]["redis"]
@@ -385,7 +293,7 @@ async fn with_redis_unreachable_health_names_redis_but_redirects_and_readiness_s
 
     // Degraded, not unready: PostgreSQL answers, so the instance takes traffic.
     for path in ["/ready", "/api/ready"] {
-        let (status, body) = get_json(&app, path, None).await;
+        let (status, body) = app.get_json(path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
         assert_eq!(body, json!({"ready": true}), "{path}");
     }
@@ -412,21 +320,24 @@ async fn with_redis_unreachable_health_names_redis_but_redirects_and_readiness_s
     );
 
     // System health reports the cache as failing rather than failing itself.
-    let (status, entries) = get_json(&app, "/api/system/health", Some(&key)).await;
+    let (status, entries) = app.get_json("/api/system/health", Some(&key)).await;
     assert_eq!(status, 200, "{entries}");
     let by_service = entries_by_service(&entries);
     assert_eq!(by_service["cache"]["status"], "error", "{entries}");
     assert_eq!(by_service["database"]["status"], "healthy", "{entries}");
     assert_documented("get", "/api/system/health", 200, &entries);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn with_postgresql_unreachable_ready_and_health_answer_503_naming_the_database() {
-    let app = TestApp::spawn_degraded(UNREACHABLE_DATABASE.to_string(), redis_url(), &[]).await;
+    let app = TestApp::builder()
+        .app_database_url(UNREACHABLE_DATABASE)
+        .degraded()
+        .start()
+        .await;
 
     for path in ["/ready", "/api/ready"] {
-        let (status, body) = get_json(&app, path, None).await;
+        let (status, body) = app.get_json(path, None).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert_eq!(body["ready"], false, "{path}: {body}");
         let error = body["error"]
@@ -437,7 +348,7 @@ async fn with_postgresql_unreachable_ready_and_health_answer_503_naming_the_data
     }
 
     for path in ["/health", "/api/health"] {
-        let (status, body) = get_json(&app, path, None).await;
+        let (status, body) = app.get_json(path, None).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert_eq!(body["status"], "unhealthy", "{path}");
         let database = body["checks"]["database"]
@@ -450,7 +361,6 @@ async fn with_postgresql_unreachable_ready_and_health_answer_503_naming_the_data
         );
         assert_documented("get", path, 503, &body);
     }
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +392,10 @@ fn entries_by_service(entries: &Value) -> BTreeMap<String, Value> {
 
 #[tokio::test]
 async fn system_health_reports_instances_dependencies_and_background_processes_from_heartbeats() {
-    let app = TestApp::spawn_with(&[("BOLTLINK_INSTANCE", "ops-sys-1")]).await;
+    let app = TestApp::builder()
+        .set("BOLTLINK_INSTANCE", "ops-sys-1")
+        .start()
+        .await;
     let key = app.key(false).await;
 
     // The instance's own heartbeat is published at start and every 2 s.
@@ -490,7 +403,7 @@ async fn system_health_reports_instances_dependencies_and_background_processes_f
         Duration::from_secs(5),
         "api:ops-sys-1 healthy, database and cache healthy",
         || async {
-            let (status, body) = get_json(&app, "/api/system/health", Some(&key)).await;
+            let (status, body) = app.get_json("/api/system/health", Some(&key)).await;
             assert_eq!(status, 200, "{body}");
             body
         },
@@ -567,7 +480,7 @@ async fn system_health_reports_instances_dependencies_and_background_processes_f
     let entries = poll(
         Duration::from_secs(5),
         "analytics-worker healthy",
-        || async { get_json(&app, "/api/system/health", Some(&key)).await.1 },
+        || async { app.get_json("/api/system/health", Some(&key)).await.1 },
         |body| entries_by_service(body)["analytics-worker"]["status"] == "healthy",
     )
     .await;
@@ -587,7 +500,6 @@ async fn system_health_reports_instances_dependencies_and_background_processes_f
 
     let resp = app.get("/api/system/health").send().await.expect("no key");
     assert_eq!(error_message(resp, 401).await, "API Key missing");
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,7 +597,7 @@ fn the_openapi_operations_are_those_the_route_table_names() {
 
 #[tokio::test]
 async fn the_openapi_document_is_served_as_json_version_3_1() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let resp = app.get("/api/openapi.json").send().await.expect("openapi");
     assert_eq!(resp.status(), 200);
     assert!(
@@ -703,7 +615,6 @@ async fn the_openapi_document_is_served_as_json_version_3_1() {
         openapi_document(),
         "the served document is the generated one"
     );
-    app.stop().await;
 }
 
 /// Every operation of the document: (method, path, operation).
@@ -794,9 +705,9 @@ fn the_openapi_document_lists_the_answers_every_route_of_a_kind_can_give() {
 /// anything else the route does, so any path parameter and an empty object body will do).
 #[tokio::test]
 async fn a_key_over_its_own_limit_gets_the_documented_429_on_every_keyed_route() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key_with_limits(false, 1, 1000).await;
-    let (status, _) = get_json(&app, "/api/auth/me", Some(&key)).await;
+    let (status, _) = app.get_json("/api/auth/me", Some(&key)).await;
     assert_eq!(status, 200, "the first request fits");
 
     let doc = openapi_document();
@@ -826,7 +737,6 @@ async fn a_key_over_its_own_limit_gets_the_documented_429_on_every_keyed_route()
         let body: Value = resp.json().await.expect("JSON error");
         assert_documented(&method, &path, 429, &body);
     }
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -835,11 +745,11 @@ async fn a_key_over_its_own_limit_gets_the_documented_429_on_every_keyed_route()
 
 #[tokio::test]
 async fn metrics_count_earlier_requests_by_route_and_status_in_prometheus_text() {
-    let app = TestApp::spawn_with(&[
-        ("BOLTLINK_INSTANCE", "ops-metrics-1"),
-        ("LOCAL_CACHE_TTL_MS", "60000"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .set("BOLTLINK_INSTANCE", "ops-metrics-1")
+        .set("LOCAL_CACHE_TTL_MS", "60000")
+        .start()
+        .await;
     let key = app.key(false).await;
     let link = app
         .shorten(&key, json!({"url": "https://example.com/measured"}))
@@ -952,25 +862,11 @@ async fn metrics_count_earlier_requests_by_route_and_status_in_prometheus_text()
         );
     }
     assert_families_declared_once(&text, &samples);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_scrape_of_one_instance_shows_the_requests_another_instance_answered() {
-    let database_url = fresh_database().await;
-    let prefix = new_prefix();
-    let a = TestApp::spawn_shared(
-        database_url.clone(),
-        prefix.clone(),
-        &[("BOLTLINK_INSTANCE", "ops-shared-a")],
-    )
-    .await;
-    let b = TestApp::spawn_shared(
-        database_url,
-        prefix,
-        &[("BOLTLINK_INSTANCE", "ops-shared-b")],
-    )
-    .await;
+    let (a, b) = TestApp::two_instances("ops-shared-a", "ops-shared-b").await;
 
     // Only B answers the OpenAPI document.
     for _ in 0..3 {
@@ -1020,7 +916,4 @@ async fn a_scrape_of_one_instance_shows_the_requests_another_instance_answered()
         "B's other families are merged too: {text}"
     );
     assert_families_declared_once(&text, &samples);
-
-    b.stop().await;
-    a.stop().await;
 }

@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{config_map, TestApp};
+use crate::support::{config_map, ClickTotals, TestApp};
 
 const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
 
@@ -121,32 +121,13 @@ async fn owner_of(app: &TestApp, link: &serde_json::Value) -> Uuid {
         .expect("owner")
 }
 
-async fn totals(app: &TestApp) -> (i64, i64, i64, i64) {
-    let clicks: i64 = sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM links")
-        .fetch_one(&app.db)
-        .await
-        .expect("clicks");
-    let (rolled, gated, total, total_gated, daily): (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly), \
-         (SELECT COALESCE(sum(gated), 0)::bigint FROM click_rollups_hourly), \
-         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_total), \
-         (SELECT COALESCE(sum(gated), 0)::bigint FROM click_rollups_total), \
-         (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_daily)",
-    )
-    .fetch_one(&app.db)
-    .await
-    .expect("rollups");
-    // One snapshot: the all-time and daily rollups move in the same transaction as the hourly.
-    assert_eq!(
-        (total, total_gated, daily),
-        (rolled, gated, rolled),
-        "all-time and daily rollups agree with the hourly ones"
-    );
-    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
-        .fetch_one(&app.db)
-        .await
-        .expect("raw");
-    (clicks, rolled, gated, raw)
+/// An app with one link made by a fresh key: the app, the link's JSON and its owner's id.
+async fn app_with_one_link(url: &str) -> (TestApp, serde_json::Value, Uuid) {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    let link = app.shorten(&key, json!({ "url": url })).await;
+    let owner = owner_of(&app, &link).await;
+    (app, link, owner)
 }
 
 async fn pending(app: &TestApp, group: &str) -> u64 {
@@ -165,7 +146,7 @@ async fn pending(app: &TestApp, group: &str) -> u64 {
 
 #[tokio::test]
 async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let a = app
         .shorten(&key, json!({"url": "https://example.com/a"}))
@@ -192,7 +173,15 @@ async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
 
     assert_eq!(drain_worker(&p).await, 29);
     assert_eq!(drain_aggregator(&p).await, 29);
-    assert_eq!(totals(&app).await, (28, 28, 1, 29));
+    assert_eq!(
+        app.click_totals().await,
+        ClickTotals {
+            links: 28,
+            rollups: 28,
+            gated: 1,
+            raw: 29
+        }
+    );
     let a_clicks: i64 = sqlx::query_scalar("SELECT clicks FROM links WHERE id = $1::uuid")
         .bind(a["id"].as_str().expect("id"))
         .fetch_one(&app.db)
@@ -225,11 +214,10 @@ async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
 
     // The analytics routes now answer from these rollups.
     let analytics: serde_json::Value = app
-        .get(&format!(
-            "/api/analytics/{}",
-            a["shortCode"].as_str().expect("code")
-        ))
-        .header("x-api-key", &key)
+        .get_with_key(
+            &format!("/api/analytics/{}", a["shortCode"].as_str().expect("code")),
+            &key,
+        )
         .send()
         .await
         .expect("analytics")
@@ -240,33 +228,24 @@ async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
     assert_eq!(analytics["summary"]["topRegion"], "US");
     assert_eq!(analytics["summary"]["topDevice"], "desktop");
     assert_eq!(analytics["summary"]["avgLatency"], 1.5);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_redelivered_event_creates_no_second_row() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/r"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/r").await;
     let p = pipeline_for(&app, &[]).await;
-    let events: Vec<ClickEvent> = (0..10)
-        .map(|_| event(&link, owner, "US", ClickKind::Click))
-        .collect();
+    let events: Vec<ClickEvent> = clicks(&link, owner, 10);
     append(&p, events.clone()).await;
     drain_worker(&p).await;
     // The same events again, as new stream entries (a producer's resend).
     append(&p, events).await;
     assert_eq!(drain_worker(&p).await, 10);
-    assert_eq!(totals(&app).await.3, 10);
-    app.stop().await;
+    assert_eq!(app.click_totals().await.raw, 10);
 }
 
 #[tokio::test]
 async fn a_resent_batch_with_the_same_id_is_appended_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let p = pipeline_for(&app, &[]).await;
     let queue = ClickQueue::new(100);
     let limiter = HotLimiter::new();
@@ -288,27 +267,14 @@ async fn a_resent_batch_with_the_same_id_is_appended_once() {
     );
     assert_eq!(app.stream_entry_count().await, 1);
     assert_eq!(app.stream_click_count().await, 3);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_crash_between_commit_and_acknowledgement_recounts_nothing() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/c"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/c").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     // Four packed entries of three clicks.
-    append_entries(
-        &p,
-        (0..12)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        3,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 12), 3).await;
 
     // Commit the counts, then "die" before acknowledging. (A fresh consumer asks for
     // batch size / largest entry a flush writes = 1 entry, so read all four first.)
@@ -323,34 +289,21 @@ async fn a_crash_between_commit_and_acknowledgement_recounts_nothing() {
     assert_eq!(applied, (4, 12));
     drop(dying);
     assert_eq!(pending(&app, "aggregator").await, 4);
-    assert_eq!(totals(&app).await.0, 12);
+    assert_eq!(app.click_totals().await.links, 12);
 
     // The restarted aggregator re-reads its pending entries and skips them.
     assert_eq!(drain_aggregator(&p).await, 12);
-    assert_eq!(totals(&app).await.0, 12);
-    assert_eq!(totals(&app).await.1, 12);
+    assert_eq!(app.click_totals().await.links, 12);
+    assert_eq!(app.click_totals().await.rollups, 12);
     assert_eq!(pending(&app, "aggregator").await, 0);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_crash_before_commit_counts_the_batch_after_restart() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/d"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/d").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     // Four packed entries of two clicks.
-    append_entries(
-        &p,
-        (0..8)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        2,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 8), 2).await;
     // Entries delivered to a consumer that died before doing anything (another name, too).
     let delivered = p
         .stream
@@ -365,19 +318,13 @@ async fn a_crash_before_commit_counts_the_batch_after_restart() {
         .expect("read");
     assert_eq!(delivered.len(), 4);
     assert_eq!(drain_aggregator(&p).await, 8);
-    assert_eq!(totals(&app).await.0, 8);
+    assert_eq!(app.click_totals().await.links, 8);
     assert_eq!(pending(&app, "aggregator").await, 0);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/e"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/e").await;
     let p = pipeline_for(&app, &[]).await;
     let mut c = app.redis.clone();
     let _: String = redis::cmd("XADD")
@@ -393,7 +340,15 @@ async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
     append(&p, vec![event(&link, owner, "US", ClickKind::Click)]).await;
     assert_eq!(drain_worker(&p).await, 2);
     assert_eq!(drain_aggregator(&p).await, 2);
-    assert_eq!(totals(&app).await, (1, 1, 0, 1));
+    assert_eq!(
+        app.click_totals().await,
+        ClickTotals {
+            links: 1,
+            rollups: 1,
+            gated: 0,
+            raw: 1
+        }
+    );
     let dead: u64 = redis::cmd("XLEN")
         .arg(format!("{}clicks:dead", app.prefix))
         .query_async(&mut c)
@@ -410,17 +365,11 @@ async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
         .expect("xrange");
     let reason: String = redis::from_redis_value(&entries.ids[0].map["reason"]).expect("reason");
     assert!(reason.contains("id"), "{reason}");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/packed"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/packed").await;
     let p = pipeline_for(&app, &[]).await;
     let good = [
         event(&link, owner, "US", ClickKind::Click),
@@ -462,7 +411,15 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
     // Each step counts the clicks it handled: three, then one unreadable entry.
     assert_eq!(drain_worker(&p).await, 4);
     assert_eq!(drain_aggregator(&p).await, 4);
-    assert_eq!(totals(&app).await, (2, 2, 0, 2));
+    assert_eq!(
+        app.click_totals().await,
+        ClickTotals {
+            links: 2,
+            rollups: 2,
+            gated: 0,
+            raw: 2
+        }
+    );
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(format!("{}clicks:dead", app.prefix))
         .arg("-")
@@ -493,24 +450,26 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
     assert_eq!(text(1, "field.n"), "5");
     assert_eq!(pending(&app, "worker").await, 0);
     assert_eq!(pending(&app, "aggregator").await, 0);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn bots_are_stored_flagged_and_counted_only_when_the_operator_says_so() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/f"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/f").await;
     let p = pipeline_for(&app, &[]).await;
     let mut bot = event(&link, owner, "US", ClickKind::Click);
     bot.user_agent = "Googlebot/2.1 (+http://www.google.com/bot.html)".into();
     append(&p, vec![bot, event(&link, owner, "US", ClickKind::Click)]).await;
     drain_worker(&p).await;
     drain_aggregator(&p).await;
-    assert_eq!(totals(&app).await, (1, 1, 0, 2));
+    assert_eq!(
+        app.click_totals().await,
+        ClickTotals {
+            links: 1,
+            rollups: 1,
+            gated: 0,
+            raw: 2
+        }
+    );
     let flagged: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events WHERE is_bot")
         .fetch_one(&app.db)
         .await
@@ -522,18 +481,12 @@ async fn bots_are_stored_flagged_and_counted_only_when_the_operator_says_so() {
     bot.user_agent = "curl/8.4.0".into();
     append(&counting, vec![bot]).await;
     drain_aggregator(&counting).await;
-    assert_eq!(totals(&app).await.0, 2);
-    app.stop().await;
+    assert_eq!(app.click_totals().await.links, 2);
 }
 
 #[tokio::test]
 async fn with_geoip_db_events_without_a_region_get_the_country_of_their_address() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/geo"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/geo").await;
     let db = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/country.mmdb");
     let p = pipeline_for(&app, &[("GEOIP_DB", db)]).await;
     let mut german = event(&link, owner, "UNKNOWN", ClickKind::Click);
@@ -555,17 +508,11 @@ async fn with_geoip_db_events_without_a_region_get_the_country_of_their_address(
             .await
             .expect("rollup regions");
     assert_eq!(rolled, ["DE", "UNKNOWN", "US"]);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn retention_removes_old_raw_events_in_batches_and_keeps_rollups() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/g"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/g").await;
     let p = pipeline_for(&app, &[("CLICK_RETENTION_DAYS", "30")]).await;
     let mut events = Vec::new();
     for i in 0..25 {
@@ -579,29 +526,21 @@ async fn retention_removes_old_raw_events_in_batches_and_keeps_rollups() {
     drain_worker(&p).await;
     drain_aggregator(&p).await;
     assert_eq!(worker::apply_retention(&p).await.expect("retention"), 15);
-    let (clicks, rolled, _, raw) = totals(&app).await;
+    let ClickTotals {
+        links: clicks,
+        rollups: rolled,
+        raw,
+        ..
+    } = app.click_totals().await;
     assert_eq!((clicks, rolled, raw), (25, 25, 10));
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/h"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/h").await;
     let p = pipeline_for(&app, &[]).await;
     // Five packed entries of four clicks.
-    append_entries(
-        &p,
-        (0..20)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        4,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 20), 4).await;
     drain_worker(&p).await;
     // The aggregator has not read anything: nothing may go.
     assert_eq!(p.stream.trim_consumed().await.expect("trim"), 0);
@@ -612,13 +551,7 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     assert!(removed >= 4, "removed {removed} of 5 entries");
     let lag = p.stream.group_lag("aggregator").await.expect("lag");
     assert_eq!((lag.events, lag.pending), (0, 0));
-    append(
-        &p,
-        (0..3)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-    )
-    .await;
+    append(&p, clicks(&link, owner, 3)).await;
     // Lag counts stream entries: the three clicks were flushed as one.
     let lag = p.stream.group_lag("worker").await.expect("lag");
     assert_eq!(lag.events, 1);
@@ -629,19 +562,13 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     ]);
     assert_eq!(counts["worker"], 3);
     assert_eq!(counts["aggregator"], 3);
-    assert_eq!(totals(&app).await.0, 23);
-    app.stop().await;
+    assert_eq!(app.click_totals().await.links, 23);
 }
 
 #[tokio::test]
 async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
     use crate::fixtures::{database_socket_addr, database_url_via, CuttableProxy};
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/i"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/i").await;
     let proxy = CuttableProxy::start(database_socket_addr(&app.database_url)).await;
     let via_proxy = database_url_via(&app.database_url, proxy.addr);
     let config = Config::from_map(&config_map(
@@ -667,9 +594,8 @@ async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
     append(&p, clicks(&link, owner, 5)).await;
     // The loop retries with the same consumer: the failed batch first, then the newer one.
     aggregate_until_empty(&p, &mut consumer).await;
-    assert_eq!(totals(&app).await.0, 10);
+    assert_eq!(app.click_totals().await.links, 10);
     assert_eq!(pending(&app, "aggregator").await, 0);
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -677,12 +603,7 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
     // Redis delivers a batch (it is pending for the consumer) but the reply never arrives: the
     // connection drops. The consumer must re-read its pending entries before new ones, or the
     // aggregator's offset moves past a batch it never counted.
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/lost"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/lost").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     let mut consumer = Consumer::new(aggregator::GROUP, "aggregator");
     // Past its start-up recovery: reading new entries only.
@@ -731,29 +652,20 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
     // No manual help: the failed read itself put the consumer back into recovery.
     assert!(consumer.is_recovering());
     aggregate_until_empty(&p, &mut consumer).await;
-    assert_eq!(totals(&app).await.0, 10, "every click counted once");
+    assert_eq!(
+        app.click_totals().await.links,
+        10,
+        "every click counted once"
+    );
     assert_eq!(pending(&app, "aggregator").await, 0);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let link = app
-        .shorten(&key, json!({"url": "https://example.com/j"}))
-        .await;
-    let owner = owner_of(&app, &link).await;
+    let (app, link, owner) = app_with_one_link("https://example.com/j").await;
     let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "100")]).await;
     // Five packed entries of two clicks.
-    append_entries(
-        &p,
-        (0..10)
-            .map(|_| event(&link, owner, "US", ClickKind::Click))
-            .collect(),
-        2,
-    )
-    .await;
+    append_entries(&p, clicks(&link, owner, 10), 2).await;
     drain_worker(&p).await;
     // The aggregator has read everything but finished nothing (say its commit failed).
     let delivered = p
@@ -772,13 +684,12 @@ async fn trimming_never_removes_entries_a_consumer_has_read_but_not_finished() {
     assert_eq!(app.stream_entry_count().await, 5);
     assert_eq!(app.stream_click_count().await, 10);
     assert_eq!(drain_aggregator(&p).await, 10);
-    assert_eq!(totals(&app).await.0, 10);
-    app.stop().await;
+    assert_eq!(app.click_totals().await.links, 10);
 }
 
 #[tokio::test]
 async fn a_full_batch_of_queued_clicks_reaches_the_stream_in_one_flush() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let p = pipeline_for(&app, &[]).await;
     let queue = ClickQueue::new(100_000);
     let limiter = HotLimiter::new();
@@ -799,14 +710,13 @@ async fn a_full_batch_of_queued_clicks_reaches_the_stream_in_one_flush() {
     );
     assert_eq!(app.stream_entry_count().await, 2);
     assert_eq!(app.stream_click_count().await, n as u64);
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_consumer_blocked_in_its_read_keeps_redis_healthy() {
     // The blocking XREADGROUP and the supervisor's PING share one connection; a PING queued
     // behind a long poll must not be taken for an outage.
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let p = pipeline_for(&app, &[("PIPELINE_POLL_MS", "1500")]).await;
     let mut c = Consumer::new(worker::GROUP, "worker");
     let read = tokio::spawn({

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{
-    create_key, eventually, fresh_connection_client, fresh_database, redis_url, Suite,
+    create_key, eventually, fresh_connection_client, redis_url, Suite, TestDatabase,
 };
 
 const API_BIN: &str = env!("CARGO_BIN_EXE_boltlink-api");
@@ -78,9 +78,9 @@ async fn locations(client: &reqwest::Client, url: &str, n: usize) -> Vec<String>
 
 #[tokio::test]
 async fn two_processes_share_one_socket_and_see_changes_from_each_other_within_a_second() {
-    let database_url = fresh_database().await;
+    let database = TestDatabase::create().await;
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let mut suite = Suite::start(2, &database_url, &prefix);
+    let mut suite = Suite::start(2, &database, &prefix);
     let client = fresh_connection_client();
 
     // Both processes migrate at once (advisory lock) and become ready.
@@ -107,7 +107,7 @@ async fn two_processes_share_one_socket_and_see_changes_from_each_other_within_a
         HashSet::from(["api-1".to_string(), "api-2".to_string()])
     );
 
-    let key = create_key(&database_url).await;
+    let key = create_key(database.url()).await;
     let created: serde_json::Value = client
         .post(suite.url("/api/shorten"))
         .header("x-api-key", &key)
@@ -165,28 +165,38 @@ async fn two_processes_share_one_socket_and_see_changes_from_each_other_within_a
 }
 
 #[tokio::test]
-async fn a_malformed_database_url_exits_78_with_one_line_naming_it() {
-    let out = Command::new(API_BIN)
-        .env_clear()
-        .env("BOLTLINK_ENV_FILE", "/dev/null")
-        .env("DATABASE_URL", "postgres//missing-colon")
-        .output()
-        .expect("run boltlink-api");
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
-}
-
-#[tokio::test]
-async fn a_missing_explicit_env_file_exits_78() {
-    let out = Command::new(API_BIN)
-        .env_clear()
-        .env("BOLTLINK_ENV_FILE", "/nonexistent/boltlink.env")
-        .output()
-        .expect("run boltlink-api");
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("BOLTLINK_ENV_FILE"));
+async fn a_bad_configuration_exits_78_with_one_line_naming_the_variable() {
+    let cases = [
+        (
+            "malformed DATABASE_URL",
+            [
+                ("BOLTLINK_ENV_FILE", "/dev/null"),
+                ("DATABASE_URL", "postgres//missing-colon"),
+            ]
+            .as_slice(),
+            "DATABASE_URL",
+        ),
+        (
+            "missing explicit env file",
+            [("BOLTLINK_ENV_FILE", "/nonexistent/boltlink.env")].as_slice(),
+            "BOLTLINK_ENV_FILE",
+        ),
+    ];
+    for (case, env, variable) in cases {
+        let out = Command::new(API_BIN)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .expect("run boltlink-api");
+        assert_eq!(out.status.code(), Some(78), "{case}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{case}: one line: {stderr}"
+        );
+        assert!(stderr.contains(variable), "{case}: {stderr}");
+    }
 }
 
 #[tokio::test]
@@ -228,15 +238,15 @@ async fn the_env_file_configures_the_process_and_the_environment_overrides_it() 
 async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in_time() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let database_url = fresh_database().await;
+    let database = TestDatabase::create().await;
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let mut suite = Suite::start(1, &database_url, &prefix);
+    let mut suite = Suite::start(1, &database, &prefix);
     let client = fresh_connection_client();
     eventually(Duration::from_secs(30), || async {
         matches!(client.get(suite.url("/ready")).send().await, Ok(r) if r.status() == 200)
     })
     .await;
-    let key = create_key(&database_url).await;
+    let key = create_key(database.url()).await;
 
     // An idle keep-alive connection: one answered request, then silence.
     let addr = suite.base.trim_start_matches("http://").to_string();
@@ -309,10 +319,10 @@ async fn sigterm_finishes_in_flight_requests_closes_idle_keep_alive_and_exits_in
 #[tokio::test]
 async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
     let notify = NotifySocket::bind("notify");
-    let database_url = fresh_database().await;
+    let database = TestDatabase::create().await;
     let listener =
         boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-    let mut child = api_command(&listener, &database_url)
+    let mut child = api_command(&listener, database.url())
         .env("NOTIFY_SOCKET", &notify.path)
         .spawn()
         .expect("spawn");
@@ -350,11 +360,11 @@ async fn the_process_notifies_ready_then_stopping_on_notify_socket() {
 #[tokio::test]
 async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its_status() {
     let notify = NotifySocket::bind("watchdog");
-    let database_url = fresh_database().await;
+    let database = TestDatabase::create().await;
     let listener =
         boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut child = api_command(&listener, &database_url)
+    let mut child = api_command(&listener, database.url())
         .env("NOTIFY_SOCKET", &notify.path)
         // WatchdogSec=1s; no WATCHDOG_PID, which is optional.
         .env("WATCHDOG_USEC", "1000000")
@@ -417,11 +427,11 @@ async fn under_a_watchdog_the_process_pings_at_half_the_interval_and_reports_its
 
 #[tokio::test]
 async fn above_memory_restart_mb_the_process_drains_and_exits_75_for_systemd_to_restart_it() {
-    let database_url = fresh_database().await;
+    let database = TestDatabase::create().await;
     let listener =
         boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut child = api_command(&listener, &database_url)
+    let mut child = api_command(&listener, database.url())
         // Any process is above 1 MiB.
         .env("MEMORY_RESTART_MB", "1")
         .stderr(Stdio::piped())

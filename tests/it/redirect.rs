@@ -12,33 +12,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{error_message, eventually, wait_for_room_in_window, TestApp};
-
-const TARGET: &str = "https://example.com/landing?from=boltlink";
-
-async fn create_link(app: &TestApp, key: &str, extra: Value) -> Value {
-    let mut body = json!({ "url": TARGET });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            b.insert(k.clone(), v.clone());
-        }
-    }
-    app.shorten(key, body).await
-}
-
-fn code_of(link: &Value) -> String {
-    link["shortCode"]
-        .as_str()
-        .expect("shortCode is a string")
-        .to_string()
-}
-
-fn id_of(link: &Value) -> String {
-    link["id"].as_str().expect("id is a string").to_string()
-}
+use crate::support::{
+    case_error, code_of, error_message, eventually, header_number, id_of, wait_for_room_in_window,
+    Says, TestApp, TARGET,
+};
 
 async fn owner_key_id(app: &TestApp, code: &str) -> Uuid {
     sqlx::query_scalar("SELECT owner_key_id FROM links WHERE short_code = $1")
@@ -59,10 +40,6 @@ async fn expire(app: &TestApp, code: &str) {
     .await
     .expect("expire link");
     assert_eq!(done.rows_affected(), 1, "link {code} exists");
-}
-
-async fn visit(app: &TestApp, path: &str) -> reqwest::Response {
-    app.get(path).send().await.expect("visit")
 }
 
 async fn visit_with_ua(app: &TestApp, path: &str, ua: &str) -> reqwest::Response {
@@ -118,25 +95,15 @@ async fn flush_barrier(app: &TestApp, barrier_code: &str) -> Vec<HashMap<String,
     entries
 }
 
-fn header_number(resp: &reqwest::Response, name: &str) -> u64 {
-    resp.headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} header present"))
-        .to_str()
-        .expect("header is text")
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is a number: {e}"))
-}
-
 // ---------------------------------------------------------------------------------------
 // GET /{code}
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn redirect_answers_302_to_the_original_url_and_records_exactly_one_click() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(&app, &key, json!({})).await;
+    let link = app.create_link(&key, json!({})).await;
     let code = code_of(&link);
     let before_ms = Utc::now().timestamp_millis();
 
@@ -177,14 +144,13 @@ async fn redirect_answers_302_to_the_original_url_and_records_exactly_one_click(
     assert_eq!(entries[1]["region"], "UNKNOWN");
     assert_eq!(entries[1]["ref"], "");
     assert_eq!(entries[1]["kind"], "click");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn the_api_prefixed_redirect_answers_302_and_records_one_click() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(&app, &key, json!({})).await;
+    let link = app.create_link(&key, json!({})).await;
     let code = code_of(&link);
 
     let resp = app
@@ -207,14 +173,13 @@ async fn the_api_prefixed_redirect_answers_302_and_records_one_click() {
     assert_eq!(resp.status(), 302);
     app.wait_for_stream_clicks(2).await;
     assert_eq!(app.stream_clicks().await[1]["ua"], "second");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn head_answers_302_and_records_no_click() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let code = code_of(&create_link(&app, &key, json!({})).await);
+    let code = code_of(&app.create_link(&key, json!({})).await);
 
     let resp = app
         .client
@@ -254,14 +219,13 @@ async fn head_answers_302_and_records_no_click() {
         .map(|e| e["ua"].clone())
         .collect();
     assert_eq!(uas, ["real-visit", "real-visit-2"]);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_unknown_code_answers_404_with_plain_text_link_not_found() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     for path in ["/NoSuchCode1", "/api/NoSuchCode1", "/no.such.code"] {
-        let resp = visit(&app, path).await;
+        let resp = app.visit(path).await;
         assert_eq!(resp.status(), 404, "{path}");
         let ct = resp.headers()["content-type"]
             .to_str()
@@ -277,52 +241,63 @@ async fn an_unknown_code_answers_404_with_plain_text_link_not_found() {
         .await
         .expect("HEAD");
     assert_eq!(resp.status(), 404);
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn an_expired_link_answers_410() {
-    let app = TestApp::spawn().await;
+async fn every_route_of_an_expired_link_answers_410() {
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let code = code_of(
-        &create_link(
-            &app,
+    let open = code_of(
+        &app.create_link(&key, json!({"isExpiring": true, "expiresAt": expires}))
+            .await,
+    );
+    let protected = code_of(
+        &app.create_link(
             &key,
-            json!({"isExpiring": true, "expiresAt": expires}),
+            json!({"isExpiring": true, "expiresAt": expires, "isProtected": true, "password": "pw-123"}),
         )
         .await,
     );
     // Expired before the first redirect, so no cache holds the live state.
-    expire(&app, &code).await;
-    for path in [format!("/{code}"), format!("/api/{code}")] {
-        let resp = visit(&app, &path).await;
-        assert_eq!(resp.status(), 410, "{path}");
-        assert!(resp.headers().get("location").is_none(), "{path}");
+    expire(&app, &open).await;
+    expire(&app, &protected).await;
+    let verify_path = |code: &str| format!("/api/verify/{code}");
+    let cases = [
+        (Method::GET, format!("/{open}"), None),
+        (Method::GET, format!("/api/{open}"), None),
+        (Method::HEAD, format!("/{open}"), None),
+        (Method::POST, verify_path(&open), Some(json!({}))),
+        (
+            Method::POST,
+            verify_path(&protected),
+            Some(json!({"password": "pw-123"})),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let case = format!("{method} {path}");
+        let mut req = app.client.request(method, app.url(&path));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status(), 410, "{case}");
+        assert!(resp.headers().get("location").is_none(), "{case}");
     }
-    let resp = app
-        .client
-        .head(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .expect("HEAD");
-    assert_eq!(resp.status(), 410);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_protected_link_without_frontend_url_serves_a_password_form_that_posts_to_verify() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
+        &app.create_link(
             &key,
             json!({"isProtected": true, "password": "s3cret-pass"}),
         )
         .await,
     );
-    let resp = visit(&app, &format!("/{code}")).await;
+    let resp = app.visit(&format!("/{code}")).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("location").is_none());
     let ct = resp.headers()["content-type"]
@@ -342,23 +317,24 @@ async fn a_protected_link_without_frontend_url_serves_a_password_form_that_posts
         "the form does not reveal the target"
     );
     assert!(!html.contains("s3cret-pass"));
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_protected_link_with_frontend_url_redirects_to_the_frontend_verify_page() {
-    let app = TestApp::spawn_with(&[("FRONTEND_URL", "https://app.example")]).await;
+    let app = TestApp::builder()
+        .set("FRONTEND_URL", "https://app.example")
+        .start()
+        .await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
+        &app.create_link(
             &key,
             json!({"isProtected": true, "password": "s3cret-pass"}),
         )
         .await,
     );
     for path in [format!("/{code}"), format!("/api/{code}")] {
-        let resp = visit(&app, &path).await;
+        let resp = app.visit(&path).await;
         assert_eq!(resp.status(), 302, "{path}");
         assert_eq!(
             location(&resp),
@@ -366,23 +342,22 @@ async fn a_protected_link_with_frontend_url_redirects_to_the_frontend_verify_pag
             "{path}"
         );
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn visiting_a_protected_link_records_no_click_until_the_password_is_verified() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(
-        &app,
-        &key,
-        json!({"isProtected": true, "password": "s3cret-pass"}),
-    )
-    .await;
+    let link = app
+        .create_link(
+            &key,
+            json!({"isProtected": true, "password": "s3cret-pass"}),
+        )
+        .await;
     let code = code_of(&link);
-    let barrier = code_of(&create_link(&app, &key, json!({})).await);
+    let barrier = code_of(&app.create_link(&key, json!({})).await);
 
-    assert_eq!(visit(&app, &format!("/{code}")).await.status(), 200);
+    assert_eq!(app.visit(&format!("/{code}")).await.status(), 200);
     let before = flush_barrier(&app, &barrier).await;
     // The form view may be counted as a gated visit, never as a click.
     assert_eq!(kinds(&before).iter().filter(|k| *k == "click").count(), 0);
@@ -396,7 +371,6 @@ async fn visiting_a_protected_link_records_no_click_until_the_password_is_verifi
         .filter(|e| e["link"] == id_of(&link) && e["kind"] == "click")
         .collect();
     assert_eq!(link_clicks.len(), 1, "the verify is the one click: {all:?}");
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -405,24 +379,20 @@ async fn visiting_a_protected_link_records_no_click_until_the_password_is_verifi
 
 #[tokio::test]
 async fn the_per_link_cap_answers_429_on_the_third_visit_within_a_minute() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isRateLimited": true, "maxClicksPerMin": 2}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isRateLimited": true, "maxClicksPerMin": 2}))
+            .await,
     );
-    let other = code_of(&create_link(&app, &key, json!({})).await);
+    let other = code_of(&app.create_link(&key, json!({})).await);
     wait_for_room_in_window(60).await;
     for i in 0..2 {
-        let resp = visit(&app, &format!("/{code}")).await;
+        let resp = app.visit(&format!("/{code}")).await;
         assert_eq!(resp.status(), 302, "visit {i}");
         assert_eq!(location(&resp), TARGET);
     }
-    let resp = visit(&app, &format!("/{code}")).await;
+    let resp = app.visit(&format!("/{code}")).await;
     assert!(resp.headers().get("location").is_none());
     assert!(header_number(&resp, "retry-after") >= 1);
     assert!(!error_message(resp, 429).await.is_empty());
@@ -435,58 +405,51 @@ async fn the_per_link_cap_answers_429_on_the_third_visit_within_a_minute() {
         2,
         "two clicks: {k:?}"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn the_per_link_cap_redirects_to_the_frontend_rate_limit_page_when_configured() {
-    let app = TestApp::spawn_with(&[("FRONTEND_URL", "https://app.example")]).await;
+    let app = TestApp::builder()
+        .set("FRONTEND_URL", "https://app.example")
+        .start()
+        .await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isRateLimited": true, "maxClicksPerMin": 2}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isRateLimited": true, "maxClicksPerMin": 2}))
+            .await,
     );
     wait_for_room_in_window(60).await;
     for i in 0..2 {
-        let resp = visit(&app, &format!("/{code}")).await;
+        let resp = app.visit(&format!("/{code}")).await;
         assert_eq!(resp.status(), 302, "visit {i}");
         assert_eq!(location(&resp), TARGET, "visit {i}");
     }
-    let resp = visit(&app, &format!("/{code}")).await;
+    let resp = app.visit(&format!("/{code}")).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         location(&resp),
         format!("https://app.example/rate-limit?code={code}")
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn verify_counts_towards_the_per_link_cap_and_answers_429_past_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(
-        &app,
-        &key,
-        json!({"isRateLimited": true, "maxClicksPerMin": 2}),
-    )
-    .await;
+    let link = app
+        .create_link(&key, json!({"isRateLimited": true, "maxClicksPerMin": 2}))
+        .await;
     let code = code_of(&link);
     wait_for_room_in_window(60).await;
     // One redirect and one verify use up the cap of two...
-    assert_eq!(visit(&app, &format!("/{code}")).await.status(), 302);
+    assert_eq!(app.visit(&format!("/{code}")).await.status(), 302);
     let resp = verify(&app, &code, json!({})).await;
     assert_eq!(resp.status(), 200);
     // ...so the next verify is refused, and so is the next redirect.
     let resp = verify(&app, &code, json!({})).await;
     assert!(header_number(&resp, "retry-after") >= 1);
     assert!(!error_message(resp, 429).await.is_empty());
-    assert_eq!(visit(&app, &format!("/{code}")).await.status(), 429);
-    app.stop().await;
+    assert_eq!(app.visit(&format!("/{code}")).await.status(), 429);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,9 +458,9 @@ async fn verify_counts_towards_the_per_link_cap_and_answers_429_past_it() {
 
 #[tokio::test]
 async fn xhr_requests_get_200_with_the_redirect_in_json_and_record_a_click() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(&app, &key, json!({})).await;
+    let link = app.create_link(&key, json!({})).await;
     let code = code_of(&link);
 
     let resp = app
@@ -524,7 +487,6 @@ async fn xhr_requests_get_200_with_the_redirect_in_json_and_record_a_click() {
     assert_eq!(uas, ["xhr-header", "xhr-query"]);
     assert_eq!(kinds(&entries), ["click", "click"]);
     assert!(entries.iter().all(|e| e["link"] == id_of(&link)));
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -533,15 +495,18 @@ async fn xhr_requests_get_200_with_the_redirect_in_json_and_record_a_click() {
 
 #[tokio::test]
 async fn the_sixth_redirect_from_one_ip_answers_429_with_retry_after_and_rate_limit_headers() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_REDIRECT_PER_MIN", "5")]).await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "5")
+        .start()
+        .await;
     let key = app.key(false).await;
-    let code = code_of(&create_link(&app, &key, json!({})).await);
+    let code = code_of(&app.create_link(&key, json!({})).await);
     wait_for_room_in_window(60).await;
     for i in 0..5 {
-        let resp = visit(&app, &format!("/{code}")).await;
+        let resp = app.visit(&format!("/{code}")).await;
         assert_eq!(resp.status(), 302, "redirect {i}");
     }
-    let resp = visit(&app, &format!("/{code}")).await;
+    let resp = app.visit(&format!("/{code}")).await;
     assert_eq!(resp.status(), 429);
     let retry_after = header_number(&resp, "retry-after");
     assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
@@ -552,7 +517,7 @@ async fn the_sixth_redirect_from_one_ip_answers_429_with_retry_after_and_rate_li
     assert!(!error_message(resp, 429).await.is_empty());
 
     // The limit covers the route, not the code: unknown codes and the verify route too.
-    assert_eq!(visit(&app, "/NoSuchCode1").await.status(), 429);
+    assert_eq!(app.visit("/NoSuchCode1").await.status(), 429);
     assert_eq!(
         verify(&app, &code, json!({})).await.status(),
         429,
@@ -561,15 +526,17 @@ async fn the_sixth_redirect_from_one_ip_answers_429_with_retry_after_and_rate_li
 
     // Only the five redirects were clicks.
     app.wait_for_stream_clicks(5).await;
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn with_trust_proxy_each_forwarded_address_has_its_own_redirect_limit() {
-    let app =
-        TestApp::spawn_with(&[("RATE_LIMIT_REDIRECT_PER_MIN", "2"), ("TRUST_PROXY", "1")]).await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "2")
+        .set("TRUST_PROXY", "1")
+        .start()
+        .await;
     let key = app.key(false).await;
-    let code = code_of(&create_link(&app, &key, json!({})).await);
+    let code = code_of(&app.create_link(&key, json!({})).await);
     let from = |ip: &'static str| {
         app.get(&format!("/{code}"))
             .header("x-forwarded-for", ip)
@@ -593,14 +560,16 @@ async fn with_trust_proxy_each_forwarded_address_has_its_own_redirect_limit() {
     }
     assert_eq!(from("198.51.100.20").await.expect("visit").status(), 429);
     assert_eq!(from("203.0.113.10").await.expect("visit").status(), 429);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn without_trust_proxy_forwarded_addresses_do_not_escape_the_peer_limit() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_REDIRECT_PER_MIN", "2")]).await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_REDIRECT_PER_MIN", "2")
+        .start()
+        .await;
     let key = app.key(false).await;
-    let code = code_of(&create_link(&app, &key, json!({})).await);
+    let code = code_of(&app.create_link(&key, json!({})).await);
     wait_for_room_in_window(60).await;
     let mut statuses = Vec::new();
     for ip in ["203.0.113.10", "198.51.100.20", "192.0.2.30"] {
@@ -613,7 +582,6 @@ async fn without_trust_proxy_forwarded_addresses_do_not_escape_the_peer_limit() 
         statuses.push(resp.status().as_u16());
     }
     assert_eq!(statuses, [302, 302, 429]);
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,9 +590,9 @@ async fn without_trust_proxy_forwarded_addresses_do_not_escape_the_peer_limit() 
 
 #[tokio::test]
 async fn verify_of_an_unprotected_link_answers_the_redirect_and_records_one_click() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(&app, &key, json!({})).await;
+    let link = app.create_link(&key, json!({})).await;
     let code = code_of(&link);
     let resp = app
         .client
@@ -649,19 +617,18 @@ async fn verify_of_an_unprotected_link_answers_the_redirect_and_records_one_clic
     let resp = verify(&app, &code, json!({"password": "whatever"})).await;
     assert_eq!(resp.status(), 200);
     app.wait_for_stream_clicks(2).await;
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn verify_of_a_protected_link_checks_the_password() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let link = create_link(
-        &app,
-        &key,
-        json!({"isProtected": true, "password": "correct horse"}),
-    )
-    .await;
+    let link = app
+        .create_link(
+            &key,
+            json!({"isProtected": true, "password": "correct horse"}),
+        )
+        .await;
     let code = code_of(&link);
 
     let resp = verify(&app, &code, json!({})).await;
@@ -698,36 +665,42 @@ async fn verify_of_a_protected_link_checks_the_password() {
     assert_eq!(e["link"], id_of(&link));
     assert_eq!(e["kind"], "click");
     assert_eq!(e["ua"], "verified");
-    app.stop().await;
 }
 
 #[tokio::test]
-async fn verify_of_an_unknown_code_answers_404_in_the_json_error_shape() {
-    let app = TestApp::spawn().await;
-    // An API route called by scripts (the password form reads `error` from the JSON): the
+async fn the_json_routes_of_an_unknown_code_answer_404_in_the_json_error_shape() {
+    let app = TestApp::start().await;
+    // API routes called by scripts (the password form reads `error` from the JSON): the
     // contract's error shape, unlike the browser-facing redirect's plain text.
-    for (code, body) in [
-        ("NoSuchCode1", json!({"password": "x"})),
-        ("NoSuchCode1", json!({})),
-        ("no.such.code", json!({})),
-    ] {
-        let resp = verify(&app, code, body).await;
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{code}");
+    let cases = [
+        ("NoSuchCode1", Some(json!({"password": "x"}))),
+        ("NoSuchCode1", Some(json!({}))),
+        ("no.such.code", Some(json!({}))),
+        ("NoSuchCode1", None),
+        ("no.such.code", None),
+    ];
+    for (code, verify_body) in cases {
+        let (case, resp) = match verify_body {
+            Some(body) => (
+                format!("POST /api/verify/{code} {body}"),
+                verify(&app, code, body).await,
+            ),
+            None => (
+                format!("GET /api/rate-limit-status/{code}"),
+                app.visit(&format!("/api/rate-limit-status/{code}")).await,
+            ),
+        };
+        Says::Exactly("Link not found").check(&case, &case_error(&case, resp, 404).await);
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn verify_rejects_a_password_of_the_wrong_type_naming_the_field() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isProtected": true, "password": "pw-123"}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isProtected": true, "password": "pw-123"}))
+            .await,
     );
     let message = error_message(verify(&app, &code, json!({"password": 12345})).await, 400).await;
     assert!(message.contains("password"), "names the field: {message}");
@@ -740,57 +713,19 @@ async fn verify_rejects_a_password_of_the_wrong_type_naming_the_field() {
         .await
         .expect("verify");
     assert!(!error_message(resp, 400).await.is_empty());
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn verify_of_an_expired_link_answers_410() {
-    let app = TestApp::spawn().await;
-    let key = app.key(false).await;
-    let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let open = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isExpiring": true, "expiresAt": expires}),
-        )
-        .await,
-    );
-    let protected = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isExpiring": true, "expiresAt": expires, "isProtected": true, "password": "pw-123"}),
-        )
-        .await,
-    );
-    expire(&app, &open).await;
-    expire(&app, &protected).await;
-    assert_eq!(verify(&app, &open, json!({})).await.status(), 410);
-    assert_eq!(
-        verify(&app, &protected, json!({"password": "pw-123"}))
-            .await
-            .status(),
-        410
-    );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn after_too_many_wrong_passwords_even_the_right_one_answers_429() {
-    let app = TestApp::spawn_with(&[
-        ("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", "3"),
-        ("TRUST_PROXY", "1"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", "3")
+        .set("TRUST_PROXY", "1")
+        .start()
+        .await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isProtected": true, "password": "right-one"}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isProtected": true, "password": "right-one"}))
+            .await,
     );
     let attempt = |ip: &'static str, password: &'static str| {
         app.client
@@ -820,32 +755,23 @@ async fn after_too_many_wrong_passwords_even_the_right_one_answers_429() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body, json!({ "redirect": TARGET }));
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn wrong_passwords_from_many_clients_are_throttled_per_link() {
-    let app = TestApp::spawn_with(&[
-        ("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "3"),
-        ("TRUST_PROXY", "1"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_VERIFY_FAILURES_PER_LINK", "3")
+        .set("TRUST_PROXY", "1")
+        .start()
+        .await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isProtected": true, "password": "right-one"}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isProtected": true, "password": "right-one"}))
+            .await,
     );
     let other = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isProtected": true, "password": "right-one"}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isProtected": true, "password": "right-one"}))
+            .await,
     );
     let attempt = |code: &str, ip: &'static str, password: &'static str| {
         app.client
@@ -873,7 +799,6 @@ async fn wrong_passwords_from_many_clients_are_throttled_per_link() {
         .await
         .expect("verify");
     assert_eq!(resp.status(), 200);
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -904,15 +829,11 @@ fn assert_reset_time_within_a_minute(status: &Value) {
 
 #[tokio::test]
 async fn rate_limit_status_reports_the_cap_and_the_clicks_of_the_last_minute() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
     let code = code_of(
-        &create_link(
-            &app,
-            &key,
-            json!({"isRateLimited": true, "maxClicksPerMin": 3}),
-        )
-        .await,
+        &app.create_link(&key, json!({"isRateLimited": true, "maxClicksPerMin": 3}))
+            .await,
     );
     wait_for_room_in_window(60).await;
     let status = rate_limit_status(&app, &code).await;
@@ -946,7 +867,7 @@ async fn rate_limit_status_reports_the_cap_and_the_clicks_of_the_last_minute() {
     assert_reset_time_within_a_minute(&status);
 
     for _ in 0..2 {
-        assert_eq!(visit(&app, &format!("/{code}")).await.status(), 302);
+        assert_eq!(app.visit(&format!("/{code}")).await.status(), 302);
     }
     eventually(Duration::from_secs(10), || async {
         rate_limit_status(&app, &code).await["clicksInLastMinute"] == 2
@@ -956,8 +877,8 @@ async fn rate_limit_status_reports_the_cap_and_the_clicks_of_the_last_minute() {
     assert_eq!(status["remainingClicks"], 1);
     assert_eq!(status["isCurrentlyLimited"], false);
 
-    assert_eq!(visit(&app, &format!("/{code}")).await.status(), 302);
-    assert_eq!(visit(&app, &format!("/{code}")).await.status(), 429);
+    assert_eq!(app.visit(&format!("/{code}")).await.status(), 302);
+    assert_eq!(app.visit(&format!("/{code}")).await.status(), 429);
     eventually(Duration::from_secs(10), || async {
         rate_limit_status(&app, &code).await["clicksInLastMinute"] == 3
     })
@@ -966,33 +887,20 @@ async fn rate_limit_status_reports_the_cap_and_the_clicks_of_the_last_minute() {
     assert_eq!(status["remainingClicks"], 0);
     assert_eq!(status["isCurrentlyLimited"], true);
     assert_reset_time_within_a_minute(&status);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn rate_limit_status_on_another_instance_sees_the_clicks_within_moments() {
-    let database_url = crate::support::fresh_database().await;
-    let prefix = crate::support::new_prefix();
-    let a = TestApp::spawn_shared(
-        database_url.clone(),
-        prefix.clone(),
-        &[("BOLTLINK_INSTANCE", "it-a")],
-    )
-    .await;
-    let b = TestApp::spawn_shared(database_url, prefix, &[("BOLTLINK_INSTANCE", "it-b")]).await;
+    let (a, b) = TestApp::two_instances("it-a", "it-b").await;
     let key = a.key(false).await;
     let code = code_of(
-        &create_link(
-            &a,
-            &key,
-            json!({"isRateLimited": true, "maxClicksPerMin": 10}),
-        )
-        .await,
+        &a.create_link(&key, json!({"isRateLimited": true, "maxClicksPerMin": 10}))
+            .await,
     );
     wait_for_room_in_window(60).await;
     assert_eq!(rate_limit_status(&b, &code).await["clicksInLastMinute"], 0);
     for _ in 0..2 {
-        assert_eq!(visit(&a, &format!("/{code}")).await.status(), 302);
+        assert_eq!(a.visit(&format!("/{code}")).await.status(), 302);
     }
     // Counted on instance a, shipped to Redis by its flusher, read by instance b.
     eventually(Duration::from_secs(10), || async {
@@ -1000,32 +908,15 @@ async fn rate_limit_status_on_another_instance_sees_the_clicks_within_moments() 
     })
     .await;
     assert_eq!(rate_limit_status(&b, &code).await["remainingClicks"], 8);
-    a.stop().await;
-    b.stop().await;
 }
 
 #[tokio::test]
 async fn rate_limit_status_of_an_unlimited_link_reports_its_default_cap() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::start().await;
     let key = app.key(false).await;
-    let code = code_of(&create_link(&app, &key, json!({})).await);
+    let code = code_of(&app.create_link(&key, json!({})).await);
     let status = rate_limit_status(&app, &code).await;
     assert_eq!(status["isRateLimited"], false);
     assert_eq!(status["maxClicksPerMin"], 100);
     assert_eq!(status["isCurrentlyLimited"], false);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn rate_limit_status_of_an_unknown_code_answers_404_in_the_json_error_shape() {
-    let app = TestApp::spawn().await;
-    for code in ["NoSuchCode1", "no.such.code"] {
-        let resp = app
-            .get(&format!("/api/rate-limit-status/{code}"))
-            .send()
-            .await
-            .expect("status");
-        assert_eq!(error_message(resp, 404).await, "Link not found", "{code}");
-    }
-    app.stop().await;
 }

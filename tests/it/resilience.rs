@@ -5,17 +5,16 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fixtures::{database_socket_addr, database_url_via, CuttableProxy, PrivateRedis};
-use crate::support::{eventually, fresh_database, TestApp};
+use crate::support::{eventually, TestApp, TestDatabase};
 
 #[tokio::test]
 async fn redirects_survive_a_redis_outage_and_its_clicks_reach_the_stream_afterwards() {
     let mut redis = PrivateRedis::start();
-    let app = TestApp::spawn_on(
-        fresh_database().await,
-        redis.url(),
-        &[("LOCAL_CACHE_TTL_MS", "200")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .redis(redis.url())
+        .set("LOCAL_CACHE_TTL_MS", "200")
+        .start()
+        .await;
     let key = app.key(false).await;
     let link = app
         .shorten(&key, json!({"url": "https://example.com/outage"}))
@@ -71,23 +70,18 @@ async fn redirects_survive_a_redis_outage_and_its_clicks_reach_the_stream_afterw
         matches!(app.get("/health").send().await, Ok(r) if r.status() == 200)
     })
     .await;
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn with_postgresql_unreachable_cached_redirects_work_and_writes_answer_503() {
-    let real_db = fresh_database().await;
-    let proxy = CuttableProxy::start(database_socket_addr(&real_db)).await;
-    let via_proxy = database_url_via(&real_db, proxy.addr);
-    let app = TestApp::spawn_on(
-        via_proxy,
-        crate::support::redis_url(),
-        &[
-            ("LOCAL_CACHE_TTL_MS", "200"),
-            ("TEST_REAL_DATABASE_URL", &real_db),
-        ],
-    )
-    .await;
+    let database = TestDatabase::create().await;
+    let proxy = CuttableProxy::start(database_socket_addr(database.url())).await;
+    let app = TestApp::builder()
+        .database(database.clone())
+        .app_database_url(database_url_via(database.url(), proxy.addr))
+        .set("LOCAL_CACHE_TTL_MS", "200")
+        .start()
+        .await;
     let key = app.key(false).await;
     let link = app
         .shorten(&key, json!({"url": "https://example.com/cached"}))
@@ -135,5 +129,4 @@ async fn with_postgresql_unreachable_cached_redirects_work_and_writes_answer_503
         )
     })
     .await;
-    app.stop().await;
 }

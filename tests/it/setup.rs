@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use sqlx::postgres::PgPoolOptions;
 
-use crate::support::{admin_database_url, redis_url};
+use crate::support::{admin_database_url, output_text, redis_url};
 
 const CTL_BIN: &str = env!("CARGO_BIN_EXE_boltlinkctl");
 
@@ -87,15 +87,6 @@ impl Drop for Installation {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn database_url_in(path: &Path) -> String {
     let body = std::fs::read_to_string(path).expect("setup.env written");
     body.lines()
@@ -116,7 +107,7 @@ async fn setup_creates_a_restricted_role_and_database_writes_setup_env_and_migra
     let env_text = redis_settings("setup-test:");
     let inst = Installation::new(&env_text);
     let out = inst.setup_with_admin();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("database migrations are up to date"),
@@ -168,18 +159,18 @@ async fn setup_creates_a_restricted_role_and_database_writes_setup_env_and_migra
 
     // Again: the configured database is used, not recreated (same password).
     let out = inst.ctl(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DATABASE_URL is configured; using it"));
     assert_eq!(database_url_in(&inst.setup_env()), url);
 
     // What the package's postinst runs: nothing to do.
     let out = inst.ctl(&["--if-unconfigured"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
 
     // Asking for a new database while one is configured is refused, not silently ignored.
     let out = inst.setup_with_admin();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already configured"));
     assert_eq!(database_url_in(&inst.setup_env()), url);
 }
@@ -189,7 +180,7 @@ async fn setup_refuses_bad_input_with_clear_messages_and_exit_codes() {
     // A broken env file is a configuration error (78) naming the line.
     let inst = Installation::new("REDIS_URL=redis://127.0.0.1:1/\nthis is not an assignment\n");
     let out = inst.setup_with_admin();
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("boltlink.env:2"), "{stderr}");
     assert!(!inst.setup_env().exists());
@@ -210,7 +201,12 @@ async fn setup_refuses_bad_input_with_clear_messages_and_exit_codes() {
         ),
     ] {
         let out = inst.ctl(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            output_text(&out)
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
         assert!(!stderr.contains("wrong"), "password echoed: {stderr}");
@@ -223,7 +219,7 @@ async fn setup_refuses_bad_input_with_clear_messages_and_exit_codes() {
         .username()
         .to_string();
     let out = inst.ctl(&["--admin-url", &admin_database_url(), "--name", &admin_user]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose another --name"));
 }
 
@@ -231,7 +227,7 @@ async fn setup_refuses_bad_input_with_clear_messages_and_exit_codes() {
 async fn setup_fails_when_redis_does_not_answer_but_keeps_the_database_it_made() {
     let inst = Installation::new("REDIS_URL=redis://127.0.0.1:1/\n");
     let out = inst.setup_with_admin();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("Redis at redis://127.0.0.1:1/ does not answer"),
@@ -242,6 +238,6 @@ async fn setup_fails_when_redis_does_not_answer_but_keeps_the_database_it_made()
     let url = database_url_in(&inst.setup_env());
     std::fs::write(inst.env_file(), redis_settings("setup-test:")).expect("fix Redis");
     let out = inst.ctl(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(database_url_in(&inst.setup_env()), url);
 }

@@ -1,6 +1,17 @@
-//! Test harness: a fresh PostgreSQL database and a Redis key prefix per test, the API served
-//! in-process on 127.0.0.1:0 (bound before spawning, so no sleeps), keys made through the
-//! store, and helpers to poll with a deadline.
+//! Test harness: a fresh PostgreSQL database ([`TestDatabase`]) and a Redis key prefix per
+//! test, the API served in-process on 127.0.0.1:0 (bound before spawning, so no sleeps), keys
+//! made through the store, and helpers to poll with a deadline.
+//!
+//! # Layout
+//! - [`TestApp::builder`]: the one way to start an app (`.set`/`.config` for configuration,
+//!   `.database`/`.app_database_url`/`.redis`/`.prefix`/`.degraded` for what it runs on);
+//!   [`TestApp::start`] for the defaults, [`TestApp::two_instances`] for one deployment of two.
+//! - Dropping a [`TestApp`] stops its server and waits for it (bounded), then drops its
+//!   database, also when the test panics: tests never write `app.stop().await`.
+//! - Typed request helpers, declared once: `app.create_link`, `app.visit`, `app.get_json`,
+//!   `app.links().patch(..)`, `app.set_clicks`, `app.click_totals`, `app.set_webhook`, ….
+//! - Tables of cases: [`case_error`] and [`Says`] label each case in the failure message.
+//! - [`Suite`]: real `boltlink-api` processes on one inherited socket.
 //!
 //! Needs `DATABASE_URL` (a role that may CREATE DATABASE) and `REDIS_URL`; `scripts/test`
 //! provides both from private servers.
@@ -19,6 +30,7 @@ use boltlink::config::Config;
 use boltlink::daemon::Shutdown;
 use boltlink::domain::ApiKeySecret;
 use boltlink::store::{NewApiKey, Store};
+use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -32,6 +44,16 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").expect("REDIS_URL must be set (scripts/test sets it)")
 }
 
+/// The harness's own connections to `DATABASE_URL`: creating and dropping databases is slow
+/// by design, so their statements are not logged as slow.
+fn admin_connect_options() -> sqlx::postgres::PgConnectOptions {
+    use sqlx::ConnectOptions;
+    admin_database_url()
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .expect("DATABASE_URL parses")
+        .disable_statement_logging()
+}
+
 /// Replaces the database name of a PostgreSQL URL.
 pub fn with_database(url: &str, db: &str) -> String {
     let mut u = url::Url::parse(url).expect("DATABASE_URL parses");
@@ -41,35 +63,88 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 static CLEANUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-/// Creates an empty database for one test (earlier runs' test databases are dropped once).
-pub async fn fresh_database() -> String {
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&admin_database_url())
-        .await
-        .expect("connect to DATABASE_URL");
-    CLEANUP
-        .get_or_init(|| async {
-            let old: Vec<String> = sqlx::query_scalar(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'bl_test_%'",
-            )
-            .fetch_all(&admin)
+/// How long dropping a [`TestApp`] waits for its server to stop (the app's own drain deadline,
+/// `SHUTDOWN_TIMEOUT_MS`, is 4 s, plus the click drain).
+const STOP_WITHIN: Duration = Duration::from_secs(15);
+
+/// An empty PostgreSQL database for one test, dropped (`WITH (FORCE)`) when the last clone
+/// goes: at the end of the test, passed or panicked. Clones share it, so several apps can
+/// serve one database like instances of one deployment.
+#[derive(Clone)]
+pub struct TestDatabase(std::sync::Arc<DatabaseName>);
+
+struct DatabaseName {
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// Creates the database (earlier runs' leftovers are dropped once per test binary).
+    pub async fn create() -> TestDatabase {
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(admin_connect_options())
             .await
-            .unwrap_or_default();
-            for db in old {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .expect("connect to DATABASE_URL");
+        CLEANUP
+            .get_or_init(|| async {
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'bl_test_%'",
+                )
+                .fetch_all(&admin)
+                .await
+                .unwrap_or_default();
+                for db in old {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                }
+            })
+            .await;
+        let name = format!("bl_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let url = with_database(&admin_database_url(), &name);
+        TestDatabase(std::sync::Arc::new(DatabaseName { name, url }))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+}
+
+impl Drop for DatabaseName {
+    /// `Drop` cannot await and may run inside the test's runtime, so the `DROP DATABASE` runs
+    /// on a thread of its own with a runtime of its own, joined here.
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for DROP DATABASE");
+            rt.block_on(async {
+                let admin = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(admin_connect_options())
+                    .await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                     .execute(&admin)
-                    .await;
-            }
+                    .await?;
+                admin.close().await;
+                Ok::<_, sqlx::Error>(())
+            })
         })
-        .await;
-    let name = format!("bl_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    with_database(&admin_database_url(), &name)
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            // Not fatal: the next run drops every `bl_test_%` database it finds.
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
 }
 
 /// Base configuration for a test; `overrides` win.
@@ -113,7 +188,7 @@ pub fn new_prefix() -> String {
     format!("t{}:", uuid::Uuid::new_v4().simple())
 }
 
-/// What `TestApp::start` waits for before handing the app to the test.
+/// What [`TestAppBuilder::start`] waits for before handing the app to the test.
 #[derive(Clone, Copy)]
 enum WaitFor {
     /// `/ready` answers 200: PostgreSQL reachable and migrated.
@@ -122,125 +197,184 @@ enum WaitFor {
     AnyHealthAnswer,
 }
 
+/// An in-process `boltlink-api` with its own database and key prefix.
+///
+/// The server runs on a thread with a runtime of its own, so dropping the app (at the end of
+/// the test, or while a failed test unwinds) can trigger its shutdown and *wait* for it, with
+/// a bound, without an `.await`; the test's database goes after the server has stopped. Tests
+/// that stop the app on purpose mid-test call [`TestApp::stop`].
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
+    /// The test's own pool, on the real database (not through any proxy the app is given).
     pub db: PgPool,
     pub store: Store,
+    /// The database URL the app was given (a proxy's, when the test put one in between).
     pub database_url: String,
     pub redis_url: String,
     pub prefix: String,
-    /// The test's own connection for inspecting this test's keys (for `spawn_degraded`, to
+    /// The test's own connection for inspecting this test's keys (for a `degraded` app, to
     /// the harness's Redis, since the app's may be unreachable).
     pub redis: redis::aio::MultiplexedConnection,
+    server: Option<ServerThread>,
+    /// Dropped after the server has stopped (see `Drop`).
+    _database: Option<TestDatabase>,
+}
+
+/// The app's thread: its shutdown trigger, and the channel it reports its end on.
+struct ServerThread {
     shutdown: Shutdown,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// In a mutex only so that `TestApp` stays `Sync` (tests share `&app` across tasks).
+    finished: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
+impl ServerThread {
+    fn spawn(config: Config, listener: std::net::TcpListener) -> ServerThread {
+        let shutdown = Shutdown::new();
+        let (tx, finished) = std::sync::mpsc::channel();
+        let stop = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name("test-app".to_string())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("the test app's runtime");
+                let _ = rt.block_on(boltlink::api::run(config, listener, stop));
+                // Whatever the server left behind (detached tasks) goes with its runtime.
+                rt.shutdown_timeout(Duration::from_secs(1));
+                let _ = tx.send(());
+            })
+            .expect("spawn the test app's thread");
+        ServerThread {
+            shutdown,
+            finished: std::sync::Mutex::new(finished),
+            thread,
+        }
+    }
+
+    /// Triggers the shutdown and waits (blocking, bounded) until the server has stopped.
+    fn stop_blocking(self) {
+        self.shutdown.trigger();
+        let finished = self
+            .finished
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match finished.recv_timeout(STOP_WITHIN) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = self.thread.join();
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // A second panic while unwinding would abort the whole test binary.
+                if std::thread::panicking() {
+                    eprintln!("the test app did not stop within {STOP_WITHIN:?}");
+                } else {
+                    panic!("the test app did not stop within {STOP_WITHIN:?}");
+                }
+            }
+        }
+    }
 }
 
-impl TestApp {
-    pub async fn spawn() -> TestApp {
-        Self::spawn_with(&[]).await
+/// Builds a [`TestApp`]: `TestApp::builder().set("X", "1").start().await`. By default the app
+/// gets a fresh database, the harness's Redis, a fresh key prefix and [`config_map`]'s base
+/// configuration, and is handed over once `/ready` answers 200.
+#[must_use]
+pub struct TestAppBuilder {
+    database: Option<TestDatabase>,
+    app_database_url: Option<String>,
+    redis_url: Option<String>,
+    prefix: Option<String>,
+    settings: Vec<(String, String)>,
+    wait: WaitFor,
+}
+
+impl TestAppBuilder {
+    /// One configuration variable; later settings win.
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
     }
 
-    /// Starts an API with its own database and key prefix; `overrides` are config variables.
-    pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
-        let database_url = fresh_database().await;
-        Self::spawn_on(database_url, redis_url(), overrides).await
+    /// Several configuration variables; later settings win.
+    pub fn config(mut self, settings: &[(&str, &str)]) -> Self {
+        for (name, value) in settings {
+            self = self.set(name, value);
+        }
+        self
     }
 
-    /// Starts an API on the given database and Redis (e.g. a proxy or a private Redis).
-    pub async fn spawn_on(
-        database_url: String,
-        redis_url: String,
-        overrides: &[(&str, &str)],
-    ) -> TestApp {
-        let inspect_redis = redis_url.clone();
-        Self::start(
-            database_url,
-            redis_url,
-            &inspect_redis,
-            new_prefix(),
-            overrides,
-            WaitFor::Ready,
-        )
-        .await
+    /// Serves this database (shared with whoever holds a clone) instead of a fresh one.
+    pub fn database(mut self, database: TestDatabase) -> Self {
+        self.database = Some(database);
+        self
     }
 
-    /// Starts an API on the harness's Redis with an explicit key prefix, so several apps
-    /// can share one database and one key space like instances of one deployment. Give each
-    /// a distinct `BOLTLINK_INSTANCE` in `overrides` (the default is derived from the pid,
-    /// which every in-process app shares).
-    pub async fn spawn_shared(
-        database_url: String,
-        prefix: String,
-        overrides: &[(&str, &str)],
-    ) -> TestApp {
-        let redis_url = redis_url();
-        Self::start(
-            database_url,
-            redis_url.clone(),
-            &redis_url,
-            prefix,
-            overrides,
-            WaitFor::Ready,
-        )
-        .await
+    /// Gives the app this database URL (a proxy in front of the test's database, or an
+    /// unreachable address) while the test's own pool keeps using the real database.
+    pub fn app_database_url(mut self, url: impl Into<String>) -> Self {
+        self.app_database_url = Some(url.into());
+        self
     }
 
-    /// Starts an API whose PostgreSQL or Redis may be unreachable from the start: waits only
-    /// until `/health` answers at all (whatever its status), and opens the test's own Redis
-    /// connection (`app.redis`) to the harness's `REDIS_URL` rather than to `redis_url`.
-    pub async fn spawn_degraded(
-        database_url: String,
-        redis_url: String,
-        overrides: &[(&str, &str)],
-    ) -> TestApp {
-        Self::start(
-            database_url,
-            redis_url,
-            &crate::support::redis_url(),
-            new_prefix(),
-            overrides,
-            WaitFor::AnyHealthAnswer,
-        )
-        .await
+    /// Gives the app this Redis (a private or unreachable one) instead of the harness's.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
     }
 
-    async fn start(
-        database_url: String,
-        redis_url: String,
-        inspect_redis_url: &str,
-        prefix: String,
-        overrides: &[(&str, &str)],
-        wait: WaitFor,
-    ) -> TestApp {
+    /// Uses this key prefix, so several apps share one key space like instances of one
+    /// deployment. Give each a distinct `BOLTLINK_INSTANCE` (the default is derived from the
+    /// pid, which every in-process app shares).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// For an app whose PostgreSQL or Redis is unreachable from the start: waits only until
+    /// `/health` answers at all (whatever its status), and opens the test's own Redis
+    /// connection (`app.redis`) to the harness's `REDIS_URL` rather than to the app's.
+    pub fn degraded(mut self) -> Self {
+        self.wait = WaitFor::AnyHealthAnswer;
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
         init_tracing();
-        let map = config_map(&database_url, &redis_url, &prefix, overrides);
+        let database = match self.database {
+            Some(db) => db,
+            None => TestDatabase::create().await,
+        };
+        let database_url = self
+            .app_database_url
+            .unwrap_or_else(|| database.url().to_string());
+        let redis_url = self.redis_url.unwrap_or_else(redis_url);
+        let inspect_redis_url = match self.wait {
+            WaitFor::Ready => redis_url.clone(),
+            WaitFor::AnyHealthAnswer => crate::support::redis_url(),
+        };
+        let prefix = self.prefix.unwrap_or_else(new_prefix);
+        let settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let map = config_map(&database_url, &redis_url, &prefix, &settings);
         let config = Config::from_map(&map).expect("test config is valid");
+        // Bound before the server starts: the address is known and no sleep is needed.
         let listener =
             boltlink::daemon::systemd::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let shutdown = Shutdown::new();
-        let server = tokio::spawn(boltlink::api::run(config, listener, shutdown.clone()));
-        let real_db = map
-            .get("TEST_REAL_DATABASE_URL")
-            .cloned()
-            .unwrap_or(database_url.clone());
+        let server = ServerThread::spawn(config, listener);
         let db = PgPoolOptions::new()
             .max_connections(3)
-            .connect_lazy(&real_db)
+            .connect_lazy(database.url())
             .expect("pool");
-        let redis_client = redis::Client::open(inspect_redis_url).expect("redis url");
-        let redis = redis_client
+        let redis = redis::Client::open(inspect_redis_url)
+            .expect("redis url")
             .get_multiplexed_async_connection()
             .await
             .expect("test's own Redis connection");
@@ -254,14 +388,70 @@ impl TestApp {
             redis_url,
             prefix,
             redis,
-            shutdown,
             server: Some(server),
+            _database: Some(database),
         };
-        match wait {
+        match self.wait {
             WaitFor::Ready => app.wait_until_serving().await,
             WaitFor::AnyHealthAnswer => app.wait_until_answering().await,
         }
         app
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            database: None,
+            app_database_url: None,
+            redis_url: None,
+            prefix: None,
+            settings: Vec::new(),
+            wait: WaitFor::Ready,
+        }
+    }
+
+    /// `TestApp::builder().start()`: the defaults.
+    pub async fn start() -> TestApp {
+        Self::builder().start().await
+    }
+
+    /// Two instances of one deployment, named `a` and `b` (`BOLTLINK_INSTANCE`): one
+    /// database, one key prefix.
+    pub async fn two_instances(a: &str, b: &str) -> (TestApp, TestApp) {
+        let database = TestDatabase::create().await;
+        let prefix = new_prefix();
+        let first = Self::builder()
+            .database(database.clone())
+            .prefix(&prefix)
+            .set("BOLTLINK_INSTANCE", a)
+            .start()
+            .await;
+        let second = Self::builder()
+            .database(database)
+            .prefix(prefix)
+            .set("BOLTLINK_INSTANCE", b)
+            .start()
+            .await;
+        (first, second)
+    }
+
+    /// Stops the server on purpose (mid-test) and waits for it; dropping the app does the
+    /// same at the end of a test.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            tokio::task::spawn_blocking(move || server.stop_blocking())
+                .await
+                .expect("stopping the test app");
+        }
     }
 
     /// Polls `/ready` until the server (and its migrations) are up.
@@ -410,19 +600,14 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        self.shutdown.trigger();
-        if let Some(s) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
-        }
-    }
 }
 
 impl Drop for TestApp {
+    /// Stops the server and waits for it (bounded), then lets the database go.
     fn drop(&mut self) {
-        self.shutdown.trigger();
+        if let Some(server) = self.server.take() {
+            server.stop_blocking();
+        }
     }
 }
 
@@ -458,12 +643,41 @@ pub async fn wait_for_room_in_window(window_secs: i64) {
 
 /// Asserts the contract's error shape and returns the message.
 pub async fn error_message(resp: reqwest::Response, status: u16) -> String {
-    assert_eq!(resp.status().as_u16(), status, "unexpected status");
-    let body: serde_json::Value = resp.json().await.expect("error body is JSON");
+    case_error("", resp, status).await
+}
+
+/// [`error_message`] for one case of a table: a failure names the case.
+pub async fn case_error(case: &str, resp: reqwest::Response, status: u16) -> String {
+    let got = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or_else(|e| {
+        panic!("{case}: answered {got}, expected {status}, and the error body is not JSON: {e}")
+    });
+    assert_eq!(got, status, "{case}: unexpected status, body {body}");
     body["error"]
         .as_str()
-        .expect("error field is a string")
+        .unwrap_or_else(|| panic!("{case}: error field is a string: {body}"))
         .to_string()
+}
+
+/// What a refusal's error message must say, in a table of cases.
+#[derive(Clone, Copy, Debug)]
+pub enum Says<'a> {
+    /// The message names this (a field, a limit, a word).
+    Mentions(&'a str),
+    /// The message is exactly this.
+    Exactly(&'a str),
+}
+
+impl Says<'_> {
+    pub fn check(self, case: &str, message: &str) {
+        match self {
+            Says::Mentions(part) => assert!(
+                message.contains(part),
+                "{case}: the message {message:?} mentions {part:?}"
+            ),
+            Says::Exactly(expected) => assert_eq!(message, expected, "{case}"),
+        }
+    }
 }
 
 /// Real `boltlink-api` processes on one inherited socket (the `LISTEN_FDS` protocol systemd
@@ -472,17 +686,19 @@ pub struct Suite {
     pub base: String,
     pub children: Vec<Child>,
     _listener: std::net::TcpListener,
+    /// Dropped after the processes are killed (see `Drop`).
+    _database: TestDatabase,
 }
 
 impl Suite {
-    pub fn start(instances: usize, database_url: &str, prefix: &str) -> Suite {
-        Self::start_with(instances, database_url, prefix, &[])
+    pub fn start(instances: usize, database: &TestDatabase, prefix: &str) -> Suite {
+        Self::start_with(instances, database, prefix, &[])
     }
 
     /// [`Suite::start`] with extra configuration for every process (`envs` win).
     pub fn start_with(
         instances: usize,
-        database_url: &str,
+        database: &TestDatabase,
         prefix: &str,
         envs: &[(&str, &str)],
     ) -> Suite {
@@ -494,7 +710,7 @@ impl Suite {
                 let mut cmd =
                     boltlink::daemon::systemd::spawn_with_listener(&listener, Path::new(API_BIN))
                         .expect("cmd");
-                cmd.env("DATABASE_URL", database_url)
+                cmd.env("DATABASE_URL", database.url())
                     .env("REDIS_URL", redis_url())
                     .env("REDIS_KEY_PREFIX", prefix)
                     .env("BOLTLINK_INSTANCE", format!("api-{i}"))
@@ -512,6 +728,7 @@ impl Suite {
             base,
             children,
             _listener: listener,
+            _database: database.clone(),
         }
     }
 
@@ -607,4 +824,361 @@ pub async fn create_key(database_url: &str) -> String {
         .await
         .expect("key");
     secret.expose().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed request helpers, declared once for every module
+// ---------------------------------------------------------------------------------------------
+
+/// The URL links are created for when a test does not care where they go.
+pub const TARGET: &str = "https://example.com/landing?from=boltlink";
+
+/// The `shortCode` of a link object.
+pub fn code_of(link: &Value) -> String {
+    link["shortCode"]
+        .as_str()
+        .unwrap_or_else(|| panic!("shortCode is a string: {link}"))
+        .to_string()
+}
+
+/// The `id` of a link or campaign object.
+pub fn id_of(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("id is a string: {v}"))
+        .to_string()
+}
+
+/// `v` is a JSON object with exactly the fields `expected` (a `what`: link, campaign).
+pub fn assert_fields(v: &Value, expected: &[&str], what: &str) {
+    let keys: std::collections::BTreeSet<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("a {what} is a JSON object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected: std::collections::BTreeSet<&str> = expected.iter().copied().collect();
+    assert_eq!(keys, expected, "{what} object fields: {v}");
+}
+
+/// A header that must be present and hold a whole number.
+pub fn header_number(resp: &reqwest::Response, name: &str) -> u64 {
+    resp.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} header present"))
+        .to_str()
+        .expect("header is text")
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} is a number: {e}"))
+}
+
+/// A finished process's exit code and output, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// What `links.clicks`, the rollups and the raw events add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClickTotals {
+    /// `sum(links.clicks)`.
+    pub links: i64,
+    /// `sum(click_rollups_hourly.clicks)` (the all-time and daily rollups are asserted equal).
+    pub rollups: i64,
+    /// `sum(click_rollups_hourly.gated)` (the all-time rollup is asserted equal).
+    pub gated: i64,
+    /// `count(click_events)`.
+    pub raw: i64,
+}
+
+impl TestApp {
+    /// `GET path` with an API key.
+    pub fn get_with_key(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.get(path).header("x-api-key", key)
+    }
+
+    /// `PATCH path` with an API key and a JSON body.
+    pub fn patch_json(&self, path: &str, key: &str, body: Value) -> reqwest::RequestBuilder {
+        self.client
+            .patch(self.url(path))
+            .header("x-api-key", key)
+            .json(&body)
+    }
+
+    /// `DELETE path` with an API key.
+    pub fn delete_with_key(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path)).header("x-api-key", key)
+    }
+
+    /// `GET path` (optionally with a key): the status and the JSON body.
+    pub async fn get_json(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.get(path);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.expect("body is JSON");
+        (status, body)
+    }
+
+    /// `GET path` with a key, asserting 200: the JSON body.
+    pub async fn get_ok_json(&self, path: &str, key: &str) -> Value {
+        let (status, body) = self.get_json(path, Some(key)).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Creates a link to [`TARGET`] with `extra` fields (an `url` in `extra` wins) and returns
+    /// its JSON.
+    pub async fn create_link(&self, key: &str, extra: Value) -> Value {
+        let mut body = serde_json::json!({ "url": TARGET });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        self.shorten(key, body).await
+    }
+
+    /// `PATCH /api/settings/developer/webhook` with a JSON body.
+    pub async fn set_webhook(&self, key: &str, body: Value) -> reqwest::Response {
+        self.patch_json("/api/settings/developer/webhook", key, body)
+            .send()
+            .await
+            .expect("webhook")
+    }
+
+    /// The key's webhook URL as its developer settings show it (`null` when none).
+    pub async fn stored_webhook(&self, key: &str) -> Value {
+        self.get_ok_json("/api/settings/developer", key).await["webhookUrl"].clone()
+    }
+
+    /// `GET path` as a browser would, without following the redirect.
+    pub async fn visit(&self, path: &str) -> reqwest::Response {
+        self.get(path).send().await.expect("visit")
+    }
+
+    /// Sets a link's click counter in PostgreSQL directly.
+    pub async fn set_clicks(&self, code: &str, clicks: i64) {
+        let done = sqlx::query("UPDATE links SET clicks = $1 WHERE short_code = $2")
+            .bind(clicks)
+            .bind(code)
+            .execute(&self.db)
+            .await
+            .expect("set clicks");
+        assert_eq!(done.rows_affected(), 1, "link {code} exists");
+    }
+
+    /// The click totals in PostgreSQL, asserting that the all-time and daily rollups agree
+    /// with the hourly ones (they move in one transaction, so one snapshot suffices).
+    pub async fn click_totals(&self) -> ClickTotals {
+        let links: i64 = sqlx::query_scalar("SELECT COALESCE(sum(clicks), 0)::bigint FROM links")
+            .fetch_one(&self.db)
+            .await
+            .expect("clicks");
+        let (rollups, gated, total, total_gated, daily): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_hourly), \
+                 (SELECT COALESCE(sum(gated), 0)::bigint FROM click_rollups_hourly), \
+                 (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_total), \
+                 (SELECT COALESCE(sum(gated), 0)::bigint FROM click_rollups_total), \
+                 (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_daily)",
+            )
+            .fetch_one(&self.db)
+            .await
+            .expect("rollups");
+        assert_eq!(
+            (total, total_gated, daily),
+            (rollups, gated, rollups),
+            "all-time and daily rollups agree with the hourly ones"
+        );
+        let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
+            .fetch_one(&self.db)
+            .await
+            .expect("raw");
+        ClickTotals {
+            links,
+            rollups,
+            gated,
+            raw,
+        }
+    }
+
+    /// The sum of every sample of the metric `name` in this app's scrape (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric(&parse_metrics(&self.metrics_text().await), name, &[]).unwrap_or(0.0)
+    }
+}
+
+/// One sample line of a Prometheus text scrape.
+#[derive(Debug)]
+pub struct MetricSample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses a Prometheus text scrape into samples.
+pub fn parse_metrics(text: &str) -> Vec<MetricSample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("sample line without value: {line}"));
+        let name = line[..name_end].to_string();
+        let mut labels = std::collections::BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(after_brace) = rest.strip_prefix('{') {
+            let mut chars = after_brace.char_indices();
+            let mut key = String::new();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '}' => {
+                        end = Some(i);
+                        break;
+                    }
+                    ',' => {}
+                    '=' => {
+                        assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
+                        let mut value = String::new();
+                        loop {
+                            match chars.next().map(|(_, c)| c) {
+                                Some('"') => break,
+                                Some('\\') => match chars.next().map(|(_, c)| c) {
+                                    Some('n') => value.push('\n'),
+                                    Some(c) => value.push(c),
+                                    None => panic!("unterminated label value: {line}"),
+                                },
+                                Some(c) => value.push(c),
+                                None => panic!("unterminated label value: {line}"),
+                            }
+                        }
+                        labels.insert(std::mem::take(&mut key), value);
+                    }
+                    c => key.push(c),
+                }
+            }
+            let end = end.unwrap_or_else(|| panic!("unterminated labels: {line}"));
+            rest = &after_brace[end + 1..];
+        }
+        let value = rest
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("sample value is a number: {line}"));
+        out.push(MetricSample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// Sum of the samples of `name` whose labels include all of `labels`; `None` when none match.
+pub fn metric(samples: &[MetricSample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<f64> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .collect();
+    (!matching.is_empty()).then(|| matching.iter().sum())
+}
+
+/// A collection of the API (`/api/links`, `/api/campaigns`): requests on one item by id.
+pub struct Collection<'a> {
+    app: &'a TestApp,
+    path: &'static str,
+}
+
+impl TestApp {
+    /// `/api/links/{id}`.
+    pub fn links(&self) -> Collection<'_> {
+        Collection {
+            app: self,
+            path: "/api/links",
+        }
+    }
+
+    /// `/api/campaigns/{id}`.
+    pub fn campaigns(&self) -> Collection<'_> {
+        Collection {
+            app: self,
+            path: "/api/campaigns",
+        }
+    }
+}
+
+impl Collection<'_> {
+    fn item(&self, id: &str) -> String {
+        format!("{}/{id}", self.path)
+    }
+
+    pub fn get(&self, key: &str, id: &str) -> reqwest::RequestBuilder {
+        self.app.get_with_key(&self.item(id), key)
+    }
+
+    pub fn patch(&self, key: &str, id: &str, body: Value) -> reqwest::RequestBuilder {
+        self.app.patch_json(&self.item(id), key, body)
+    }
+
+    pub fn delete(&self, key: &str, id: &str) -> reqwest::RequestBuilder {
+        self.app.delete_with_key(&self.item(id), key)
+    }
+
+    /// `GET`, `PATCH` (with `patch`) and `DELETE` of the item each answer `status` with the
+    /// error `message`; a failure names the request.
+    pub async fn assert_item_routes_refuse(
+        &self,
+        key: &str,
+        id: &str,
+        patch: Value,
+        status: u16,
+        message: &str,
+    ) {
+        let requests = [
+            ("GET", self.get(key, id)),
+            ("PATCH", self.patch(key, id, patch)),
+            ("DELETE", self.delete(key, id)),
+        ];
+        for (method, request) in requests {
+            let case = format!("{method} {}", self.item(id));
+            let resp = request.send().await.expect("request");
+            Says::Exactly(message).check(&case, &case_error(&case, resp, status).await);
+        }
+    }
+
+    /// `PATCH`es the item, asserting 200: the updated JSON.
+    pub async fn patch_ok(&self, key: &str, id: &str, body: Value) -> Value {
+        let resp = self.patch(key, id, body).send().await.expect("patch");
+        assert_eq!(resp.status(), 200, "PATCH {}", self.item(id));
+        resp.json().await.expect("json")
+    }
+
+    /// `DELETE`s the item, asserting 200: the answer's JSON.
+    pub async fn delete_ok(&self, key: &str, id: &str) -> Value {
+        let resp = self.delete(key, id).send().await.expect("delete");
+        assert_eq!(resp.status(), 200, "DELETE {}", self.item(id));
+        resp.json().await.expect("json")
+    }
+
+    /// The item's JSON, asserting 200.
+    pub async fn fetch(&self, key: &str, id: &str) -> Value {
+        let resp = self.get(key, id).send().await.expect("get");
+        assert_eq!(resp.status(), 200, "GET {}", self.item(id));
+        resp.json().await.expect("json")
+    }
 }
