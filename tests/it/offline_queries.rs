@@ -7,7 +7,7 @@
 use serde_json::Value;
 use sqlx::{Column, Either, Executor, TypeInfo};
 
-use crate::support::fresh_database;
+use crate::support::TestDatabase;
 
 /// The name `PgTypeInfo::name` gives a type, from its serialized form in `.sqlx/`: a `PgType`
 /// variant (`"Int8"`, `"TimestamptzArray"`) or a custom type with its name.
@@ -29,10 +29,10 @@ fn type_name(serialized: &Value) -> String {
 
 #[tokio::test]
 async fn every_committed_query_description_matches_a_freshly_migrated_database() {
-    let url = fresh_database().await;
+    let database = TestDatabase::create().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&url)
+        .connect(database.url())
         .await
         .expect("connect to the test database");
     boltlink::store::MIGRATOR
