@@ -3,7 +3,7 @@
 //!
 //! Routes are declared once, in the `routes!` invocation of [`routes`]: it expands to the
 //! [`ROUTES`] table, the [`Route`] enum and the dispatch `match`. The router, `Allow`, the
-//! reserved short codes and the metric names come from the table ([`router`]), and so does the
+//! reserved short codes and the metric names come from the table ([`mod@router`]), and so does the
 //! OpenAPI document ([`openapi`], generated with `utoipa`; body schemas in [`schema`]).
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 

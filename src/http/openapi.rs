@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the API (`GET /api/openapi.json`), generated with `utoipa` from
 //! the route table: one path item per [`ROUTES`] entry, one operation per declared method,
 //! taken from the `doc` function the entry names (next to its handler, `routes/<area>.rs`).
-//! Schemas are the `ToSchema` types of [`schema`](super::schema).
+//! Schemas are the `ToSchema` types of [`super::schema`].
 //!
 //! A committed snapshot, `docs/openapi.json`, is compared with the served document by a test
 //! (`tests/it/ops.rs`), so a change to the document is always visible in review; refresh it with
@@ -59,7 +59,7 @@ pub fn document_json() -> &'static str {
     })
 }
 
-/// The document as JSON: what `utoipa` builds, refined by [`refine`].
+/// The document as JSON: what `utoipa` builds, refined by `refine`.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(openapi()).unwrap_or(Value::Null);
     refine(&mut doc);

@@ -1,10 +1,10 @@
-//! The route table: what a route declaration in [`routes!`] expands to, and what is derived from
+//! The route table: what a route declaration in `routes!` expands to, and what is derived from
 //! the table (the `matchit` router, `Allow`, metric names, reserved codes).
 //!
 //! Routes are declared once, in the one `routes!` invocation in [`super::routes`]: a path, its
 //! metric name, and per method the function building its OpenAPI operation and the handler
 //! call. From that the macro
-//! makes the [`Route`](super::Route) enum, the static [`ROUTES`](super::ROUTES) table and the
+//! makes the [`super::Route`] enum, the static [`super::ROUTES`] table and the
 //! dispatch `match` (a plain static match: no boxing, no `dyn` on the redirect path).
 
 use std::sync::OnceLock;
@@ -147,7 +147,7 @@ impl RouteSpec {
 /// Metric label for requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-/// Route names indexed like [`ROUTES`], plus [`UNMATCHED`] last.
+/// Route names indexed like [`ROUTES`], plus `UNMATCHED` last.
 pub fn route_names() -> Vec<&'static str> {
     ROUTES
         .iter()
