@@ -459,6 +459,32 @@ impl WithHeaders for ResponseBuilder {
     }
 }
 
+/// The answers whole kinds of routes share, added where an operation is declared.
+pub trait Answers {
+    /// A route that needs an API key: the `apiKey` requirement and its 401, 403, the per-key
+    /// 429 and 503. An operation that answers 429 or 503 its own way declares that response
+    /// after this call, which replaces the shared one.
+    fn keyed(self) -> Self;
+    /// A route that reads a request body: 408 when it does not arrive in time, 413 when it is
+    /// too large.
+    fn reads_body(self) -> Self;
+}
+
+impl Answers for OperationBuilder {
+    fn keyed(self) -> Self {
+        self.security(api_key())
+            .response("401", shared("Unauthorized"))
+            .response("403", shared("Forbidden"))
+            .response("429", shared("KeyRateLimited"))
+            .response("503", shared("ServiceUnavailable"))
+    }
+
+    fn reads_body(self) -> Self {
+        self.response("408", shared("RequestTimeout"))
+            .response("413", shared("PayloadTooLarge"))
+    }
+}
+
 /// One of the shared responses of `components/responses`.
 pub fn shared(name: &str) -> RefOr<Response> {
     RefOr::Ref(Ref::from_response_name(name))

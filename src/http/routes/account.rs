@@ -182,13 +182,11 @@ pub mod doc {
 
     /// `POST /api/generate-key`
     pub fn generate_key() -> Operation {
-        op("generateKey", "keys", "Create an API key")
+        op("generateKey", "keys", "Create an API key").reads_body()
             .description(Some("No API key needed. At most 5 per hour per client IP. A request body, if any, is read and ignored. The key gets the default per-key limits (`RATE_LIMIT_KEY_PER_MIN`, `RATE_LIMIT_KEY_PER_HOUR`)."))
             .response("200", respond("The new key, shown once. The `RateLimit-*` headers are those of the per-client-IP limit.")
                 .content("application/json", content(schema("GeneratedKey"), None))
                 .headers(&RATE_LIMIT))
-            .response("408", shared("RequestTimeout"))
-            .response("413", shared("PayloadTooLarge"))
             .response("429", error("Over the per-client-IP limit of 5 per hour.", "Too many API keys generated from this IP, please try again later")
                 .headers(&RATE_LIMITED))
             .response("503", shared("ServiceUnavailable"))
@@ -198,15 +196,11 @@ pub mod doc {
     /// `GET /api/auth/me`
     pub fn get_me() -> Operation {
         op("getMe", "keys", "The account behind the API key")
-            .security(api_key())
+            .keyed()
             .response(
                 "200",
                 respond("The account.").content("application/json", content(schema("Me"), None)),
             )
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
@@ -217,7 +211,7 @@ pub mod doc {
             "keys",
             "Developer settings of the API key",
         )
-        .security(api_key())
+        .keyed()
         .response(
             "200",
             respond("Real settings for the key.").content(
@@ -225,47 +219,29 @@ pub mod doc {
                 content(schema("DeveloperSettings"), None),
             ),
         )
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 
     /// `PATCH /api/settings/developer/webhook`
     pub fn update_webhook() -> Operation {
-        op("updateWebhook", "keys", "Set the key's webhook URL")
+        op("updateWebhook", "keys", "Set the key's webhook URL").keyed().reads_body()
             .description(Some("`url` is required: a URL sets the webhook, `null` or `\"\"` removes it. A URL must pass the metadata fetcher's address rules when it is set (its host, and every address its name resolves to now, must be public; `METADATA_ALLOWLIST` applies): 400 otherwise. A name that does not resolve yet is accepted."))
             .request_body(Some(json_body("WebhookUpdateRequest", true)))
-            .security(api_key())
             .response("200", respond("Stored for the key.")
                 .content("application/json", content(schema("WebhookUpdateResponse"), None)))
             .response("400", shared("BadRequest"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("408", shared("RequestTimeout"))
-            .response("413", shared("PayloadTooLarge"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
     /// `POST /api/metadata`
     pub fn fetch_metadata() -> Operation {
-        op("fetchMetadata", "links", "Fetch a page's title, description and favicon")
+        op("fetchMetadata", "links", "Fetch a page's title, description and favicon").keyed().reads_body()
             .description(Some("Server-side fetch capped at 5 s, 1 MiB and 5 redirects. Loopback, private, link-local and metadata-service addresses are refused (after DNS resolution and on every redirect hop; `METADATA_ALLOWLIST` excepted). Neither the 400 nor the 502 message names an address, a range or a resolver error."))
             .request_body(Some(json_body("MetadataRequest", true)))
-            .security(api_key())
             .response("200", respond("Metadata of the page.")
                 .content("application/json", content(schema("MetadataResponse"), None)))
             .response("400", error("Invalid URL, or its host is, or resolves to, a non-public address (loopback, private, link-local or metadata service, checked after DNS resolution and on every redirect hop).", "refusing to fetch this URL: its host is not a public Internet address"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("408", shared("RequestTimeout"))
-            .response("413", shared("PayloadTooLarge"))
-            .response("429", shared("KeyRateLimited"))
             .response("502", error("The page could not be fetched: the host does not resolve or does not answer, it answered with an error status, or it redirected more than 5 times.", "could not fetch the page"))
-            .response("503", shared("ServiceUnavailable"))
             .response("504", error("Fetching the page took longer than 5 s.", "fetching the page took too long"))
             .build()
     }

@@ -119,18 +119,14 @@ pub mod doc {
             "analytics",
             "Analytics of one of the caller's links",
         )
+        .keyed()
         .parameter(code_param())
-        .security(api_key())
         .response(
             "200",
             respond("Analytics from rollups.")
                 .content("application/json", content(schema("Analytics"), None)),
         )
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
         .response("404", shared("NotFound"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 
@@ -141,16 +137,12 @@ pub mod doc {
             "analytics",
             "Analytics over all of the caller's links",
         )
-        .security(api_key())
+        .keyed()
         .response(
             "200",
             respond("Analytics from rollups.")
                 .content("application/json", content(schema("GlobalAnalytics"), None)),
         )
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 
@@ -161,16 +153,12 @@ pub mod doc {
             "analytics",
             "Dashboard overview for the last 7 days",
         )
-        .security(api_key())
+        .keyed()
         .response(
             "200",
             respond("Overview from rollups.")
                 .content("application/json", content(schema("StatsOverview"), None)),
         )
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 }

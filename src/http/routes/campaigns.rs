@@ -190,33 +190,22 @@ pub mod doc {
     /// `GET /api/campaigns`
     pub fn list_campaigns() -> Operation {
         op("listCampaigns", "campaigns", "List the caller's campaigns")
-            .security(api_key())
+            .keyed()
             .response(
                 "200",
                 respond("The caller's campaigns.")
                     .content("application/json", content(array_of("Campaign"), None)),
             )
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
     /// `POST /api/campaigns`
     pub fn create_campaign() -> Operation {
-        op("createCampaign", "campaigns", "Create a campaign")
+        op("createCampaign", "campaigns", "Create a campaign").keyed().reads_body()
             .request_body(Some(json_body("CampaignCreate", true)))
-            .security(api_key())
             .response("201", respond("The created campaign.")
                 .content("application/json", content(schema("Campaign"), None)))
             .response("400", error("`name` missing, null, blank or over 200 characters, `description` over 2000 characters, text containing NUL, or malformed JSON.", "Campaign name is required"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("408", shared("RequestTimeout"))
-            .response("413", shared("PayloadTooLarge"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
@@ -227,17 +216,13 @@ pub mod doc {
             "campaigns",
             "Get one of the caller's campaigns",
         )
+        .keyed()
         .parameter(campaign_id_param())
-        .security(api_key())
         .response(
             "200",
             respond("The campaign.").content("application/json", content(schema("Campaign"), None)),
         )
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
         .response("404", shared("NotFound"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 
@@ -248,22 +233,17 @@ pub mod doc {
             "campaigns",
             "Change one of the caller's campaigns",
         )
+        .keyed()
+        .reads_body()
         .parameter(campaign_id_param())
         .request_body(Some(json_body("CampaignPatch", true)))
-        .security(api_key())
         .response(
             "200",
             respond("The updated campaign.")
                 .content("application/json", content(schema("Campaign"), None)),
         )
         .response("400", shared("BadRequest"))
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
         .response("404", shared("NotFound"))
-        .response("408", shared("RequestTimeout"))
-        .response("413", shared("PayloadTooLarge"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 
@@ -274,8 +254,8 @@ pub mod doc {
             "campaigns",
             "Delete one of the caller's campaigns",
         )
+        .keyed()
         .parameter(campaign_id_param())
-        .security(api_key())
         .response(
             "200",
             respond("Deleted; its links stay, unassigned.").content(
@@ -286,11 +266,7 @@ pub mod doc {
                 ),
             ),
         )
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
         .response("404", shared("NotFound"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 
@@ -301,15 +277,14 @@ pub mod doc {
             "campaigns",
             "Put one of the caller's links into one of the caller's campaigns",
         )
+        .keyed()
+        .reads_body()
         .request_body(Some(json_body("CampaignLinkRequest", true)))
-        .security(api_key())
         .response(
             "200",
             respond("The updated link.").content("application/json", content(schema("Link"), None)),
         )
         .response("400", shared("BadRequest"))
-        .response("401", shared("Unauthorized"))
-        .response("403", shared("Forbidden"))
         .response(
             "404",
             error(
@@ -317,10 +292,6 @@ pub mod doc {
                 "Campaign not found",
             ),
         )
-        .response("408", shared("RequestTimeout"))
-        .response("413", shared("PayloadTooLarge"))
-        .response("429", shared("KeyRateLimited"))
-        .response("503", shared("ServiceUnavailable"))
         .build()
     }
 }

@@ -368,19 +368,14 @@ pub mod doc {
 
     /// `POST /api/shorten`
     pub fn shorten_link() -> Operation {
-        op("shortenLink", "links", "Create a short link")
+        op("shortenLink", "links", "Create a short link").keyed().reads_body()
             .description(Some("Generated codes are 8 characters of `[A-Za-z0-9_-]`, collision-free. Title, description and favicon are fetched in the background."))
             .request_body(Some(json_body("ShortenRequest", true)))
-            .security(api_key())
             .response("201", respond("The created link. The `RateLimit-*` headers are those of the per-client-IP shorten limit.")
                 .content("application/json", content(schema("Link"), None))
                 .headers(&RATE_LIMIT))
             .response("400", error("Invalid input, e.g. `url` not an absolute http(s) URL or longer than 2048 characters, bad or reserved `customCode`, `Password required for protected links`, a password over 256 characters, `Expiration date required`, `Expiration date must be in the future`, `maxClicksPerMin` outside 1–1000000, `null` for a field that is not nullable, unknown `campaignId`.", "Password required for protected links"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("408", shared("RequestTimeout"))
             .response("409", shared("Conflict"))
-            .response("413", shared("PayloadTooLarge"))
             .response("429", error("Over the per-client-IP limit of 100 per 5 minutes (`RATE_LIMIT_SHORTEN_PER_5MIN`), or over the API key's own limit (`RATE_LIMIT_KEY_PER_MIN`, `RATE_LIMIT_KEY_PER_HOUR`).", "Too many links created from this IP, please try again later")
                 .headers(&RATE_LIMITED))
             .response("503", shared("PasswordChecksBusy"))
@@ -390,6 +385,7 @@ pub mod doc {
     /// `GET /api/links`
     pub fn list_links() -> Operation {
         op("listLinks", "links", "List the caller's links")
+            .keyed()
             .parameter(query_int("limit", "Page size, 1–500.", 1, 500, 100))
             .parameter(query_int(
                 "offset",
@@ -398,7 +394,6 @@ pub mod doc {
                 4611686018427387903,
                 0,
             ))
-            .security(api_key())
             .response(
                 "200",
                 respond("The caller's links, newest first.")
@@ -406,46 +401,32 @@ pub mod doc {
                     .header("X-Total-Count", header("X-Total-Count")),
             )
             .response("400", shared("BadRequest"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
     /// `GET /api/links/{id}`
     pub fn get_link() -> Operation {
         op("getLink", "links", "Get one of the caller's links")
+            .keyed()
             .parameter(link_id_param())
-            .security(api_key())
             .response(
                 "200",
                 respond("The link.").content("application/json", content(schema("Link"), None)),
             )
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
             .response("404", shared("NotFound"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
     /// `PATCH /api/links/{id}`
     pub fn update_link() -> Operation {
-        op("updateLink", "links", "Change one of the caller's links")
+        op("updateLink", "links", "Change one of the caller's links").keyed().reads_body()
             .description(Some("Changes the fields given; absent fields stay as they are. Redirects use the new state at once on the answering instance and within 1 s everywhere else."))
             .parameter(link_id_param())
             .request_body(Some(json_body("LinkPatch", true)))
-            .security(api_key())
             .response("200", respond("The updated link.")
                 .content("application/json", content(schema("Link"), None)))
             .response("400", shared("BadRequest"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
             .response("404", shared("NotFound"))
-            .response("408", shared("RequestTimeout"))
-            .response("413", shared("PayloadTooLarge"))
-            .response("429", shared("KeyRateLimited"))
             .response("503", shared("PasswordChecksBusy"))
             .build()
     }
@@ -453,11 +434,11 @@ pub mod doc {
     /// `DELETE /api/links/{id}`
     pub fn delete_link() -> Operation {
         op("deleteLink", "links", "Delete one of the caller's links")
+            .keyed()
             .description(Some(
                 "Redirects stop at once on the answering instance and within 1 s everywhere else.",
             ))
             .parameter(link_id_param())
-            .security(api_key())
             .response(
                 "200",
                 respond("Deleted.").content(
@@ -468,29 +449,21 @@ pub mod doc {
                     ),
                 ),
             )
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
             .response("404", shared("NotFound"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 
     /// `GET /api/top-links`
     pub fn list_top_links() -> Operation {
         op("listTopLinks", "links", "The caller's most-clicked links")
+            .keyed()
             .parameter(query_int("limit", "How many, 1–100.", 1, 100, 10))
-            .security(api_key())
             .response(
                 "200",
                 respond("The caller's links by clicks, descending.")
                     .content("application/json", content(array_of("Link"), None)),
             )
             .response("400", shared("BadRequest"))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 }

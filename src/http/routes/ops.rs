@@ -338,14 +338,9 @@ pub mod doc {
 
     /// `GET /api/system/health`
     pub fn get_system_health() -> Operation {
-        op("getSystemHealth", "operations", "Health of every component")
-            .security(api_key())
+        op("getSystemHealth", "operations", "Health of every component").keyed()
             .response("200", respond("API instances, database, cache, analytics worker and aggregator, from real checks and heartbeats.")
                 .content("application/json", content(array_of("SystemHealthEntry"), None)))
-            .response("401", shared("Unauthorized"))
-            .response("403", shared("Forbidden"))
-            .response("429", shared("KeyRateLimited"))
-            .response("503", shared("ServiceUnavailable"))
             .build()
     }
 

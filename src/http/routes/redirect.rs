@@ -389,93 +389,107 @@ pub mod doc {
 
     /// `GET /{code}`
     pub fn get_redirect() -> Operation {
-        op("getRedirect", "redirect", "Follow a short link")
-            .description(Some("Follows a short link. Codes `api`, `health`, `ready`, `metrics` and every other top-level path the router serves are reserved. A click records `{linkId, at, region, userAgent, referer}`; region comes from the `cf-ipcountry` header, else `UNKNOWN`."))
-            .parameter(code_param())
-            .parameter(xhr_param())
-            .parameter(x_requested_with_param())
-            .response("200", respond("Either the XHR form of the redirect (`X-Requested-With: XMLHttpRequest` or `?xhr=1`): `{\"redirect\": originalUrl}` with one click recorded; or, for a protected link when no `FRONTEND_URL` is configured, a small HTML password form that posts to `POST /api/verify/{code}`.")
-                .content("application/json", content(schema("Redirect"), Some(json!({"redirect": "https://example.com/page"}))))
-                .content("text/html", content(text(), None)))
-            .response("302", respond("Known, live link: `Location` is the originalUrl and exactly one click is recorded. Protected link: `Location` is `{FRONTEND_URL}/verify?code={code}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{FRONTEND_URL}/rate-limit?code={code}`.")
-                .header("Location", header("Location"))
-                .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store")))
-            .response("404", respond("Unknown code.")
-                .content("text/plain", content(text_const("Link not found"), Some(json!("Link not found")))))
-            .response("410", error("The link has expired (`isExpiring` and `expiresAt` past).", "Link has expired"))
-            .response("429", error("Per-link cap exceeded (`isRateLimited` and more than `maxClicksPerMin` clicks in the last 60 s) with no `FRONTEND_URL`, or over the per-client-IP limit of 1000 per minute.", "This link has reached its click limit, please try again later")
-                .headers(&RATE_LIMITED))
-            .response("503", error("PostgreSQL is unavailable and the link is not cached.", "Database unavailable, please retry shortly")
-                .header("Retry-After", header("Retry-After")))
-            .build()
+        redirect_operation("getRedirect", Visit::Get, Path::Short)
     }
 
     /// `HEAD /{code}`
     pub fn head_redirect() -> Operation {
-        op("headRedirect", "redirect", "Follow a short link (headers only)")
-            .description(Some("Follows a short link. Codes `api`, `health`, `ready`, `metrics` and every other top-level path the router serves are reserved. HEAD answers like GET without a body and records no click (it is a probe, not a visit). A GET's click records `{linkId, at, region, userAgent, referer}`; region comes from the `cf-ipcountry` header, else `UNKNOWN`."))
-            .parameter(code_param())
-            .parameter(xhr_param())
-            .parameter(x_requested_with_param())
-            .response("200", respond("The XHR form of the redirect, or the password form of a protected link (see GET); headers only, no click recorded."))
-            .response("302", respond("Known, live link: `Location` is the originalUrl and no click is recorded. Protected link: `Location` is `{FRONTEND_URL}/verify?code={code}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{FRONTEND_URL}/rate-limit?code={code}`.")
-                .header("Location", header("Location"))
-                .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store")))
-            .response("404", respond("Unknown code."))
-            .response("410", respond("The link has expired (`isExpiring` and `expiresAt` past)."))
-            .response("429", respond("Per-link cap exceeded (`isRateLimited` and more than `maxClicksPerMin` clicks in the last 60 s) with no `FRONTEND_URL`, or over the per-client-IP limit of 1000 per minute.")
-                .headers(&RATE_LIMITED))
-            .response("503", respond("PostgreSQL is unavailable and the link is not cached.")
-                .header("Retry-After", header("Retry-After")))
-            .build()
+        redirect_operation("headRedirect", Visit::Head, Path::Short)
     }
 
     /// `GET /api/{code}`
     pub fn get_api_redirect() -> Operation {
-        op("getApiRedirect", "redirect", "Follow a short link")
-            .description(Some("Same as `/{code}`, kept for old clients. A code that equals a path the router serves under `/api/` (e.g. `links`, `shorten`, `campaigns`, `health`) reaches that route instead; such a link is reachable at `/{code}`. Follows a short link. Codes `api`, `health`, `ready`, `metrics` and every other top-level path the router serves are reserved. A click records `{linkId, at, region, userAgent, referer}`; region comes from the `cf-ipcountry` header, else `UNKNOWN`."))
-            .parameter(code_param())
-            .parameter(xhr_param())
-            .parameter(x_requested_with_param())
-            .response("200", respond("Either the XHR form of the redirect (`X-Requested-With: XMLHttpRequest` or `?xhr=1`): `{\"redirect\": originalUrl}` with one click recorded; or, for a protected link when no `FRONTEND_URL` is configured, a small HTML password form that posts to `POST /api/verify/{code}`.")
-                .content("application/json", content(schema("Redirect"), Some(json!({"redirect": "https://example.com/page"}))))
-                .content("text/html", content(text(), None)))
-            .response("302", respond("Known, live link: `Location` is the originalUrl and exactly one click is recorded. Protected link: `Location` is `{FRONTEND_URL}/verify?code={code}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{FRONTEND_URL}/rate-limit?code={code}`.")
-                .header("Location", header("Location"))
-                .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store")))
-            .response("404", respond("Unknown code.")
-                .content("text/plain", content(text_const("Link not found"), Some(json!("Link not found")))))
-            .response("410", error("The link has expired (`isExpiring` and `expiresAt` past).", "Link has expired"))
-            .response("429", error("Per-link cap exceeded (`isRateLimited` and more than `maxClicksPerMin` clicks in the last 60 s) with no `FRONTEND_URL`, or over the per-client-IP limit of 1000 per minute.", "This link has reached its click limit, please try again later")
-                .headers(&RATE_LIMITED))
-            .response("503", error("PostgreSQL is unavailable and the link is not cached.", "Database unavailable, please retry shortly")
-                .header("Retry-After", header("Retry-After")))
-            .build()
+        redirect_operation("getApiRedirect", Visit::Get, Path::Api)
     }
 
     /// `HEAD /api/{code}`
     pub fn head_api_redirect() -> Operation {
-        op("headApiRedirect", "redirect", "Follow a short link (headers only)")
-            .description(Some("Same as `/{code}`, kept for old clients. A code that equals a path the router serves under `/api/` (e.g. `links`, `shorten`, `campaigns`, `health`) reaches that route instead; such a link is reachable at `/{code}`. Follows a short link. Codes `api`, `health`, `ready`, `metrics` and every other top-level path the router serves are reserved. HEAD answers like GET without a body and records no click (it is a probe, not a visit). A GET's click records `{linkId, at, region, userAgent, referer}`; region comes from the `cf-ipcountry` header, else `UNKNOWN`."))
+        redirect_operation("headApiRedirect", Visit::Head, Path::Api)
+    }
+
+    #[derive(PartialEq)]
+    enum Visit {
+        Get,
+        /// Answered like GET without a body, and no click recorded.
+        Head,
+    }
+
+    enum Path {
+        /// `/{code}`
+        Short,
+        /// `/api/{code}`, kept for old clients.
+        Api,
+    }
+
+    const FOLLOWS: &str = "Follows a short link. Codes `api`, `health`, `ready`, `metrics` and every other top-level path the router serves are reserved.";
+    const API_PATH: &str = "Same as `/{code}`, kept for old clients. A code that equals a path the router serves under `/api/` (e.g. `links`, `shorten`, `campaigns`, `health`) reaches that route instead; such a link is reachable at `/{code}`.";
+    const HEAD_PROBE: &str =
+        "HEAD answers like GET without a body and records no click (it is a probe, not a visit).";
+    const CLICK_RECORDS: &str = "click records `{linkId, at, region, userAgent, referer}`; region comes from the `cf-ipcountry` header, else `UNKNOWN`.";
+    const EXPIRED: &str = "The link has expired (`isExpiring` and `expiresAt` past).";
+    const CAPPED: &str = "Per-link cap exceeded (`isRateLimited` and more than `maxClicksPerMin` clicks in the last 60 s) with no `FRONTEND_URL`, or over the per-client-IP limit of 1000 per minute.";
+    const NO_DATABASE: &str = "PostgreSQL is unavailable and the link is not cached.";
+
+    /// The four redirect operations: GET or HEAD, on `/{code}` or `/api/{code}`.
+    fn redirect_operation(operation_id: &str, visit: Visit, path: Path) -> Operation {
+        let head = visit == Visit::Head;
+        let mut description = String::new();
+        if let Path::Api = path {
+            description.push_str(API_PATH);
+            description.push(' ');
+        }
+        description.push_str(FOLLOWS);
+        if head {
+            description.push(' ');
+            description.push_str(HEAD_PROBE);
+            description.push_str(" A GET's ");
+        } else {
+            description.push_str(" A ");
+        }
+        description.push_str(CLICK_RECORDS);
+        let recorded = if head {
+            "no click is recorded"
+        } else {
+            "exactly one click is recorded"
+        };
+        let summary = if head {
+            "Follow a short link (headers only)"
+        } else {
+            "Follow a short link"
+        };
+        let moved = respond(&format!("Known, live link: `Location` is the originalUrl and {recorded}. Protected link: `Location` is `{{FRONTEND_URL}}/verify?code={{code}}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{{FRONTEND_URL}}/rate-limit?code={{code}}`."))
+            .header("Location", header("Location"))
+            .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store"));
+        let operation = op(operation_id, "redirect", summary)
+            .description(Some(description))
             .parameter(code_param())
             .parameter(xhr_param())
             .parameter(x_requested_with_param())
-            .response("200", respond("The XHR form of the redirect, or the password form of a protected link (see GET); headers only, no click recorded."))
-            .response("302", respond("Known, live link: `Location` is the originalUrl and no click is recorded. Protected link: `Location` is `{FRONTEND_URL}/verify?code={code}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{FRONTEND_URL}/rate-limit?code={code}`.")
-                .header("Location", header("Location"))
-                .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store")))
-            .response("404", respond("Unknown code."))
-            .response("410", respond("The link has expired (`isExpiring` and `expiresAt` past)."))
-            .response("429", respond("Per-link cap exceeded (`isRateLimited` and more than `maxClicksPerMin` clicks in the last 60 s) with no `FRONTEND_URL`, or over the per-client-IP limit of 1000 per minute.")
-                .headers(&RATE_LIMITED))
-            .response("503", respond("PostgreSQL is unavailable and the link is not cached.")
-                .header("Retry-After", header("Retry-After")))
-            .build()
+            .response("302", moved);
+        let operation = if head {
+            operation
+                .response("200", respond("The XHR form of the redirect, or the password form of a protected link (see GET); headers only, no click recorded."))
+                .response("404", respond("Unknown code."))
+                .response("410", respond(EXPIRED))
+                .response("429", respond(CAPPED).headers(&RATE_LIMITED))
+                .response("503", respond(NO_DATABASE).header("Retry-After", header("Retry-After")))
+        } else {
+            operation
+                .response("200", respond("Either the XHR form of the redirect (`X-Requested-With: XMLHttpRequest` or `?xhr=1`): `{\"redirect\": originalUrl}` with one click recorded; or, for a protected link when no `FRONTEND_URL` is configured, a small HTML password form that posts to `POST /api/verify/{code}`.")
+                    .content("application/json", content(schema("Redirect"), Some(json!({"redirect": "https://example.com/page"}))))
+                    .content("text/html", content(text(), None)))
+                .response("404", respond("Unknown code.")
+                    .content("text/plain", content(text_const("Link not found"), Some(json!("Link not found")))))
+                .response("410", error(EXPIRED, "Link has expired"))
+                .response("429", error(CAPPED, "This link has reached its click limit, please try again later").headers(&RATE_LIMITED))
+                .response("503", error(NO_DATABASE, "Database unavailable, please retry shortly").header("Retry-After", header("Retry-After")))
+        };
+        operation.build()
     }
 
     /// `POST /api/verify/{code}`
     pub fn verify_link() -> Operation {
-        op("verifyLink", "redirect", "Unlock a password-protected link")
+        op("verifyLink", "redirect", "Unlock a password-protected link").reads_body()
             .description(Some("Unlocks a protected link with its password. An unprotected link answers 200 with the redirect and needs no password (and no body). Wrong passwords are throttled per link and client and per link; only one check per link and client runs at a time."))
             .parameter(code_param())
             .request_body(Some(json_body("VerifyRequest", false)))
@@ -484,9 +498,7 @@ pub mod doc {
             .response("400", error("The link is protected and `password` is missing, null or empty; or the body is not a JSON object, or malformed JSON.", "Password required"))
             .response("403", error("Wrong password.", "Incorrect password"))
             .response("404", error("Unknown code.", "Link not found"))
-            .response("408", shared("RequestTimeout"))
             .response("410", error("The link has expired.", "Link has expired"))
-            .response("413", shared("PayloadTooLarge"))
             .response("429", error("Per-link cap exceeded; too many wrong passwords (per link and client, and per link); another password check for this link from this client is still in flight (`Retry-After: 1`); or over the per-client-IP limit of 1000 per minute.", "Too many wrong passwords, please try again later")
                 .headers(&RATE_LIMITED))
             .response("503", shared("PasswordChecksBusy"))
