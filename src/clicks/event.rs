@@ -149,8 +149,12 @@ impl ClickEvent {
         let at_ms: i64 = get("at")?
             .parse()
             .map_err(|_| InvalidEvent("field `at` is not a millisecond timestamp".to_string()))?;
-        if chrono::DateTime::from_timestamp_millis(at_ms).is_none() {
-            return Err(InvalidEvent("field `at` is out of range".to_string()));
+        // From 2000-01-01 to the end of 9999 UTC: every click the API stamps, and always
+        // storable (PostgreSQL's timestamps end before chrono's do at the far past).
+        if !(946_684_800_000..253_402_300_800_000).contains(&at_ms) {
+            return Err(InvalidEvent(
+                "field `at` is out of range (2000-01-01 to 9999-12-31 UTC)".to_string(),
+            ));
         }
         let latency_us: u32 = get("lat")?.parse().map_err(|_| {
             InvalidEvent("field `lat` is not a whole number of microseconds".to_string())
@@ -336,8 +340,8 @@ pub(crate) fn sample_event(at_ms: i64) -> ClickEvent {
 mod tests {
     use super::*;
 
-    fn ev(n: i64) -> ClickEvent {
-        sample_event(n)
+    fn ev(at_ms: i64) -> ClickEvent {
+        sample_event(at_ms)
     }
 
     #[test]
@@ -352,6 +356,11 @@ mod tests {
         for (field, bad) in [
             ("id", "x"),
             ("at", "soon"),
+            // chrono reads both, PostgreSQL stores neither (before 4713 BC) or no click
+            // has them (before 2000): they would stop the worker's COPY on every retry.
+            ("at", "-220000000000000"),
+            ("at", "0"),
+            ("at", "253402300800000"),
             ("kind", "visit"),
             ("lat", "-1"),
             ("ip", "nope"),
@@ -432,7 +441,11 @@ mod tests {
 
     #[test]
     fn a_bad_record_names_itself_and_spares_the_others() {
-        let events = vec![ev(1), ev(2), ev(3)];
+        let events = vec![
+            ev(1_700_000_000_001),
+            ev(1_700_000_000_002),
+            ev(1_700_000_000_003),
+        ];
         let mut fields = packed(&events);
         let broken = pack(&events).replacen(&events[1].id.to_string(), "not-a-uuid", 1);
         fields[2].1 = broken;
