@@ -29,7 +29,7 @@ pub const GROUP: &str = Process::Aggregator.group();
 /// The offset row in `stream_offsets`.
 pub const OFFSET_NAME: &str = "aggregator";
 
-/// Additions to one rollup row.
+/// Additions to one hourly rollup row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupDelta {
     pub link_id: Uuid,
@@ -41,12 +41,34 @@ pub struct RollupDelta {
     pub latency_us_sum: i64,
 }
 
+/// Additions to one all-time rollup row (link × region × device class).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalDelta {
+    pub link_id: Uuid,
+    pub region: String,
+    pub device_class: String,
+    pub clicks: i64,
+    pub gated: i64,
+    pub latency_us_sum: i64,
+}
+
+/// Additions to one daily rollup row (link × UTC day × region).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyDelta {
+    pub link_id: Uuid,
+    pub day: chrono::NaiveDate,
+    pub region: String,
+    pub clicks: i64,
+}
+
 /// A rollup row's identity (link, hour start in ms, region, device class) and its sums
 /// (clicks, gated visits, latency in µs).
 type RollupKey<'a> = (Uuid, i64, &'a str, &'static str);
 type RollupSums = (i64, i64, i64);
 
-/// Sums a batch into rollup rows (link × hour × region × device class) and per-link clicks.
+/// Sums a batch into hourly rollup rows (link × hour × region × device class) and per-link
+/// clicks. Every link with a rollup row is in the second list, with 0 when only gated visits
+/// were seen (the store locks each of them against deletion while it writes their rows).
 pub fn aggregate(events: &[Enriched], count_bots: bool) -> (Vec<RollupDelta>, Vec<(Uuid, i64)>) {
     let mut rollups: HashMap<RollupKey<'_>, RollupSums> = HashMap::new();
     let mut links: HashMap<Uuid, i64> = HashMap::new();
@@ -60,10 +82,11 @@ pub fn aggregate(events: &[Enriched], count_bots: bool) -> (Vec<RollupDelta>, Ve
         let r = rollups
             .entry((e.event.link_id, hour, e.region.as_str(), e.device_class))
             .or_default();
+        let link = links.entry(e.event.link_id).or_default();
         if click {
             r.0 += 1;
             r.2 += e.event.latency_us as i64;
-            *links.entry(e.event.link_id).or_default() += 1;
+            *link += 1;
         } else {
             r.1 += 1;
         }
@@ -83,6 +106,48 @@ pub fn aggregate(events: &[Enriched], count_bots: bool) -> (Vec<RollupDelta>, Ve
         )
         .collect();
     (rollups, links.into_iter().collect())
+}
+
+/// The all-time rows the hourly deltas add to.
+pub fn totals<'a>(hourly: impl IntoIterator<Item = &'a RollupDelta>) -> Vec<TotalDelta> {
+    let mut sums: HashMap<(Uuid, &str, &str), RollupSums> = HashMap::new();
+    for r in hourly {
+        let s = sums
+            .entry((r.link_id, r.region.as_str(), r.device_class.as_str()))
+            .or_default();
+        s.0 += r.clicks;
+        s.1 += r.gated;
+        s.2 += r.latency_us_sum;
+    }
+    sums.into_iter()
+        .map(|((link_id, region, device), (clicks, gated, lat))| TotalDelta {
+            link_id,
+            region: region.to_string(),
+            device_class: device.to_string(),
+            clicks,
+            gated,
+            latency_us_sum: lat,
+        })
+        .collect()
+}
+
+/// The daily rows (UTC days) the hourly deltas add clicks to (a day of gated visits alone
+/// gets its row too, with 0 clicks, as the hourly rows do).
+pub fn daily<'a>(hourly: impl IntoIterator<Item = &'a RollupDelta>) -> Vec<DailyDelta> {
+    let mut sums: HashMap<(Uuid, chrono::NaiveDate, &str), i64> = HashMap::new();
+    for r in hourly {
+        *sums
+            .entry((r.link_id, r.bucket.date_naive(), r.region.as_str()))
+            .or_default() += r.clicks;
+    }
+    sums.into_iter()
+        .map(|((link_id, day, region), clicks)| DailyDelta {
+            link_id,
+            day,
+            region: region.to_string(),
+            clicks,
+        })
+        .collect()
 }
 
 /// What [`apply`] committed.
@@ -249,6 +314,58 @@ mod tests {
     }
 
     const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+    #[test]
+    fn hourly_rows_fold_into_all_time_and_daily_rows() {
+        let a = Uuid::now_v7();
+        let day = 1_700_006_400_000 / 86_400_000 * 86_400_000; // a UTC midnight
+        let events = vec![
+            ev(a, day + 10, "US", ClickKind::Click, BROWSER),
+            ev(a, day + 3_600_000, "US", ClickKind::Click, BROWSER),
+            ev(a, day + 7_200_000, "DE", ClickKind::Click, BROWSER),
+            ev(a, day + 86_400_000, "US", ClickKind::Click, BROWSER),
+            ev(a, day + 2 * 86_400_000, "FR", ClickKind::Gated, BROWSER),
+        ];
+        let (hourly, links) = aggregate(&events, false);
+        assert_eq!(hourly.len(), 5);
+        assert_eq!(links, vec![(a, 4)]);
+        let mut totals: Vec<(String, i64, i64, i64)> = totals(&hourly)
+            .into_iter()
+            .map(|t| (t.region, t.clicks, t.gated, t.latency_us_sum))
+            .collect();
+        totals.sort();
+        assert_eq!(
+            totals,
+            vec![
+                ("DE".to_string(), 1, 0, 1000),
+                ("FR".to_string(), 0, 1, 0),
+                ("US".to_string(), 3, 0, 3000),
+            ]
+        );
+        let first = DateTime::from_timestamp_millis(day).expect("day").date_naive();
+        let mut daily: Vec<(i64, String, i64)> = daily(&hourly)
+            .into_iter()
+            .map(|d| ((d.day - first).num_days(), d.region, d.clicks))
+            .collect();
+        daily.sort();
+        assert_eq!(
+            daily,
+            vec![
+                (0, "DE".to_string(), 1),
+                (0, "US".to_string(), 2),
+                (1, "US".to_string(), 1),
+                (2, "FR".to_string(), 0),
+            ],
+            "a day of gated visits alone keeps its row, with 0 clicks"
+        );
+    }
+
+    #[test]
+    fn a_link_with_gated_visits_only_is_listed_with_no_clicks() {
+        let a = Uuid::now_v7();
+        let (_, links) = aggregate(&[ev(a, 0, "US", ClickKind::Gated, BROWSER)], false);
+        assert_eq!(links, vec![(a, 0)]);
+    }
 
     #[test]
     fn a_batch_sums_into_hourly_rollups_and_link_counts() {

@@ -143,9 +143,9 @@ pub struct Consumer {
     /// was seen to lose the delivery record while keeping the group's position.
     /// Shared, not copied: handing it out again costs a reference count.
     in_flight: Option<Arc<Vec<StreamEntry>>>,
-    /// Clicks per entry in the last batch, on average: reads ask for `batch_size` / this
-    /// many entries, so a step holds about `PIPELINE_BATCH_SIZE` clicks whether entries are
-    /// packed (up to 2000 clicks) or not (one).
+    /// Clicks per entry in the last batch, on average: reads ask for the group's batch size
+    /// (`PIPELINE_BATCH_SIZE`, `AGGREGATOR_BATCH_SIZE`) / this many entries, so a step holds
+    /// about that many clicks whether entries are packed (up to 2000 clicks) or not (one).
     clicks_per_entry: usize,
     /// The last read of new entries got fewer than it asked for: the stream is caught up.
     caught_up: bool,
@@ -189,6 +189,25 @@ impl Consumer {
         self.caught_up
     }
 
+    /// Clicks this consumer's group handles per step, about: the aggregator folds many more
+    /// into one transaction than the worker writes in one.
+    pub fn batch_size(&self, config: &PipelineConfig) -> usize {
+        if self.group == Process::Aggregator.group() {
+            config.aggregate_batch_size
+        } else {
+            config.batch_size
+        }
+    }
+
+    /// The least time from the start of a step that caught up to the start of the next.
+    pub fn pace(&self, config: &PipelineConfig) -> Duration {
+        if self.group == Process::Aggregator.group() {
+            config.aggregate_window
+        } else {
+            config.linger
+        }
+    }
+
     /// Entries to ask for in one read.
     fn read_count(&self, batch_size: usize) -> usize {
         (batch_size / self.clicks_per_entry).clamp(1, batch_size.max(1))
@@ -229,7 +248,7 @@ impl Consumer {
         &mut self,
         p: &Pipeline<L, S>,
     ) -> Result<Vec<StreamEntry>, LogError> {
-        let count = self.read_count(p.config.batch_size);
+        let count = self.read_count(self.batch_size(&p.config));
         if self.recovering && !self.claimed {
             p.stream.claim_all_pending(self.group, &self.name).await?;
             self.claimed = true;
@@ -330,6 +349,7 @@ pub async fn run_loop<L: ClickLog, S: ClickStore>(
     let mut in_outage = false;
     while !shutdown.is_triggered() {
         p.liveness.beat();
+        let began = std::time::Instant::now();
         match step(p, consumer).await {
             Ok(outcome) => {
                 if in_outage {
@@ -337,15 +357,19 @@ pub async fn run_loop<L: ClickLog, S: ClickStore>(
                     in_outage = false;
                 }
                 backoff = Duration::from_millis(100);
-                // A small batch that emptied the stream: let clicks gather for the next one.
-                // Per click, one step of a few clicks costs PostgreSQL several times what one
-                // of thousands does (statements, commit, WAL flush); lag stays under a second.
-                if let StepOutcome::Processed(n) = outcome {
-                    if n < p.config.batch_size / 4
-                        && consumer.is_caught_up()
-                        && !p.config.linger.is_zero()
-                        && !p.backoff(p.config.linger, &shutdown).await
-                    {
+                // A step that caught up with the stream: let clicks gather for the next one,
+                // which starts one pace after this one began. Per click, a step of a few
+                // clicks costs PostgreSQL several times what one of thousands does
+                // (statements, commit, WAL flush), and the aggregator writes a link's row
+                // once per step however many of its clicks the step holds. A backlog is
+                // read in full batches without pause.
+                let pace = consumer.pace(&p.config);
+                if matches!(outcome, StepOutcome::Processed(_))
+                    && consumer.is_caught_up()
+                    && !pace.is_zero()
+                {
+                    let rest = pace.saturating_sub(began.elapsed());
+                    if !rest.is_zero() && !p.backoff(rest, &shutdown).await {
                         break;
                     }
                 }

@@ -223,12 +223,16 @@ declare! {
     /// IP:PORT addresses the metadata fetcher may reach even though private.
     METADATA_ALLOWLIST: Metadata, Text("comma-separated IP:PORT addresses"), Unset;
 
-    /// Worker/aggregator: clicks per step, about.
+    /// Worker: clicks per step, about.
     PIPELINE_BATCH_SIZE: Pipeline, Number { min: 1, max: 100_000 }, Value("5000");
     /// Worker/aggregator: how long a read waits for new entries when idle (ms).
     PIPELINE_POLL_MS: Pipeline, Number { min: 1, max: 60_000 }, Value("500");
-    /// Worker/aggregator: wait after a small step that caught up, so clicks gather (ms).
+    /// Worker: a step that caught up is followed by the next one no sooner than this (ms).
     PIPELINE_LINGER_MS: Pipeline, Number { min: 0, max: 10_000 }, Value("200");
+    /// Aggregator: most clicks folded into one transaction.
+    AGGREGATOR_BATCH_SIZE: Pipeline, Number { min: 1, max: 1_000_000 }, Value("50000");
+    /// Aggregator: a step that caught up is followed by the next one no sooner than this (ms).
+    AGGREGATOR_WINDOW_MS: Pipeline, Number { min: 0, max: 10_000 }, Value("1000");
     /// Raw click events older than this many days are deleted (rollups are kept).
     CLICK_RETENTION_DAYS: Pipeline, Number { min: 1, max: 36_500 }, Value("90");
     /// Whether clicks flagged as bots count in links.clicks and rollups.

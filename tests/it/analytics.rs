@@ -1,6 +1,7 @@
 //! Analytics over HTTP: `GET /api/analytics/{code}`, `GET /api/analytics/global` and `GET
 //! /api/stats/overview`. They answer from the rollups, which the click pipeline
-//! fills later; here the rollup rows are written with SQL, so every number in the answers is
+//! fills later; here the rollup rows are written by the aggregator's own store call from fixed
+//! numbers (not from clicks), so every number in the answers is
 //! known exactly (the **fix**: real numbers, never placeholders) and the owner scoping can be
 //! checked: another key's rollups never leak into a caller's numbers.
 //!
@@ -12,6 +13,10 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+use boltlink::clicks::aggregator::RollupDelta;
+use boltlink::clicks::offset::StreamId;
+use boltlink::clicks::ports::ClickStore;
 
 use crate::support::{code_of, error_message, TestApp};
 
@@ -52,23 +57,27 @@ async fn insert_rollups(app: &TestApp, codes: &[(&'static str, String)], rows: &
             .find(|(n, _)| n == name)
             .unwrap_or_else(|| panic!("fixture link {name}"))
             .1;
-        let (link_id, owner) = link_ids(app, code).await;
-        sqlx::query(
-            "INSERT INTO click_rollups_hourly \
-             (link_id, owner_key_id, bucket, region, device_class, clicks, gated, latency_us_sum) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(link_id)
-        .bind(owner)
-        .bind(bucket(*days_back))
-        .bind(region)
-        .bind(device)
-        .bind(clicks)
-        .bind(gated)
-        .bind(latency)
-        .execute(&app.db)
-        .await
-        .expect("insert rollup row");
+        let (link_id, _owner) = link_ids(app, code).await;
+        // Through the aggregator's own write, so the hourly, daily and all-time rows and
+        // links.clicks agree as they do in production.
+        let row = RollupDelta {
+            link_id,
+            bucket: bucket(*days_back),
+            region: region.to_string(),
+            device_class: device.to_string(),
+            clicks: *clicks,
+            gated: *gated,
+            latency_us_sum: *latency,
+        };
+        app.store
+            .apply_aggregates(
+                "analytics-fixture",
+                StreamId::default(),
+                &[row],
+                &[(link_id, *clicks)],
+            )
+            .await
+            .expect("insert rollup row");
     }
 }
 

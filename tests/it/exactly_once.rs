@@ -115,6 +115,7 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
         ),
         ("PIPELINE_POLL_MS", "100".to_string()),
         ("PIPELINE_BATCH_SIZE", "500".to_string()),
+        ("AGGREGATOR_BATCH_SIZE", "500".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -18,8 +18,16 @@ use crate::support::{config_map, ClickTotals, TestApp};
 const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
 
 async fn pipeline_for(app: &TestApp, overrides: &[(&str, &str)]) -> Pipeline {
-    let mut o = vec![("PIPELINE_POLL_MS", "20"), ("PIPELINE_BATCH_SIZE", "7")];
+    let mut o = vec![
+        ("PIPELINE_POLL_MS", "20"),
+        ("PIPELINE_BATCH_SIZE", "7"),
+        ("AGGREGATOR_BATCH_SIZE", "7"),
+    ];
     o.extend_from_slice(overrides);
+    // Both consumers take steps of the same small size: the tests exercise many steps.
+    if let Some(&(_, size)) = overrides.iter().find(|(k, _)| *k == "PIPELINE_BATCH_SIZE") {
+        o.push(("AGGREGATOR_BATCH_SIZE", size));
+    }
     let config = Config::from_map(&config_map(
         &app.database_url,
         &app.redis_url,
@@ -228,6 +236,69 @@ async fn n_events_in_give_exact_rows_rollups_and_link_counts_out() {
     assert_eq!(analytics["summary"]["topRegion"], "US");
     assert_eq!(analytics["summary"]["topDevice"], "desktop");
     assert_eq!(analytics["summary"]["avgLatency"], 1.5);
+}
+
+#[tokio::test]
+async fn clicks_of_a_link_deleted_before_counting_are_skipped_and_the_rest_counted() {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    let kept = app
+        .shorten(&key, json!({"url": "https://example.com/kept"}))
+        .await;
+    let gone = app
+        .shorten(&key, json!({"url": "https://example.com/gone"}))
+        .await;
+    let gated_only = app
+        .shorten(&key, json!({"url": "https://example.com/gated"}))
+        .await;
+    let owner = owner_of(&app, &kept).await;
+    let p = pipeline_for(&app, &[("PIPELINE_BATCH_SIZE", "1000")]).await;
+    let mut events = clicks(&kept, owner, 4);
+    events.extend(clicks(&gone, owner, 3));
+    events.push(event(&gone, owner, "US", ClickKind::Gated));
+    events.push(event(&gated_only, owner, "FR", ClickKind::Gated));
+    append(&p, events).await;
+    let res = app
+        .delete_with_key(
+            &format!("/api/links/{}", gone["id"].as_str().expect("id")),
+            &key,
+        )
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 200);
+
+    // One step holds all of them: the deleted link's rows must not fail the transaction.
+    assert_eq!(drain_aggregator(&p).await, 9);
+    assert_eq!(
+        app.click_totals().await,
+        ClickTotals {
+            links: 4,
+            rollups: 4,
+            gated: 1,
+            raw: 0
+        }
+    );
+    let gone_rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM click_rollups_hourly WHERE link_id = $1::uuid) \
+         + (SELECT count(*) FROM click_rollups_total WHERE link_id = $1::uuid) \
+         + (SELECT count(*) FROM click_rollups_daily WHERE link_id = $1::uuid)",
+    )
+    .bind(gone["id"].as_str().expect("id"))
+    .fetch_one(&app.db)
+    .await
+    .expect("rows");
+    assert_eq!(gone_rows, 0, "no rollup rows for a deleted link");
+    let gated: (i64, i64) = sqlx::query_as(
+        "SELECT clicks, (SELECT gated FROM click_rollups_total WHERE link_id = l.id) \
+         FROM links l WHERE id = $1::uuid",
+    )
+    .bind(gated_only["id"].as_str().expect("id"))
+    .fetch_one(&app.db)
+    .await
+    .expect("gated-only link");
+    assert_eq!(gated, (0, 1), "a gated visit adds to rollups, not to clicks");
+    assert_eq!(pending(&app, "aggregator").await, 0);
 }
 
 #[tokio::test]
@@ -575,7 +646,11 @@ async fn a_batch_whose_write_failed_is_counted_before_anything_newer() {
         &via_proxy,
         &app.redis_url,
         &app.prefix,
-        &[("PIPELINE_POLL_MS", "20"), ("PIPELINE_BATCH_SIZE", "100")],
+        &[
+            ("PIPELINE_POLL_MS", "20"),
+            ("PIPELINE_BATCH_SIZE", "100"),
+            ("AGGREGATOR_BATCH_SIZE", "100"),
+        ],
     ))
     .expect("config");
     let p = boltlink::pipeline::build(&config).expect("pipeline");
