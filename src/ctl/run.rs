@@ -79,11 +79,18 @@ struct Supervised {
     restarts: u32,
 }
 
+/// The niceness of the worker and the aggregator, as their units set it (`Nice=`): when the
+/// CPUs are busy, redirects come first and the click stream absorbs the difference.
+pub const BACKGROUND_NICE: &str = "5";
+
 fn spawn_one(listener: &std::net::TcpListener, unit: &Supervised) -> anyhow::Result<Child> {
     let mut cmd = if unit.shares_socket {
         crate::daemon::systemd::spawn_with_listener(listener, &unit.program)?
     } else {
-        std::process::Command::new(&unit.program)
+        // nice(1) execs the program in its own process: same pid, lower priority.
+        let mut cmd = std::process::Command::new("nice");
+        cmd.args(["-n", BACKGROUND_NICE]).arg(&unit.program);
+        cmd
     };
     cmd.env(crate::config::vars::BOLTLINK_INSTANCE.name, &unit.name);
     cmd.spawn()

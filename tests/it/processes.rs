@@ -506,3 +506,89 @@ async fn the_daemons_answer_help_and_version_and_refuse_arguments_without_starti
         );
     }
 }
+
+/// `(ppid, command name, niceness)` of a process, from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(u32, String, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (comm) STATE PPID ...": the name may hold spaces, so split at its parentheses.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
+    // After the name: state (field 3), ppid (4), ... nice (19).
+    Some((rest[1].parse().ok()?, comm, rest[16].parse().ok()?))
+}
+
+#[tokio::test]
+async fn boltlinkctl_run_starts_the_worker_and_aggregator_at_a_lower_priority_than_the_api() {
+    const CTL_BIN: &str = env!("CARGO_BIN_EXE_boltlinkctl");
+    let database = TestDatabase::create().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut ctl = Command::new(CTL_BIN)
+        .args(["run", "--instances", "1"])
+        .env("DATABASE_URL", database.url())
+        .env("REDIS_URL", redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("t{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("BOLTLINK_ENV_FILE", "/dev/null")
+        .env("METADATA_FETCH", "false")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("boltlinkctl run");
+    let children = || -> Vec<(String, i64)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some((ppid, comm, nice)) = proc_stat(pid) {
+                if ppid == ctl.id() {
+                    found.push((comm, nice));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = children();
+    // The names the kernel keeps (15 bytes), once nice(1) has exec'd the programs.
+    let want = ["boltlink-aggreg", "boltlink-api", "boltlink-worker"];
+    while seen.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>() != want {
+        assert!(Instant::now() < deadline, "children of boltlinkctl run: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = children();
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &ctl.id().to_string()])
+        .status();
+    let stop_deadline = Instant::now() + Duration::from_secs(15);
+    while ctl.try_wait().expect("wait").is_none() {
+        if Instant::now() > stop_deadline {
+            let _ = ctl.kill();
+            panic!("boltlinkctl run did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Relative to this test's own niceness (a CI runner may itself run niced).
+    let base = proc_stat(std::process::id()).expect("own stat").2;
+    let lower: i64 = boltlink::ctl::run::BACKGROUND_NICE.parse().expect("number");
+    assert!(lower > 0);
+    let background = (base + lower).min(19);
+    assert_eq!(
+        seen,
+        vec![
+            ("boltlink-aggreg".to_string(), background),
+            ("boltlink-api".to_string(), base),
+            ("boltlink-worker".to_string(), background),
+        ]
+    );
+}
