@@ -368,10 +368,42 @@ pub struct RedirectTarget {
     pub expires_at_ms: Option<i64>,
     pub is_rate_limited: bool,
     pub max_clicks_per_min: u32,
+    /// `url` as a `Location` header value, built by the first redirect and shared by every
+    /// later one (a cached target lives in an `Arc`): no validation or copy per request.
+    #[serde(skip)]
+    pub location: LocationHeader,
 }
 
 impl RedirectTarget {
     pub fn is_expired_at(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_some_and(|e| e <= now_ms)
+    }
+
+    /// `url` as a `Location` header value; `None` if it cannot be one (never for a URL that
+    /// passed validation and [`location_of`], but a cache holds what it was given).
+    pub fn location(&self) -> Option<&http::HeaderValue> {
+        self.location
+            .0
+            .get_or_init(|| http::HeaderValue::from_str(&self.url).ok())
+            .as_ref()
+    }
+}
+
+/// A lazily built header value that is derived from the other fields, so it takes no part in
+/// comparisons, debugging output or serialisation.
+#[derive(Clone, Default)]
+pub struct LocationHeader(std::sync::OnceLock<Option<http::HeaderValue>>);
+
+impl PartialEq for LocationHeader {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LocationHeader {}
+
+impl std::fmt::Debug for LocationHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocationHeader")
     }
 }

@@ -18,9 +18,8 @@
 //!
 //! Sharded std `Mutex`es: held for a hash-map operation only, never across `.await`.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,8 +45,14 @@ struct Entry {
     stale_until: Instant,
 }
 
+/// Entries of one shard: codes come from request paths, so the hash is keyed with a random
+/// seed per map, and fast (it runs on every redirect).
+type Shard = HashMap<Box<str>, Entry, foldhash::fast::RandomState>;
+
 pub struct LocalLinkCache {
-    shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
+    /// Picks a code's shard; its own seed, independent of the maps'.
+    shard_of: foldhash::fast::RandomState,
+    shards: Vec<Mutex<Shard>>,
     max_per_shard: usize,
     /// Moves on every invalidation, clear and cut-back.
     epoch: AtomicU64,
@@ -58,7 +63,8 @@ pub struct LocalLinkCache {
 impl LocalLinkCache {
     pub fn new(max_entries: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shard_of: foldhash::fast::RandomState::default(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             max_per_shard: (max_entries / SHARDS).max(16),
             epoch: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
@@ -99,10 +105,8 @@ impl LocalLinkCache {
         }
     }
 
-    fn shard(&self, code: &str) -> &Mutex<HashMap<Box<str>, Entry>> {
-        let mut h = DefaultHasher::new();
-        code.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, code: &str) -> &Mutex<Shard> {
+        &self.shards[(self.shard_of.hash_one(code) as usize) % SHARDS]
     }
 
     pub fn get(&self, code: &str, now: Instant) -> LocalLookup {
@@ -183,6 +187,7 @@ mod tests {
             expires_at_ms: None,
             is_rate_limited: false,
             max_clicks_per_min: 100,
+            location: Default::default(),
         })
     }
 

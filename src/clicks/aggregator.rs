@@ -120,14 +120,16 @@ pub fn totals<'a>(hourly: impl IntoIterator<Item = &'a RollupDelta>) -> Vec<Tota
         s.2 += r.latency_us_sum;
     }
     sums.into_iter()
-        .map(|((link_id, region, device), (clicks, gated, lat))| TotalDelta {
-            link_id,
-            region: region.to_string(),
-            device_class: device.to_string(),
-            clicks,
-            gated,
-            latency_us_sum: lat,
-        })
+        .map(
+            |((link_id, region, device), (clicks, gated, lat))| TotalDelta {
+                link_id,
+                region: region.to_string(),
+                device_class: device.to_string(),
+                clicks,
+                gated,
+                latency_us_sum: lat,
+            },
+        )
         .collect()
 }
 
@@ -342,7 +344,9 @@ mod tests {
                 ("US".to_string(), 3, 0, 3000),
             ]
         );
-        let first = DateTime::from_timestamp_millis(day).expect("day").date_naive();
+        let first = DateTime::from_timestamp_millis(day)
+            .expect("day")
+            .date_naive();
         let mut daily: Vec<(i64, String, i64)> = daily(&hourly)
             .into_iter()
             .map(|d| ((d.day - first).num_days(), d.region, d.clicks))

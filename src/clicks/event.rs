@@ -37,6 +37,14 @@ impl ClickKind {
     }
 }
 
+/// A fresh UUIDv7 for a click stamped `at_ms`: that millisecond and 74 random bits from the
+/// thread's generator. `Uuid::now_v7` reads the clock again and asks the kernel for random
+/// bytes (a `getrandom` system call) on every click; the redirect already has the time.
+pub fn event_id(at_ms: i64) -> Uuid {
+    let random: [u8; 10] = rand::random();
+    uuid::Builder::from_unix_timestamp_millis(at_ms.max(0) as u64, &random).into_uuid()
+}
+
 /// One visit, as appended to the stream. `id` is unique per event so consumers can drop
 /// duplicates (a batch resent after an ambiguous Redis failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +350,21 @@ mod tests {
 
     fn ev(at_ms: i64) -> ClickEvent {
         sample_event(at_ms)
+    }
+
+    #[test]
+    fn event_ids_are_version_7_carry_their_millisecond_and_differ() {
+        let at = 1_700_000_000_123;
+        let a = event_id(at);
+        let b = event_id(at);
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.get_version_num(), 7);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            let (secs, nanos) = id.get_timestamp().expect("v7 timestamp").to_unix();
+            assert_eq!(secs as i64 * 1000 + (nanos / 1_000_000) as i64, at);
+        }
+        assert!(event_id(at + 1) > a, "ordered by millisecond");
     }
 
     #[test]

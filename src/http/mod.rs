@@ -40,6 +40,23 @@ pub const SECURITY_HEADERS: [(&str, &str); 3] = [
     ),
 ];
 
+/// [`SECURITY_HEADERS`] parsed once: inserting them costs no parsing or allocation per
+/// response (every name is one of the `http` crate's standard headers, every value static).
+fn security_headers() -> &'static [(header::HeaderName, HeaderValue)] {
+    static PARSED: OnceLock<Vec<(header::HeaderName, HeaderValue)>> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        SECURITY_HEADERS
+            .iter()
+            .map(|(name, value)| {
+                (
+                    header::HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    })
+}
+
 /// Path parameter of a matched route (`code` or `id`).
 pub struct PathParam(pub String);
 
@@ -63,9 +80,16 @@ fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
 /// A request id of this process: a random prefix per process and a counter.
 pub fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<String> = OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| format!("{:08x}", rand::random::<u32>()));
+    let prefix = PREFIX.get_or_init(|| format!("{:08x}-", rand::random::<u32>()));
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}-{n:x}"))
+    // One allocation, no formatting machinery: this runs on every request.
+    let mut id = Vec::with_capacity(prefix.len() + 16);
+    id.extend_from_slice(prefix.as_bytes());
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        id.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(id))
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
@@ -160,8 +184,8 @@ fn decorate(
     method: &Method,
 ) {
     let h = resp.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        h.insert(name, HeaderValue::from_static(value));
+    for (name, value) in security_headers() {
+        h.insert(name.clone(), value.clone());
     }
     h.insert("x-request-id", rid);
     let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
@@ -211,5 +235,46 @@ mod tests {
         let insane = HeaderValue::from_static("has spaces and <tags>");
         assert_ne!(request_id(Some(&insane)), insane);
         assert_ne!(request_id(None), request_id(None));
+    }
+
+    #[test]
+    fn generated_request_ids_are_the_process_prefix_and_the_counter_in_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        let (pa, na) = a
+            .to_str()
+            .expect("ascii")
+            .split_once('-')
+            .expect("prefix-n");
+        let (pb, nb) = b
+            .to_str()
+            .expect("ascii")
+            .split_once('-')
+            .expect("prefix-n");
+        assert_eq!(pa, pb);
+        assert_eq!(pa.len(), 8);
+        assert!(pa.bytes().all(|c| c.is_ascii_hexdigit()));
+        let na = u64::from_str_radix(na, 16).expect("hex");
+        let nb = u64::from_str_radix(nb, 16).expect("hex");
+        assert!(nb > na, "{na} then {nb}");
+        // The counter's digits at the edges: 0, one digit, and all sixteen.
+        REQUEST_COUNTER.store(u64::MAX, Ordering::Relaxed);
+        assert!(new_request_id()
+            .to_str()
+            .expect("ascii")
+            .ends_with("-ffffffffffffffff"));
+        assert!(new_request_id().to_str().expect("ascii").ends_with("-0"));
+        assert!(new_request_id().to_str().expect("ascii").ends_with("-1"));
+    }
+
+    #[test]
+    fn every_response_gets_the_security_headers() {
+        assert_eq!(security_headers().len(), SECURITY_HEADERS.len());
+        for ((name, value), (want_name, want_value)) in
+            security_headers().iter().zip(SECURITY_HEADERS)
+        {
+            assert_eq!(name.as_str(), want_name);
+            assert_eq!(value, want_value);
+        }
     }
 }

@@ -74,6 +74,7 @@ impl RedirectRow {
             },
             is_rate_limited: self.is_rate_limited,
             max_clicks_per_min: self.max_clicks_per_min.max(1) as u32,
+            location: Default::default(),
         }
     }
 }

@@ -287,7 +287,6 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-
     /// Raw events stored, for tests and benchmarks.
     pub async fn count_click_events(&self) -> StoreResult<i64> {
         Ok(
@@ -321,7 +320,11 @@ fn copy_rows(events: &[Enriched]) -> Vec<u8> {
         out.extend_from_slice(&12i16.to_be_bytes());
         uuid(&mut out, &e.event.id);
         out.extend_from_slice(&8i32.to_be_bytes());
-        let at_us = e.event.at_ms.saturating_mul(1000).saturating_sub(PG_EPOCH_US);
+        let at_us = e
+            .event
+            .at_ms
+            .saturating_mul(1000)
+            .saturating_sub(PG_EPOCH_US);
         out.extend_from_slice(&at_us.to_be_bytes());
         uuid(&mut out, &e.event.link_id);
         uuid(&mut out, &e.event.owner_key_id);

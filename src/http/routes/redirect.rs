@@ -10,10 +10,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::app::App;
-use crate::clicks::event::{clip, ClickEvent, ClickKind};
+use crate::clicks::event::{clip, event_id, ClickEvent, ClickKind};
 use crate::domain::{RedirectTarget, ShortCode};
 use crate::http::error::{json, too_many, ApiError, Body};
 use crate::http::request::{parse_json, RequestCtx};
@@ -45,7 +44,7 @@ fn click(
     started: Instant,
 ) -> ClickEvent {
     ClickEvent {
-        id: Uuid::now_v7(),
+        id: event_id(ctx.now_ms),
         link_id: target.link_id,
         owner_key_id: target.owner_key_id,
         at_ms: ctx.now_ms,
@@ -61,6 +60,11 @@ fn click(
 fn found(location: &str) -> Result<Response<Body>, ApiError> {
     let value = HeaderValue::from_str(location)
         .map_err(|_| ApiError::Internal("stored URL is not a valid Location header".to_string()))?;
+    Ok(found_at(value))
+}
+
+/// The 302 of a redirect (its `Location` prebuilt, see [`RedirectTarget::location`]).
+fn found_at(value: HeaderValue) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::FOUND;
     resp.headers_mut().insert(header::LOCATION, value);
@@ -68,7 +72,7 @@ fn found(location: &str) -> Result<Response<Body>, ApiError> {
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
-    Ok(resp)
+    resp
 }
 
 fn per_ip_check(app: &App, ctx: &RequestCtx) -> Result<(), ApiError> {
@@ -169,7 +173,10 @@ pub async fn redirect(
             &serde_json::json!({ "redirect": target.url }),
         ));
     }
-    found(&target.url)
+    match target.location() {
+        Some(location) => Ok(found_at(location.clone())),
+        None => found(&target.url),
+    }
 }
 
 #[derive(Deserialize)]
