@@ -297,7 +297,11 @@ async fn clicks_of_a_link_deleted_before_counting_are_skipped_and_the_rest_count
     .fetch_one(&app.db)
     .await
     .expect("gated-only link");
-    assert_eq!(gated, (0, 1), "a gated visit adds to rollups, not to clicks");
+    assert_eq!(
+        gated,
+        (0, 1),
+        "a gated visit adds to rollups, not to clicks"
+    );
     assert_eq!(pending(&app, "aggregator").await, 0);
 }
 

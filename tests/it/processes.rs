@@ -563,7 +563,10 @@ async fn boltlinkctl_run_starts_the_worker_and_aggregator_at_a_lower_priority_th
     // The names the kernel keeps (15 bytes), once nice(1) has exec'd the programs.
     let want = ["boltlink-aggreg", "boltlink-api", "boltlink-worker"];
     while seen.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>() != want {
-        assert!(Instant::now() < deadline, "children of boltlinkctl run: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "children of boltlinkctl run: {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         seen = children();
     }

@@ -133,13 +133,18 @@ fn every_service_runs_unprivileged_with_the_same_hardening_and_limits() {
 fn background_work_yields_the_cpus_to_the_api_and_boltlinkctl_run_does_the_same() {
     let api = parse_unit("boltlink-api@.service");
     assert!(
-        values(&api, "Service", "CPUWeight").is_empty() && values(&api, "Service", "Nice").is_empty(),
+        values(&api, "Service", "CPUWeight").is_empty()
+            && values(&api, "Service", "Nice").is_empty(),
         "the API instances keep the default weight (100) and niceness (0)"
     );
     for name in ["boltlink-worker.service", "boltlink-aggregator.service"] {
         let unit = parse_unit(name);
         assert_eq!(one(&unit, "Service", "CPUWeight"), "20", "{name}");
-        assert_eq!(one(&unit, "Service", "Nice"), boltlink::ctl::run::BACKGROUND_NICE, "{name}");
+        assert_eq!(
+            one(&unit, "Service", "Nice"),
+            boltlink::ctl::run::BACKGROUND_NICE,
+            "{name}"
+        );
     }
 }
 
