@@ -3,12 +3,13 @@
 //! `BOLTLINK_ENV_FILE` are declared in this section too, but are read by the generator and
 //! by the env-file loader.)
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::read::Reader;
 use super::vars::{
     ACCESS_LOG, API_WORKER_THREADS, BOLTLINK_INSTANCE, LOG_LEVEL, MEMORY_RESTART_MB,
-    MIGRATE_ON_START, SHUTDOWN_TIMEOUT_MS,
+    MIGRATE_ON_START, RUNTIME_DIRECTORY, SHUTDOWN_TIMEOUT_MS,
 };
 use super::ConfigError;
 
@@ -27,6 +28,9 @@ pub struct ProcessConfig {
     pub memory_restart_bytes: Option<u64>,
     pub shutdown_timeout: Duration,
     pub migrate_on_start: bool,
+    /// Where the API instances share their open connection counts (`http::balance`);
+    /// `None`: every instance accepts whatever it can, as a lone process does.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 pub(super) fn process(r: &mut Reader<'_>) -> Result<ProcessConfig, ConfigError> {
@@ -48,7 +52,23 @@ pub(super) fn process(r: &mut Reader<'_>) -> Result<ProcessConfig, ConfigError> 
         memory_restart_bytes: (memory_restart_mb > 0).then_some(memory_restart_mb << 20),
         shutdown_timeout: r.millis(SHUTDOWN_TIMEOUT_MS)?,
         migrate_on_start: r.flag(MIGRATE_ON_START)?,
+        runtime_dir: runtime_dir(r)?,
     })
+}
+
+fn runtime_dir(r: &Reader<'_>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(v) = r.set(RUNTIME_DIRECTORY) else {
+        return Ok(None);
+    };
+    // systemd may list several directories, separated by colons: the first is ours.
+    let first = PathBuf::from(v.split(':').next().unwrap_or(v));
+    if !first.is_dir() {
+        return Err(ConfigError::new(
+            RUNTIME_DIRECTORY.name,
+            format!("{v:?} is not a directory"),
+        ));
+    }
+    Ok(Some(first))
 }
 
 fn instance(r: &mut Reader<'_>) -> Result<String, ConfigError> {

@@ -89,11 +89,23 @@ fn bad_values_name_their_variable() {
         ("COUNT_BOTS", "sometimes"),
         ("GEOIP_DB", "/nonexistent/country.mmdb"),
         ("MEMORY_RESTART_MB", "lots"),
+        ("AGGREGATOR_BATCH_SIZE", "0"),
+        ("AGGREGATOR_WINDOW_MS", "10001"),
+        ("RUNTIME_DIRECTORY", "/nonexistent/run/boltlink-api"),
     ];
     for (var, value) in cases {
         let err = with(&[(var, value)]).expect_err(var);
         assert_eq!(err.var, var, "value {value}");
     }
+}
+
+#[test]
+fn the_runtime_directory_is_the_first_of_the_ones_systemd_lists() {
+    let tmp = std::env::temp_dir();
+    let listed = format!("{}:/nonexistent/second", tmp.display());
+    let config = with(&[("RUNTIME_DIRECTORY", listed.as_str())]).expect("ok");
+    assert_eq!(config.process.runtime_dir.as_deref(), Some(tmp.as_path()));
+    assert_eq!(with(&[]).expect("ok").process.runtime_dir, None);
 }
 
 #[test]

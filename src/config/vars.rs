@@ -217,6 +217,8 @@ declare! {
     BOLTLINK_INSTANCE: Processes, Text("at most 64 characters of A-Z a-z 0-9 - _ . @"), Computed("`pid<PID>`");
     /// The env file to read (only meaningful in the process environment).
     BOLTLINK_ENV_FILE: Processes, Text("a file path"), Value("/etc/boltlink/boltlink.env");
+    /// API: directory the instances share for their connection counts (systemd's RuntimeDirectory= sets it).
+    RUNTIME_DIRECTORY: Processes, Text("a directory"), Unset;
 
     /// Fetch title, description and favicon in the background after shorten.
     METADATA_FETCH: Metadata, Bool, Value("true");

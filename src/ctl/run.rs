@@ -74,6 +74,8 @@ pub fn auto_instances() -> usize {
 struct Supervised {
     name: String,
     program: PathBuf,
+    /// An API instance: it inherits the socket, and shares its connection counts through
+    /// this run's directory (`RUNTIME_DIRECTORY`, as systemd's `RuntimeDirectory=` gives it).
     shares_socket: bool,
     child: Option<Child>,
     restarts: u32,
@@ -83,9 +85,15 @@ struct Supervised {
 /// CPUs are busy, redirects come first and the click stream absorbs the difference.
 pub const BACKGROUND_NICE: &str = "5";
 
-fn spawn_one(listener: &std::net::TcpListener, unit: &Supervised) -> anyhow::Result<Child> {
+fn spawn_one(
+    listener: &std::net::TcpListener,
+    runtime_dir: &std::path::Path,
+    unit: &Supervised,
+) -> anyhow::Result<Child> {
     let mut cmd = if unit.shares_socket {
-        crate::daemon::systemd::spawn_with_listener(listener, &unit.program)?
+        let mut cmd = crate::daemon::systemd::spawn_with_listener(listener, &unit.program)?;
+        cmd.env(crate::config::vars::RUNTIME_DIRECTORY.name, runtime_dir);
+        cmd
     } else {
         // nice(1) execs the program in its own process: same pid, lower priority.
         let mut cmd = std::process::Command::new("nice");
@@ -133,8 +141,14 @@ pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow
             });
         }
     }
+    // The API instances' shared directory, as systemd's RuntimeDirectory= would give them;
+    // removed when the run ends.
+    let runtime_dir = std::env::temp_dir().join(format!("boltlink-run-{}", std::process::id()));
+    std::fs::create_dir_all(&runtime_dir)
+        .with_context(|| format!("creating {}", runtime_dir.display()))?;
+    let _remove = RemoveOnDrop(runtime_dir.clone());
     for u in &mut units {
-        u.child = Some(spawn_one(&listener, u)?);
+        u.child = Some(spawn_one(&listener, &runtime_dir, u)?);
     }
     eprintln!(
         "boltlinkctl: started {} API instance(s) on http://{} sharing one socket{}",
@@ -181,7 +195,7 @@ pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow
             for (i, _) in due {
                 let u = &mut units[i];
                 u.restarts += 1;
-                match spawn_one(&listener, u) {
+                match spawn_one(&listener, &runtime_dir, u) {
                     Ok(c) => u.child = Some(c),
                     Err(e) => eprintln!("boltlinkctl: {e:#}"),
                 }
@@ -191,6 +205,15 @@ pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow
     stop_all(&mut units);
     drop(listener);
     Ok(exit_code)
+}
+
+/// Removes a directory and what it holds when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// SIGTERM to every child, then up to 10 s for all of them to exit; the rest are killed.

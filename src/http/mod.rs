@@ -7,6 +7,7 @@
 //! OpenAPI document ([`openapi`], generated with `utoipa`; body schemas in [`schema`]).
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 
+pub mod balance;
 pub mod edge;
 pub mod error;
 pub mod openapi;

@@ -22,7 +22,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,6 +30,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::balance::{self, ShareTable};
 use super::edge::{EdgeIo, OnEdgeError};
 use crate::app::App;
 use crate::connections::{CloseReason, Ticket};
@@ -51,6 +52,13 @@ pub async fn serve(
 ) -> usize {
     let (_no_probes, probes) = mpsc::channel(1);
     serve_with_probes(app, listener, shutdown, deadline, probes).await
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The connection settings: HTTP/1 head deadline (also the keep-alive idle limit, since
@@ -100,7 +108,31 @@ pub async fn serve_with_probes(
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let mut accepted_total: u64 = 0;
+    // Fair shares of the shared socket (see `super::balance`): the table, when the instances
+    // have a runtime directory, a beat that keeps this instance's slot fresh while nothing
+    // is accepted, and since when this instance has been holding back.
+    let shares = app
+        .config
+        .process
+        .runtime_dir
+        .as_deref()
+        .and_then(|dir| ShareTable::open(dir, &app.config.process.instance));
+    let mut beat = tokio::time::interval(balance::STALE / 3);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut held_since: Option<Instant> = None;
     loop {
+        let hold = match &shares {
+            Some(table) if table.over_share(app.connections.open(), unix_ms()) => {
+                let since = *held_since.get_or_insert_with(Instant::now);
+                // Never longer than MAX_HOLD: a peer that cannot accept must not leave a
+                // client waiting.
+                since.elapsed() < balance::MAX_HOLD
+            }
+            _ => {
+                held_since = None;
+                false
+            }
+        };
         tokio::select! {
             _ = &mut stop => break,
             Some(probe) = probes.recv() => {
@@ -108,7 +140,10 @@ pub async fn serve_with_probes(
                     let _ = probe.send(accepted_total);
                 });
             }
-            accepted = listener.accept() => {
+            _ = beat.tick(), if shares.is_some() => {}
+            _ = tokio::time::sleep(balance::RECHECK), if hold => {}
+            accepted = listener.accept(), if !hold => {
+                held_since = None;
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -139,6 +174,9 @@ pub async fn serve_with_probes(
         }
     }
     drop(listener);
+    if let Some(table) = &shares {
+        table.leave();
+    }
     drop(stop_rx);
     tokio::time::sleep(ACCEPT_GRACE).await;
     let _ = stop_tx.send(true);

@@ -595,3 +595,77 @@ async fn boltlinkctl_run_starts_the_worker_and_aggregator_at_a_lower_priority_th
         ]
     );
 }
+
+/// Opens `n` keep-alive connections to `addr` at once, asks each `/health` once, and keeps
+/// them all open until every one has answered: connections per instance name.
+async fn open_connections_per_instance(
+    addr: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let opened = futures_util::future::join_all((0..n).map(|_| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let instance = loop {
+            let got = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("answered within 10 s")
+                .expect("read");
+            assert!(got > 0, "closed before answering");
+            seen.extend_from_slice(&buf[..got]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(at) = text.find("\"instance\":\"") {
+                let rest = &text[at + 12..];
+                if let Some(end) = rest.find('"') {
+                    break rest[..end].to_string();
+                }
+            }
+        };
+        (instance, stream)
+    }))
+    .await;
+    let mut per = std::collections::BTreeMap::new();
+    for (instance, _) in &opened {
+        *per.entry(instance.clone()).or_insert(0) += 1;
+    }
+    drop(opened);
+    per
+}
+
+#[tokio::test]
+async fn connections_opened_in_a_burst_spread_evenly_over_the_instances() {
+    let database = TestDatabase::create().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let dir = std::env::temp_dir().join(format!("bl-run-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("runtime dir");
+    let mut suite = Suite::start_with(
+        2,
+        &database,
+        &prefix,
+        &[("RUNTIME_DIRECTORY", dir.to_str().expect("utf-8"))],
+    );
+    suite.wait_until_all_serve().await;
+    let addr = suite.base.trim_start_matches("http://").to_string();
+    // Twice, each burst after the previous one's connections closed.
+    for n in [64, 256] {
+        let per = open_connections_per_instance(&addr, n).await;
+        let max = per.values().copied().max().unwrap_or(0);
+        let min = if per.len() < 2 {
+            0
+        } else {
+            per.values().copied().min().unwrap_or(0)
+        };
+        assert!(
+            min > 0 && max as f64 / min as f64 <= 1.5,
+            "{n} connections per instance: {per:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    suite.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}

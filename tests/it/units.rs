@@ -149,6 +149,14 @@ fn background_work_yields_the_cpus_to_the_api_and_boltlinkctl_run_does_the_same(
 }
 
 #[test]
+fn api_instances_share_one_runtime_directory_that_outlives_each_of_them() {
+    let api = parse_unit("boltlink-api@.service");
+    // One name for every instance (no %i): they must see each other's connection counts.
+    assert_eq!(one(&api, "Service", "RuntimeDirectory"), "boltlink-api");
+    assert_eq!(one(&api, "Service", "RuntimeDirectoryPreserve"), "yes");
+}
+
+#[test]
 fn the_drain_fits_inside_the_stop_timeout() {
     // SHUTDOWN_TIMEOUT_MS defaults to 4 s, the click flush adds at most 1 s: TimeoutStopSec=5s.
     let config = boltlink::config::Config::from_map(
