@@ -1,24 +1,35 @@
 //! A click event and its wire format in the click stream: each flushed batch is ONE stream
-//! entry (a "packed" entry, layout version 2: see [`pack`]); entries of the one-click layout
-//! (version 1, written before 0.2) are still read, so an upgrade loses none.
+//! entry (a "packed" entry, layout version 3: see [`pack`]); entries of the earlier layouts
+//! (version 1, one click per entry, before 0.2; version 2, packed without a string table)
+//! are still read, so an upgrade loses none.
+
+use std::collections::HashMap;
 
 use uuid::Uuid;
 
 /// Version of the one-click-per-entry layout (field `v`), written by releases before 0.2 and
 /// still read, so an upgrade with entries in the stream loses none.
 pub const CLICK_EVENT_VERSION: &str = "1";
-/// Version of the packed layout: one entry carries a whole flushed batch of clicks (fields
-/// `v` = `2`, `n` = number of clicks, `events` = the records, see [`pack`]). One `XADD`, one
-/// delivery per group and one `XACK` per batch instead of per click.
-pub const PACKED_VERSION: &str = "2";
-/// Separates the records of a packed entry.
+/// Version of the packed layout written now: one entry carries a whole flushed batch of
+/// clicks (fields `v` = `3`, `n` = number of clicks, `strings` = the entry's string table,
+/// `events` = the records, see [`pack`]). One `XADD`, one delivery per group and one `XACK`
+/// per batch instead of per click; each distinct user agent and referrer once per entry.
+pub const PACKED_VERSION: &str = "3";
+/// The packed layout without a string table (agents and referrers inline in every record),
+/// written by 0.1's later releases and still read.
+pub const PACKED_V2: &str = "2";
+/// Separates the records of a packed entry (and the strings of its table).
 const RECORD_SEP: char = '\x1e';
 /// Separates the values of one record.
 const UNIT_SEP: char = '\x1f';
-/// The values of a packed record, in order: the version-1 fields without `v`.
+/// The values of a packed record, in order: the version-1 fields without `v`. In version 3
+/// `ua` and `ref` are indexes into the entry's string table.
 const PACKED_FIELDS: [&str; ClickEvent::FIELD_COUNT - 1] = [
     "id", "link", "owner", "at", "region", "ua", "ref", "lat", "kind", "ip",
 ];
+/// Positions of the values that version 3 stores in the string table.
+const UA_AT: usize = 5;
+const REF_AT: usize = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClickKind {
@@ -217,43 +228,80 @@ fn push_value(out: &mut String, s: &str) {
     }
 }
 
-/// The `events` value of a packed entry: one record per click, records separated by `\x1e`,
-/// a record's values (in `PACKED_FIELDS` order) by `\x1f`. Text, so `XRANGE` in
-/// `redis-cli` stays readable.
-pub fn pack(events: &[ClickEvent]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(events.len() * 200);
+/// A packed entry's two text values: the string table and the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// `strings`: every distinct user agent and referrer of the batch, once, separated by
+    /// `\x1e`.
+    pub strings: String,
+    /// `events`: one record per click, records separated by `\x1e`, a record's values (in
+    /// `PACKED_FIELDS` order, `ua` and `ref` as indexes into `strings`) by `\x1f`.
+    pub events: String,
+}
+
+/// A batch as the values of one version-3 entry. Text, so `XRANGE` in `redis-cli` stays
+/// readable; a user agent (100–200 bytes, a handful of distinct ones per batch) is written
+/// once per entry instead of once per click, which is most of a record's bytes: Redis stores,
+/// persists and hands out each byte twice (both consumer groups), and both consumers parse it.
+/// Built without the formatting machinery: this runs for every click.
+pub fn pack(events: &[ClickEvent]) -> Packed {
+    let mut table: StringTable<'_> = HashMap::default();
+    let mut strings = String::new();
+    let mut out = String::with_capacity(events.len() * 140);
+    let mut uuid_buf = Uuid::encode_buffer();
+    let mut num = itoa::Buffer::new();
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(RECORD_SEP);
         }
-        let _ = write!(
-            out,
-            "{}\x1f{}\x1f{}\x1f{}\x1f",
-            e.id.hyphenated(),
-            e.link_id.hyphenated(),
-            e.owner_key_id.hyphenated(),
-            e.at_ms
-        );
+        for id in [&e.id, &e.link_id, &e.owner_key_id] {
+            out.push_str(id.hyphenated().encode_lower(&mut uuid_buf));
+            out.push(UNIT_SEP);
+        }
+        out.push_str(num.format(e.at_ms));
+        out.push(UNIT_SEP);
         push_value(&mut out, &e.region);
         out.push(UNIT_SEP);
-        push_value(&mut out, &e.user_agent);
+        out.push_str(num.format(intern(&mut table, &mut strings, &e.user_agent)));
         out.push(UNIT_SEP);
-        push_value(&mut out, &e.referer);
-        let _ = write!(out, "\x1f{}\x1f{}\x1f", e.latency_us, e.kind.as_str());
+        out.push_str(num.format(intern(&mut table, &mut strings, &e.referer)));
+        out.push(UNIT_SEP);
+        out.push_str(num.format(e.latency_us));
+        out.push(UNIT_SEP);
+        out.push_str(e.kind.as_str());
+        out.push(UNIT_SEP);
         if let Some(ip) = e.client_ip {
+            use std::fmt::Write;
             let _ = write!(out, "{ip}");
         }
     }
-    out
+    Packed {
+        strings,
+        events: out,
+    }
+}
+
+type StringTable<'a> = HashMap<&'a str, usize, foldhash::fast::RandomState>;
+
+/// The index of `s` in the entry's string table, appending it on first use.
+fn intern<'a>(table: &mut StringTable<'a>, strings: &mut String, s: &'a str) -> usize {
+    let next = table.len();
+    *table.entry(s).or_insert_with(|| {
+        if next > 0 {
+            strings.push(RECORD_SEP);
+        }
+        push_value(strings, s);
+        next
+    })
 }
 
 /// A click of a stream entry that could not be read: the reason and the record as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidRecord {
     pub error: InvalidEvent,
-    /// The record's raw text (a packed record), empty for a version-1 entry (whose fields
-    /// the dead letter copies instead).
+    /// The record's text (a packed record, with a version-3 entry's table strings in place
+    /// of their indexes when those could be resolved), empty for a version-1 entry (whose
+    /// fields the dead letter copies instead).
     pub raw: String,
 }
 
@@ -263,8 +311,9 @@ pub struct InvalidRecord {
 pub fn events_of_entry(
     fields: &impl FieldLookup,
 ) -> Result<Vec<Result<ClickEvent, InvalidRecord>>, InvalidEvent> {
-    match fields.field("v") {
-        Some(PACKED_VERSION) => {}
+    let with_table = match fields.field("v") {
+        Some(PACKED_VERSION) => true,
+        Some(PACKED_V2) => false,
         _ => {
             return Ok(vec![ClickEvent::from_fields(fields).map_err(|error| {
                 InvalidRecord {
@@ -273,7 +322,7 @@ pub fn events_of_entry(
                 }
             })])
         }
-    }
+    };
     let n: usize = fields
         .field("n")
         .ok_or_else(|| InvalidEvent("field `n` is missing".to_string()))?
@@ -293,6 +342,15 @@ pub fn events_of_entry(
             records.len()
         )));
     }
+    let table: Vec<&str> = if with_table {
+        fields
+            .field("strings")
+            .ok_or_else(|| InvalidEvent("field `strings` is missing".to_string()))?
+            .split(RECORD_SEP)
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(records
         .into_iter()
         .enumerate()
@@ -302,7 +360,7 @@ pub fn events_of_entry(
                 raw: record.to_string(),
             };
             let parts: Vec<&str> = record.split(UNIT_SEP).collect();
-            let values: [&str; PACKED_FIELDS.len()] =
+            let mut values: [&str; PACKED_FIELDS.len()] =
                 parts.as_slice().try_into().map_err(|_| {
                     invalid(format!(
                         "{} values, expected {}",
@@ -310,7 +368,27 @@ pub fn events_of_entry(
                         PACKED_FIELDS.len()
                     ))
                 })?;
-            ClickEvent::from_named(&PackedRecord(values)).map_err(|e| invalid(e.0))
+            if with_table {
+                for at in [UA_AT, REF_AT] {
+                    let name = PACKED_FIELDS[at];
+                    values[at] = values[at]
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|k| table.get(k).copied())
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "field `{name}` is {:?}, not one of the entry's {} strings",
+                                values[at],
+                                table.len()
+                            ))
+                        })?;
+                }
+            }
+            ClickEvent::from_named(&PackedRecord(values)).map_err(|e| InvalidRecord {
+                error: InvalidEvent(format!("record {i}: {}", e.0)),
+                // With the table's strings in place: a dead letter reads on its own.
+                raw: values.join("\x1f"),
+            })
         })
         .collect())
 }
@@ -409,12 +487,76 @@ mod tests {
             .contains("`link`"));
     }
 
+    /// A version-3 entry's fields: `v`, `n`, `strings`, `events` (index 3).
     fn packed(events: &[ClickEvent]) -> Vec<(String, String)> {
+        let p = pack(events);
         vec![
             ("v".into(), PACKED_VERSION.into()),
             ("n".into(), events.len().to_string()),
-            ("events".into(), pack(events)),
+            ("strings".into(), p.strings),
+            ("events".into(), p.events),
         ]
+    }
+
+    #[test]
+    fn a_batch_writes_each_distinct_agent_and_referrer_once() {
+        let mut a = ev(1_700_000_000_000);
+        a.user_agent = "Agent A".into();
+        a.referer = "https://r.example/".into();
+        let mut b = a.clone();
+        b.id = Uuid::now_v7();
+        b.user_agent = "Agent B".into();
+        let events = vec![a.clone(), b.clone(), a.clone(), b.clone(), a.clone()];
+        let p = pack(&events);
+        assert_eq!(p.strings, "Agent A\x1ehttps://r.example/\x1eAgent B");
+        assert!(!p.events.contains("Agent"), "{}", p.events);
+        let read: Vec<ClickEvent> = events_of_entry(&packed(&events))
+            .expect("entry")
+            .into_iter()
+            .map(|r| r.expect("record"))
+            .collect();
+        assert_eq!(read, events);
+        // A record pointing past the table, or a table that is missing, is named.
+        let mut fields = packed(&events[..1]);
+        fields[3].1 = fields[3].1.replacen("\x1f0\x1f1\x1f", "\x1f7\x1f1\x1f", 1);
+        let read = events_of_entry(&fields).expect("entry");
+        assert!(
+            read[0].as_ref().is_err_and(|r| r
+                .error
+                .0
+                .contains("`ua` is \"7\", not one of the entry's 2 strings")),
+            "{read:?}"
+        );
+        let mut no_table = packed(&events);
+        no_table.remove(2);
+        assert!(events_of_entry(&no_table)
+            .expect_err("strings")
+            .0
+            .contains("`strings` is missing"));
+    }
+
+    #[test]
+    fn version_two_entries_are_still_read() {
+        let e = ev(1_700_000_000_000);
+        let record = format!(
+            "{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}",
+            e.id,
+            e.link_id,
+            e.owner_key_id,
+            e.at_ms,
+            e.region,
+            e.user_agent,
+            e.referer,
+            e.latency_us,
+            e.kind.as_str(),
+            e.client_ip.expect("ip")
+        );
+        let fields = vec![
+            ("v".to_string(), PACKED_V2.to_string()),
+            ("n".to_string(), "2".to_string()),
+            ("events".to_string(), format!("{record}\x1e{record}")),
+        ];
+        assert_eq!(events_of_entry(&fields), Ok(vec![Ok(e.clone()), Ok(e)]));
     }
 
     #[test]
@@ -470,8 +612,10 @@ mod tests {
             ev(1_700_000_000_003),
         ];
         let mut fields = packed(&events);
-        let broken = pack(&events).replacen(&events[1].id.to_string(), "not-a-uuid", 1);
-        fields[2].1 = broken;
+        let broken = pack(&events)
+            .events
+            .replacen(&events[1].id.to_string(), "not-a-uuid", 1);
+        fields[3].1 = broken;
         let read = events_of_entry(&fields).expect("entry");
         assert_eq!(read[0].as_ref().ok(), Some(&events[0]));
         assert_eq!(read[2].as_ref().ok(), Some(&events[2]));
@@ -483,7 +627,7 @@ mod tests {
         assert!(bad.raw.starts_with("not-a-uuid"), "{bad:?}");
 
         let mut short = packed(&events);
-        short[2].1 = format!("{}\x1etoo\x1ffew", pack(&events[..2]));
+        short[3].1 = format!("{}\x1etoo\x1ffew", pack(&events[..2]).events);
         let read = events_of_entry(&short).expect("entry");
         assert!(read[2]
             .as_ref()

@@ -48,9 +48,12 @@ impl RedisHandle {
                 .arg("v")
                 .arg(PACKED_VERSION)
                 .arg("n")
-                .arg(batch.events.len())
+                .arg(batch.events.len());
+            let packed = pack(&batch.events);
+            cmd.arg("strings")
+                .arg(packed.strings)
                 .arg("events")
-                .arg(pack(&batch.events));
+                .arg(packed.events);
             pipe.add_command(cmd).ignore();
         }
         for inc in &increments {

@@ -451,10 +451,8 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         event(&link, owner, "DE", ClickKind::Click),
     ];
     // Record 1 of 3 has a link id that is no UUID; records 0 and 2 are fine.
-    let mut records: Vec<String> = good
-        .iter()
-        .map(|e| boltlink::clicks::event::pack(std::slice::from_ref(e)))
-        .collect();
+    let packed = boltlink::clicks::event::pack(&good);
+    let mut records: Vec<String> = packed.events.split('\x1e').map(str::to_string).collect();
     let broken = records[0].replacen(&good[0].link_id.to_string(), "no-such-link", 1);
     records.insert(1, broken.clone());
     let mut c = app.redis.clone();
@@ -462,9 +460,11 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         .arg(format!("{}clicks", app.prefix))
         .arg("*")
         .arg("v")
-        .arg("2")
+        .arg(boltlink::clicks::event::PACKED_VERSION)
         .arg("n")
         .arg(3)
+        .arg("strings")
+        .arg(&packed.strings)
         .arg("events")
         .arg(records.join("\x1e"))
         .query_async(&mut c)
@@ -475,9 +475,11 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         .arg(format!("{}clicks", app.prefix))
         .arg("*")
         .arg("v")
-        .arg("2")
+        .arg(boltlink::clicks::event::PACKED_VERSION)
         .arg("n")
         .arg(5)
+        .arg("strings")
+        .arg(&packed.strings)
         .arg("events")
         .arg(&records[0])
         .query_async(&mut c)
@@ -516,7 +518,18 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         "{}",
         text(0, "reason")
     );
-    assert_eq!(text(0, "record"), broken);
+    // The record as it was, with the entry's strings in place of their indexes.
+    assert_eq!(
+        text(0, "record"),
+        broken.replacen(
+            &format!("\x1f0\x1f1\x1f{}", good[0].latency_us),
+            &format!(
+                "\x1f{BROWSER}\x1f{}\x1f{}",
+                good[0].referer, good[0].latency_us
+            ),
+            1
+        )
+    );
     assert!(
         text(1, "reason").contains("says 5 clicks"),
         "{}",
