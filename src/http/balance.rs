@@ -95,7 +95,8 @@ impl ShareTable {
     /// Publishes `open` and answers whether this instance holds more than its share.
     pub fn over_share(&self, open: usize, now_ms: u64) -> bool {
         self.publish(open, now_ms);
-        let mut table = vec![0u8; SLOTS * SLOT_BYTES];
+        // On the stack: this runs once per accepted connection.
+        let mut table = [0u8; SLOTS * SLOT_BYTES];
         let Ok(n) = self.file.read_at(&mut table, 0) else {
             return false;
         };
