@@ -30,8 +30,10 @@ use crate::config::HttpLimits;
 pub struct ConnState {
     in_flight: AtomicU32,
     requests: AtomicU64,
-    /// Milliseconds after [`Connections::epoch`] of the last request's end (or the accept).
-    last_active_ms: AtomicU64,
+    /// Microseconds after [`Connections::epoch`] of the last request's end (or the accept).
+    /// Milliseconds were too coarse: a client that ends a request and opens a new connection
+    /// within one tied the two, and shedding picked either.
+    last_active_us: AtomicU64,
     shedding: AtomicBool,
     /// Signalled when the registry wants this connection closed.
     pub shed: Notify,
@@ -56,8 +58,8 @@ pub struct RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.state
-            .last_active_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .last_active_us
+            .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -148,7 +150,7 @@ impl Ticket {
         if self.state.in_flight() > 0 {
             return None;
         }
-        let last = Duration::from_millis(self.state.last_active_ms.load(Ordering::Relaxed));
+        let last = Duration::from_micros(self.state.last_active_us.load(Ordering::Relaxed));
         let wait = if self.state.requests() == 0 {
             self.connections.limits.header_timeout
         } else {
@@ -186,7 +188,7 @@ impl RequestCounter {
 
 fn begin_request(state: &Arc<ConnState>, epoch: Instant) -> RequestGuard {
     // No clock read here: while a request is in flight the connection has no deadline, and
-    // its end stamps `last_active_ms`.
+    // its end stamps `last_active_us`.
     state.in_flight.fetch_add(1, Ordering::AcqRel);
     state.requests.fetch_add(1, Ordering::Relaxed);
     RequestGuard {
@@ -230,7 +232,7 @@ impl Connections {
         let state = Arc::new(ConnState {
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
-            last_active_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            last_active_us: AtomicU64::new(self.epoch.elapsed().as_micros() as u64),
             shedding: AtomicBool::new(false),
             shed: Notify::new(),
         });
@@ -278,16 +280,17 @@ impl Connections {
 }
 
 /// Tells the connection idle longest (of `client`, or of anyone) to close. Returns whether
-/// there was one. Connections already told are skipped (they close within moments).
+/// there was one. Connections already told are skipped (they close within moments). Equal
+/// stamps go to the one admitted first (ids grow), never to the hash order of the registry.
 fn shed_oldest_idle(r: &Registry, client: Option<IpAddr>) -> bool {
     let victim = r
         .conns
-        .values()
-        .filter(|e| client.is_none_or(|c| e.client == c))
-        .filter(|e| e.state.in_flight() == 0 && !e.state.shedding.load(Ordering::Relaxed))
-        .min_by_key(|e| e.state.last_active_ms.load(Ordering::Relaxed));
+        .iter()
+        .filter(|(_, e)| client.is_none_or(|c| e.client == c))
+        .filter(|(_, e)| e.state.in_flight() == 0 && !e.state.shedding.load(Ordering::Relaxed))
+        .min_by_key(|(id, e)| (e.state.last_active_us.load(Ordering::Relaxed), **id));
     match victim {
-        Some(e) => {
+        Some((_, e)) => {
             e.state.shedding.store(true, Ordering::Relaxed);
             e.state.shed.notify_one();
             true
@@ -335,6 +338,29 @@ mod tests {
         assert_eq!(c.admit(ip(1)).err(), Some(Cap::Client));
         assert_eq!(c.refused()[0], ("client", 1));
         assert_eq!(c.open(), 3);
+    }
+
+    /// Found by the connection-cap integration test (one CI run in four): a client finished a
+    /// request and opened a new connection within the same millisecond, the two stamps tied,
+    /// and the registry's hash order decided which one to shed — sometimes the new one, before
+    /// it could send its request.
+    #[test]
+    fn a_connection_idle_since_just_before_a_newer_one_was_accepted_is_the_one_shed() {
+        for round in 0..200 {
+            let c = Connections::new(limits(100, 2));
+            let served = c.admit(ip(1)).expect("served");
+            drop(served.begin_request());
+            let new = c.admit(ip(1)).expect("new");
+            let _third = c.admit(ip(1)).expect("admitted by shedding");
+            assert!(
+                served.state.shedding.load(Ordering::Relaxed),
+                "round {round}: the connection idle longest is shed"
+            );
+            assert!(
+                !new.state.shedding.load(Ordering::Relaxed),
+                "round {round}: not the one accepted after it"
+            );
+        }
     }
 
     #[test]
