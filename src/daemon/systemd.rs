@@ -184,7 +184,7 @@ impl LoopHeartbeat {
 /// `WatchdogSec=`. Returns at once when `interval` is `None` (no watchdog configured).
 ///
 /// ```no_run
-/// # async fn demo(stop: impl std::future::Future<Output = ()>) {
+/// # async fn demo(stop: impl std::future::Future<Output = ()> + Send + 'static) {
 /// use std::sync::Arc;
 /// use boltlink::daemon::systemd::{run_watchdog, watchdog_interval, LoopHeartbeat};
 /// let heartbeat = Arc::new(LoopHeartbeat::new());
