@@ -1378,3 +1378,34 @@ async fn top_links_lists_the_callers_links_by_clicks_descending() {
     assert_eq!(codes(&top("?limit=1").await), ["most"]);
     assert_eq!(top("?limit=100").await.len(), 4);
 }
+
+/// Keys are revoked, never deleted, by the application; an operator who deletes one in psql
+/// still takes its links with it (a trigger since the owner foreign key was dropped for the
+/// cost of create) and leaves every other key's links alone.
+#[tokio::test]
+async fn deleting_an_api_key_in_the_database_deletes_its_links_and_no_others() {
+    let app = TestApp::start().await;
+    let gone = app.key(false).await;
+    let kept = app.key(false).await;
+    let gone_link = app
+        .shorten(&gone, json!({"url": "https://example.com/owned"}))
+        .await;
+    let kept_link = app
+        .shorten(&kept, json!({"url": "https://example.com/owned"}))
+        .await;
+    let deleted = sqlx::query("DELETE FROM api_keys WHERE key_prefix = left($1, 10)")
+        .bind(&gone)
+        .execute(&app.db)
+        .await
+        .expect("delete the key");
+    assert_eq!(deleted.rows_affected(), 1);
+    assert!(!link_row_exists(&app, gone_link["id"].as_str().expect("id")).await);
+    assert!(link_row_exists(&app, kept_link["id"].as_str().expect("id")).await);
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM links l WHERE NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = l.owner_key_id)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("count");
+    assert_eq!(orphans, 0);
+}
