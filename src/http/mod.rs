@@ -97,7 +97,8 @@ pub fn new_request_id() -> HeaderValue {
 /// Serves one request. Never fails: every error becomes a response.
 pub async fn handle<B>(app: App, req: Request<B>, peer: SocketAddr) -> Response<Body>
 where
-    B: hyper::body::Body + Send,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();

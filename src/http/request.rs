@@ -2,12 +2,13 @@
 //! parameters, and API-key authentication.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -97,40 +98,87 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Reads a body of at most [`MAX_BODY_BYTES`] (413 past it) arriving whole within `within`
 /// (`HTTP_BODY_TIMEOUT_MS`; 408 past it: a slow body must not hold a connection for minutes).
+/// The rest of a body refused as too large is read and discarded in the background
+/// ([`linger`]), so the client reads the 413 instead of a reset.
 pub async fn read_body<B>(headers: &HeaderMap, body: B, within: Duration) -> Result<Bytes, ApiError>
 where
-    B: hyper::body::Body,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let mut body = Box::pin(body);
     if let Some(len) = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > MAX_BODY_BYTES as u64 {
+            linger(body);
             return Err(ApiError::PayloadTooLarge);
         }
     }
-    let collected = tokio::time::timeout(within, Limited::new(body, MAX_BODY_BYTES).collect())
-        .await
-        .map_err(|_| {
-            ApiError::RequestTimeout(format!(
-                "Request body not received within {} s",
-                within.as_secs_f64()
-            ))
-        })?;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| BodyError::Unreadable)?.into_data() else {
+                continue; // trailers
+            };
+            if buf.len() + data.remaining() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            buf.put(data);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(within, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(BodyError::TooLarge)) => {
+            linger(body);
             Err(ApiError::PayloadTooLarge)
         }
-        Err(_) => Err(ApiError::BadRequest(
+        Ok(Err(BodyError::Unreadable)) => Err(ApiError::BadRequest(
             "could not read the request body".to_string(),
         )),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "Request body not received within {} s",
+            within.as_secs_f64()
+        ))),
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// How much of a refused body [`linger`] reads at most, and for how long.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards what is left of a body refused as too large, for at most
+/// [`LINGER_TIME`] and [`LINGER_BYTES`], while the 413 is sent (a lingering close, as nginx
+/// does). A connection closed with the client's bytes unread is reset by the kernel, and the
+/// reset can destroy the answer before the client, still sending, reads it. If the body ends
+/// within the bounds the connection stays usable; otherwise it is closed.
+fn linger<B>(mut body: Pin<Box<B>>)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    tokio::spawn(async move {
+        let mut left = LINGER_BYTES;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    left = left.saturating_sub(data.remaining());
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
 }
 
 /// Parses a JSON body into `T`; errors name the offending field.

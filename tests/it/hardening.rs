@@ -812,6 +812,64 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     assert_eq!(stored, 0);
 }
 
+/// A client that sends a body over the limit in full before it reads the answer (as most
+/// clients do) reads the 413, not a connection reset: the server reads and discards the rest
+/// of a refused body, within bounds, before it closes (a lingering close). Closing with the
+/// client's bytes unread makes the kernel send a reset, which can destroy the answer before
+/// the client reads it. Both refusals: by `Content-Length`, and as a chunked body arrives.
+#[tokio::test]
+async fn a_client_that_sends_a_too_large_body_in_full_reads_the_413() {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    let piece = vec![b'x'; 64 * 1024];
+    let pieces = 48; // 3 MiB
+    for chunked in [false, true] {
+        for round in 0..3 {
+            let mut s = TcpStream::connect(app.addr).await.expect("connect");
+            let framing = if chunked {
+                "transfer-encoding: chunked".to_string()
+            } else {
+                format!("content-length: {}", piece.len() * pieces)
+            };
+            let head = format!(
+                "POST /api/shorten HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\n{framing}\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.expect("write the head");
+            for _ in 0..pieces {
+                if chunked {
+                    s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                        .await
+                        .expect("write a chunk size");
+                }
+                s.write_all(&piece)
+                    .await
+                    .expect("the server reads what a refused client still sends");
+                if chunked {
+                    s.write_all(b"\r\n").await.expect("write a chunk end");
+                }
+            }
+            if chunked {
+                s.write_all(b"0\r\n\r\n")
+                    .await
+                    .expect("write the last chunk");
+            }
+            let answer = try_read_response(&mut s, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("no answer (chunked {chunked}, round {round})"));
+            assert!(
+                answer.starts_with("HTTP/1.1 413"),
+                "chunked {chunked}, round {round}: {answer}"
+            );
+            assert!(answer.contains("\"error\""), "{answer}");
+        }
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+}
+
 /// A connection with a request in flight: a POST whose body is still to come.
 async fn busy_connection(app: &TestApp) -> TcpStream {
     let mut s = TcpStream::connect(app.addr).await.expect("connect");

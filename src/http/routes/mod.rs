@@ -123,7 +123,8 @@ pub async fn dispatch<B>(
     started: Instant,
 ) -> Result<Response<Body>, ApiError>
 where
-    B: hyper::body::Body + Send,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let method = spec.handler_method(&ctx.parts.method).clone();
