@@ -258,8 +258,11 @@ async fn a_burst_of_password_checks_is_bounded_in_memory_and_answered_503_with_r
     assert!(t.contains_key(&403), "checks still run: {t:?}");
     for (child, before) in suite.children.iter().zip(before) {
         let peak = peak_rss_mib(child.id());
+        // Two slots of ~19 MiB of Argon2 memory each, plus slack for 150 connections. Before
+        // each hashing thread kept its memory, freed blocks piled up in glibc's arenas:
+        // peaks of 150-246 MiB, 140-212 above the start.
         assert!(
-            peak < before + 200,
+            peak <= before + 2 * 19 + 20,
             "process {} peaked at {peak} MiB (from {before}): hashing memory is bounded",
             child.id()
         );
