@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::error::{too_many, ApiError};
 use crate::app::App;
 use crate::domain::{hash_api_key, looks_like_api_key};
+use crate::redis::limiter::{Decision, Limit, Verdict};
 use crate::store::{ApiKeyRecord, Scope};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -298,6 +299,44 @@ impl Caller {
 
 /// Checks `x-api-key` (401 missing, 403 unknown or revoked) and the key's own rate limits.
 pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiError> {
+    let key = find_key(app, ctx).await?;
+    let subject = key.id.to_string();
+    let [(min, min_refusal), (hour, hour_refusal)] = key_limits(&key, &subject);
+    check_limits(app, ctx, [min, hour], [min_refusal, hour_refusal]).await?;
+    Ok(Caller { key })
+}
+
+/// A route's own limit, checked with the key's ([`authenticate_and_limit`]), and what a
+/// refusal by it says.
+pub struct RouteLimit<'a> {
+    pub limit: Limit<'a>,
+    pub refusal: &'static str,
+}
+
+/// [`authenticate`], plus the route's own limit (e.g. creates per client address) decided in
+/// the same step as the key's per-minute and per-hour limits: one round trip to Redis, and
+/// the request is counted in all three or, when one refuses, in none. Returns the route
+/// limit's decision, for the response's `RateLimit-*` headers.
+pub async fn authenticate_and_limit(
+    app: &App,
+    ctx: &RequestCtx,
+    route: RouteLimit<'_>,
+) -> Result<(Caller, Decision), ApiError> {
+    let key = find_key(app, ctx).await?;
+    let subject = key.id.to_string();
+    let [(min, min_refusal), (hour, hour_refusal)] = key_limits(&key, &subject);
+    let [_, _, decision] = check_limits(
+        app,
+        ctx,
+        [min, hour, route.limit],
+        [min_refusal, hour_refusal, route.refusal],
+    )
+    .await?;
+    Ok((Caller { key }, decision))
+}
+
+/// The key named by `x-api-key`: 401 when missing, 403 when unknown or revoked.
+async fn find_key(app: &App, ctx: &RequestCtx) -> Result<ApiKeyRecord, ApiError> {
     let Some(presented) = ctx
         .header("x-api-key")
         .map(str::trim)
@@ -308,42 +347,44 @@ pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiErro
     if !looks_like_api_key(presented) {
         return Err(ApiError::KeyInvalid);
     }
-    let key = app
-        .store
+    app.store
         .find_api_key(&hash_api_key(&presented.to_ascii_lowercase()))
         .await?
-        .ok_or(ApiError::KeyInvalid)?;
-    let subject = key.id.to_string();
-    let limits = [
+        .ok_or(ApiError::KeyInvalid)
+}
+
+/// A key's own limits (`subject` is its id), with what each refusal says.
+fn key_limits<'a>(key: &ApiKeyRecord, subject: &'a str) -> [(Limit<'a>, &'static str); 2] {
+    let limit = |name, per_window: i32, secs| Limit {
+        name,
+        subject,
+        limit: per_window.max(1) as u32,
+        window: Duration::from_secs(secs),
+    };
+    [
         (
-            "key-min",
-            key.rate_limit_per_min,
-            60,
+            limit("key-min", key.rate_limit_per_min, 60),
             "Too many requests for this API key, please slow down",
         ),
         (
-            "key-hour",
-            key.rate_limit_per_hour,
-            3600,
+            limit("key-hour", key.rate_limit_per_hour, 3600),
             "Hourly request limit for this API key reached",
         ),
-    ];
-    for (name, limit, window_secs, message) in limits {
-        let decision = app
-            .shared_limiter
-            .hit(
-                name,
-                &subject,
-                limit.max(1) as u32,
-                Duration::from_secs(window_secs),
-                ctx.now_ms,
-            )
-            .await;
-        if !decision.allowed {
-            return Err(too_many(message, decision));
-        }
+    ]
+}
+
+/// Counts the request against every limit or none (one step in Redis); 429 with the first
+/// refusing limit's message.
+async fn check_limits<const N: usize>(
+    app: &App,
+    ctx: &RequestCtx,
+    limits: [Limit<'_>; N],
+    refusals: [&'static str; N],
+) -> Result<[Decision; N], ApiError> {
+    match app.shared_limiter.hit_all(&limits, ctx.now_ms).await {
+        Verdict::Allowed(decisions) => Ok(decisions),
+        Verdict::Refused { index, decision } => Err(too_many(refusals[index], decision)),
     }
-    Ok(Caller { key })
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub mod stream;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -47,6 +47,31 @@ pub use shipper::RedisShipper;
 
 /// Upper bound on one Redis command from the request path.
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A Lua script that Redis runs by its SHA1 ([`RedisHandle::run_script`]).
+pub struct LuaScript {
+    text: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl LuaScript {
+    pub const fn new(text: &'static str) -> Self {
+        Self {
+            text,
+            sha: OnceLock::new(),
+        }
+    }
+
+    pub fn text(&self) -> &'static str {
+        self.text
+    }
+
+    /// The SHA1 of the text, in hex, as `EVALSHA` and `SCRIPT LOAD` name it.
+    pub fn sha(&self) -> &str {
+        self.sha
+            .get_or_init(|| ::redis::Script::new(self.text).get_hash().to_owned())
+    }
+}
 
 #[derive(Clone)]
 pub struct RedisHandle {
@@ -235,6 +260,35 @@ impl RedisHandle {
         let mut pipe = ::redis::pipe();
         pipe.add_command(cmd.clone());
         self.query_pipe::<(T,)>(&pipe).await.map(|(v,)| v)
+    }
+
+    /// Runs a Lua script by its SHA1 (`EVALSHA`): Redis keeps compiled scripts, so its text
+    /// is sent only when Redis answers `NOSCRIPT` (first use after a start, a restart or a
+    /// `SCRIPT FLUSH`), then by `EVAL`, which also loads it. `None` as [`Self::query_cmd`].
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        keys: &[String],
+        args: &[i64],
+    ) -> Option<T> {
+        let invocation = |verb: &str, body: &str| {
+            let mut cmd = ::redis::cmd(verb);
+            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(cmd);
+            pipe
+        };
+        match self
+            .try_pipe::<(T,)>(&invocation("EVALSHA", script.sha()))
+            .await
+        {
+            Ok((v,)) => Some(v),
+            Err(e) if e.code() == Some("NOSCRIPT") => self
+                .query_pipe::<(T,)>(&invocation("EVAL", script.text))
+                .await
+                .map(|(v,)| v),
+            Err(_) => None,
+        }
     }
 
     /// Takes `key` for `owner` for `ttl` unless someone holds it: `Some(true)` taken,

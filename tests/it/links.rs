@@ -638,6 +638,74 @@ async fn the_shorten_limit_per_ip_answers_429_with_retry_after_and_rate_limit_he
     assert_eq!(total, "3", "refused requests created nothing");
 }
 
+/// The key's limits and the address's shorten limit are decided in one step, all or nothing:
+/// a create refused by the address limit is counted against none of them, so a client that
+/// keeps retrying a refused create does not use up its key's budget for other routes.
+#[tokio::test]
+async fn a_create_refused_by_the_address_limit_is_not_counted_against_the_key() {
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_SHORTEN_PER_5MIN", "2")
+        .start()
+        .await;
+    let key = app.key_with_limits(false, 5, 1_000).await;
+    for _ in 0..2 {
+        app.shorten(&key, json!({"url": "https://example.com/"}))
+            .await;
+    }
+    for attempt in 0..6 {
+        let resp = app
+            .post_json("/api/shorten", &key, json!({"url": "https://example.com/"}))
+            .send()
+            .await
+            .expect("shorten");
+        assert_eq!(
+            error_message(resp, 429).await,
+            "Too many links created from this IP, please try again later",
+            "refused create {attempt}"
+        );
+    }
+    // Two requests counted of the key's five per minute: three more are allowed.
+    for n in 0..3 {
+        let resp = app
+            .get_with_key("/api/links", &key)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(resp.status(), 200, "list {n} after the refused creates");
+    }
+}
+
+/// The limits are sent by digest (EVALSHA); a Redis that lost its scripts (restarted,
+/// `SCRIPT FLUSH`) gets the text again and the limits still hold.
+#[tokio::test]
+async fn limits_still_hold_after_redis_forgets_its_scripts() {
+    let app = TestApp::builder()
+        .set("RATE_LIMIT_SHORTEN_PER_5MIN", "2")
+        .start()
+        .await;
+    let key = app.key_with_limits(false, 100, 1_000).await;
+    app.shorten(&key, json!({"url": "https://example.com/"}))
+        .await;
+    let mut redis = app.redis.clone();
+    let flushed: String = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .expect("script flush");
+    assert_eq!(flushed, "OK");
+    app.shorten(&key, json!({"url": "https://example.com/"}))
+        .await;
+    let resp = app
+        .post_json("/api/shorten", &key, json!({"url": "https://example.com/"}))
+        .send()
+        .await
+        .expect("shorten");
+    assert_eq!(
+        error_message(resp, 429).await,
+        "Too many links created from this IP, please try again later"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // fix: passwords never leave the store; Argon2id at rest
 // ---------------------------------------------------------------------------------------

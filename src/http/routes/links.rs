@@ -12,9 +12,13 @@ use uuid::Uuid;
 use super::{parse_id, timestamp};
 use crate::app::{spawn_metadata_fill, App};
 use crate::domain::{parse_max_clicks_per_min, parse_password, ShortCode, TargetUrl};
-use crate::http::error::{json, rate_limit_headers, too_many, ApiError, Body};
+use crate::http::error::{json, rate_limit_headers, ApiError, Body};
 use crate::http::is_reserved_code;
-use crate::http::request::{authenticate, double_option, non_null, parse_json, RequestCtx, Text};
+use crate::http::request::{
+    authenticate, authenticate_and_limit, double_option, non_null, parse_json, RequestCtx,
+    RouteLimit, Text,
+};
+use crate::redis::limiter::Limit;
 use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLinkOutcome};
 
 // The link object of the contract, and its OpenAPI schema `Link` (described by the doc
@@ -132,23 +136,17 @@ struct ShortenBody {
 }
 
 pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    let caller = authenticate(app, ctx).await?;
-    let decision = app
-        .shared_limiter
-        .hit(
-            "shorten",
-            &ctx.client_ip.to_string(),
-            app.config.rate_limits.shorten_per_5min,
-            Duration::from_secs(300),
-            ctx.now_ms,
-        )
-        .await;
-    if !decision.allowed {
-        return Err(too_many(
-            "Too many links created from this IP, please try again later",
-            decision,
-        ));
-    }
+    let client_ip = ctx.client_ip.to_string();
+    let route = RouteLimit {
+        limit: Limit {
+            name: "shorten",
+            subject: &client_ip,
+            limit: app.config.rate_limits.shorten_per_5min,
+            window: Duration::from_secs(300),
+        },
+        refusal: "Too many links created from this IP, please try again later",
+    };
+    let (caller, decision) = authenticate_and_limit(app, ctx, route).await?;
     let input: ShortenBody = parse_json(body)?;
     let url = TargetUrl::parse(&input.url).map_err(bad)?;
     let custom_code = match input

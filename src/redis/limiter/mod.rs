@@ -56,7 +56,7 @@ pub use hot::{
 };
 pub use link_cap::check_link_cap;
 pub use scripts::WINDOW_SCRIPT;
-pub use shared::SharedLimiter;
+pub use shared::{Limit, SharedLimiter, Verdict};
 pub use window::{sliding_count, wait_until_allowed, window_index};
 
 /// The outcome of a check, with what the `RateLimit-*` and `Retry-After` headers need.

@@ -28,6 +28,35 @@ end
 return {0, cur, prev}
 "#;
 
+/// Several sliding windows checked together and counted all or none, in one atomic step:
+/// the shared limiter's check for a request that several limits cover (an API key's per-minute
+/// and per-hour limits, plus the route's per-address limit). `KEYS`: per limit `i`, its
+/// current and previous window's counters (`KEYS[2i-1]`, `KEYS[2i]`). `ARGV`: per limit `i`,
+/// its limit, window ms and elapsed ms of the current window (`ARGV[3i-2..3i]`). Returns
+/// `{1, current₁, previous₁, current₂, previous₂, ...}` (every limit allowed and counted,
+/// `current` this request included) or `{0, i, current, previous}` (limit `i`, the first
+/// that refuses; nothing counted). Each comparison is [`WINDOW_SCRIPT`]'s.
+pub(super) const WINDOWS_SCRIPT: &str = r#"
+local n = #KEYS / 2
+local out = {1}
+for i = 1, n do
+  local limit = tonumber(ARGV[3 * i - 2])
+  local w = tonumber(ARGV[3 * i - 1])
+  local e = tonumber(ARGV[3 * i])
+  local cur = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local prev = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  if cur >= limit or prev * (w - e) >= (limit - cur) * w then
+    return {0, i, cur, prev}
+  end
+  out[2 * i + 1] = prev
+end
+for i = 1, n do
+  out[2 * i] = redis.call('INCR', KEYS[2 * i - 1])
+  redis.call('PEXPIRE', KEYS[2 * i - 1], tonumber(ARGV[3 * i - 1]) * 2)
+end
+return out
+"#;
+
 /// Takes an attempt slot for every subject at once, or none. `KEYS[1]`: the in-flight lock
 /// (one attempt at a time), then a (current, previous) counter pair per subject. `ARGV`: lock
 /// token, lock lifetime ms, window ms, elapsed ms, then each subject's limit. Returns

@@ -1,14 +1,38 @@
 //! [`SharedLimiter`]: awaited, exact across instances, for low-volume routes: one script per
-//! check in Redis, the same window counters in this process's memory while Redis is away.
+//! request in Redis (every limit that covers it checked and counted together, all or none),
+//! the same window counters in this process's memory while Redis is away.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::scripts::WINDOW_SCRIPT;
+use super::scripts::{WINDOWS_SCRIPT, WINDOW_SCRIPT};
 use super::window::{decision, sliding_count, window_index};
 use super::Decision;
-use crate::redis::RedisHandle;
+use crate::redis::{LuaScript, RedisHandle};
+
+static WINDOWS: LuaScript = LuaScript::new(WINDOWS_SCRIPT);
+
+/// One limit a request is counted against: the limit's name, who is limited (an API key's
+/// id, a client address), how many requests per sliding window.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit<'a> {
+    pub name: &'static str,
+    pub subject: &'a str,
+    pub limit: u32,
+    pub window: Duration,
+}
+
+/// What [`SharedLimiter::hit_all`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<const N: usize> {
+    /// Every limit allowed the request, and it was counted in each: their decisions, in the
+    /// order the limits were given.
+    Allowed([Decision; N]),
+    /// The limit at `index` (the first, in the order given, that refused) refused; the request
+    /// was counted in none.
+    Refused { index: usize, decision: Decision },
+}
 
 /// Awaited, exact-across-instances limiter for low-volume routes.
 #[derive(Clone)]
@@ -40,15 +64,32 @@ impl SharedLimiter {
     /// name, `subject` who is limited. A refused request is not counted.
     pub async fn hit(
         &self,
-        name: &str,
+        name: &'static str,
         subject: &str,
         limit: u32,
         window: Duration,
         now_ms: i64,
     ) -> Decision {
-        self.inner
-            .apply(name, subject, limit, window, now_ms, true)
-            .await
+        let limits = [Limit {
+            name,
+            subject,
+            limit,
+            window,
+        }];
+        match self.hit_all(&limits, now_ms).await {
+            Verdict::Allowed([decision]) => decision,
+            Verdict::Refused { decision, .. } => decision,
+        }
+    }
+
+    /// Counts one request against every limit in `limits` if each allows it, else against
+    /// none; one round trip to Redis (one atomic script) however many limits there are.
+    pub async fn hit_all<const N: usize>(
+        &self,
+        limits: &[Limit<'_>; N],
+        now_ms: i64,
+    ) -> Verdict<N> {
+        self.inner.hit_all(limits, now_ms).await
     }
 
     /// Decides without counting (e.g. "may this client try another password?").
@@ -60,23 +101,91 @@ impl SharedLimiter {
         window: Duration,
         now_ms: i64,
     ) -> Decision {
-        self.inner
-            .apply(name, subject, limit, window, now_ms, false)
-            .await
+        self.inner.peek(name, subject, limit, window, now_ms).await
     }
 }
 
 impl SharedLimiterInner {
-    async fn apply(
+    async fn hit_all<const N: usize>(&self, limits: &[Limit<'_>; N], now_ms: i64) -> Verdict<N> {
+        let keys = self.redis.keys();
+        let mut names = Vec::with_capacity(limits.len() * 2);
+        let mut args = Vec::with_capacity(limits.len() * 3);
+        for l in limits {
+            let window_ms = window_ms(l.window);
+            let idx = window_index(now_ms, window_ms);
+            names.push(keys.rate_window(l.name, l.subject, idx));
+            names.push(keys.rate_window(l.name, l.subject, idx - 1));
+            args.extend([l.limit as i64, window_ms, now_ms.rem_euclid(window_ms)]);
+        }
+        let counts = match self
+            .redis
+            .run_script::<Vec<u64>>(&WINDOWS, &names, &args)
+            .await
+        {
+            Some(reply) => match reply.as_slice() {
+                [1, counts @ ..] if counts.len() == limits.len() * 2 => Ok(counts.to_vec()),
+                &[0, i, cur, prev] if (1..=limits.len() as u64).contains(&i) => {
+                    Err((i as usize - 1, cur, prev))
+                }
+                // Not the script's reply shape: decide in memory rather than guess.
+                _ => self.local_hit_all(&names, limits, now_ms),
+            },
+            None => self.local_hit_all(&names, limits, now_ms),
+        };
+        match counts {
+            Ok(counts) => Verdict::Allowed(std::array::from_fn(|i| {
+                let l = &limits[i];
+                let (cur, prev) = (counts[2 * i], counts[2 * i + 1]);
+                decision(l.limit, prev, cur, true, now_ms, window_ms(l.window))
+            })),
+            Err((index, cur, prev)) => {
+                let l = &limits[index];
+                Verdict::Refused {
+                    index,
+                    decision: decision(l.limit, prev, cur, false, now_ms, window_ms(l.window)),
+                }
+            }
+        }
+    }
+
+    /// The fallback of [`Self::hit_all`], with the same all-or-none rule, on this process's
+    /// counters. `names` are the (current, previous) counter names per limit. Returns each
+    /// limit's (current, previous) counts when all allowed, else the first refusing limit's
+    /// index and counts.
+    fn local_hit_all(
+        &self,
+        names: &[String],
+        limits: &[Limit<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<u64>, (usize, u64, u64)> {
+        let mut map = self.local_windows(now_ms);
+        let mut counts = Vec::with_capacity(limits.len() * 2);
+        for (index, (l, pair)) in limits.iter().zip(names.chunks_exact(2)).enumerate() {
+            let cur = map.get(&pair[0]).map_or(0, |e| e.1);
+            let prev = map.get(&pair[1]).map_or(0, |e| e.1);
+            if sliding_count(prev, cur, now_ms, window_ms(l.window)) >= l.limit as u64 {
+                return Err((index, cur, prev));
+            }
+            counts.extend([cur + 1, prev]);
+        }
+        for (l, pair) in limits.iter().zip(names.chunks_exact(2)) {
+            let expires = now_ms + 2 * window_ms(l.window);
+            let entry = map.entry(pair[0].clone()).or_insert((expires, 0));
+            *entry = (expires, entry.1 + 1);
+        }
+        Ok(counts)
+    }
+
+    /// Decides without counting (see [`SharedLimiter::peek`]).
+    async fn peek(
         &self,
         name: &str,
         subject: &str,
         limit: u32,
         window: Duration,
         now_ms: i64,
-        count: bool,
     ) -> Decision {
-        let window_ms = window.as_millis().max(1) as i64;
+        let window_ms = window_ms(window);
         let idx = window_index(now_ms, window_ms);
         let keys = self.redis.keys();
         let mut cmd = ::redis::cmd("EVAL");
@@ -88,46 +197,21 @@ impl SharedLimiterInner {
             .arg(window_ms)
             .arg(now_ms.rem_euclid(window_ms))
             .arg(0)
-            .arg(u8::from(count));
-        let (allowed, cur, prev) = match self.redis.query_cmd::<(u8, u64, u64)>(&cmd).await {
-            Some((allowed, cur, prev)) if count => (allowed == 1, cur, prev),
-            Some((_, cur, prev)) => (
-                sliding_count(prev, cur, now_ms, window_ms) < limit as u64,
-                cur,
-                prev,
-            ),
-            None => self.local_apply(
-                &keys.rate_window(name, subject, idx),
-                &keys.rate_window(name, subject, idx - 1),
-                limit,
-                now_ms,
-                window_ms,
-                count,
-            ),
+            .arg(0);
+        let (cur, prev) = match self.redis.query_cmd::<(u8, u64, u64)>(&cmd).await {
+            Some((_, cur, prev)) => (cur, prev),
+            None => {
+                let map = self.local_windows(now_ms);
+                (
+                    map.get(&keys.rate_window(name, subject, idx))
+                        .map_or(0, |e| e.1),
+                    map.get(&keys.rate_window(name, subject, idx - 1))
+                        .map_or(0, |e| e.1),
+                )
+            }
         };
-        decision(limit, prev, cur, allowed, now_ms, window_ms)
-    }
-
-    /// The fallback: the same window counters in this process's memory.
-    /// Returns (allowed, current, previous).
-    fn local_apply(
-        &self,
-        cur_key: &str,
-        prev_key: &str,
-        limit: u32,
-        now_ms: i64,
-        window_ms: i64,
-        count: bool,
-    ) -> (bool, u64, u64) {
-        let mut map = self.local_windows(now_ms);
-        let prev = map.get(prev_key).map_or(0, |e| e.1);
-        let cur = map.get(cur_key).map_or(0, |e| e.1);
         let allowed = sliding_count(prev, cur, now_ms, window_ms) < limit as u64;
-        if allowed && count {
-            map.insert(cur_key.to_string(), (now_ms + 2 * window_ms, cur + 1));
-            return (true, cur + 1, prev);
-        }
-        (allowed, cur, prev)
+        decision(limit, prev, cur, allowed, now_ms, window_ms)
     }
 
     /// The fallback counters, pruned of expired windows when they grow large.
@@ -141,4 +225,8 @@ impl SharedLimiterInner {
         }
         map
     }
+}
+
+fn window_ms(window: Duration) -> i64 {
+    window.as_millis().max(1) as i64
 }
