@@ -42,6 +42,9 @@ pub struct AppState {
     pub in_flight: AtomicU64,
     /// Set on SIGTERM: readiness answers 503 while in-flight requests drain.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// `GEOIP_DB`, opened on first use by a redirect rule's country condition (most
+    /// installations never pay its memory in the API).
+    geo: std::sync::OnceLock<Option<Arc<crate::clicks::enrich::Geo>>>,
 }
 
 pub type App = Arc<AppState>;
@@ -84,8 +87,33 @@ impl AppState {
             started_at: Utc::now(),
             in_flight: AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            geo: std::sync::OnceLock::new(),
             config,
         }))
+    }
+
+    /// The country of a visitor: Cloudflare's `cf-ipcountry` when it is a two-letter code,
+    /// else the `GEOIP_DB` database's answer for the client address (opened on first use;
+    /// a database that cannot be opened is logged once and answers nothing).
+    pub fn country_of(&self, header: Option<&str>, ip: std::net::IpAddr) -> Option<String> {
+        if let Some(c) =
+            header.filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Some(c.to_ascii_uppercase());
+        }
+        let geo = self.geo.get_or_init(|| {
+            let path = self.config.pipeline.geoip_db.as_deref()?;
+            match crate::clicks::enrich::Geo::open(path) {
+                Ok(geo) => Some(Arc::new(geo)),
+                Err(e) => {
+                    tracing::error!(
+                        "country conditions of redirect rules cannot use GEOIP_DB: {e:#}"
+                    );
+                    None
+                }
+            }
+        });
+        geo.as_ref()?.country(ip)
     }
 
     /// Local cache, then Redis, then PostgreSQL. A cache hit touches neither Redis nor

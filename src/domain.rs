@@ -471,13 +471,32 @@ pub struct RedirectTarget {
     pub expires_at_ms: Option<i64>,
     pub is_rate_limited: bool,
     pub max_clicks_per_min: u32,
+    /// 301, 302, 307 or 308. (Entries cached before 0.2 have none: 302.)
+    #[serde(default = "found_status")]
+    pub redirect_type: u16,
+    /// Add the request's query to the destination ([`crate::rules::forward_query`]).
+    #[serde(default)]
+    pub forward_query: bool,
+    /// Tried in order on every visit ([`crate::rules::first_match`]); empty for most links.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::rules::RedirectRule>,
     /// `url` as a `Location` header value, built by the first redirect and shared by every
     /// later one (a cached target lives in an `Arc`): no validation or copy per request.
     #[serde(skip)]
     pub location: LocationHeader,
 }
 
+fn found_status() -> u16 {
+    302
+}
+
 impl RedirectTarget {
+    /// Whether every visit gets the same answer: no rules, no query forwarding, so the
+    /// prebuilt `Location` serves.
+    pub fn is_plain(&self) -> bool {
+        self.rules.is_empty() && !self.forward_query
+    }
+
     pub fn is_expired_at(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_some_and(|e| e <= now_ms)
     }

@@ -10,6 +10,8 @@
 //!   `NOTIFY_SOCKET`) socket activation, readiness, status and watchdog.
 //! - [`domain`]: parsed newtypes (`ShortCode`, `TargetUrl`, API keys, password hashing).
 //! - [`passwords`]: bounded password hashing (a few Argon2 computations at a time).
+//! - [`rules`]: a link's redirect rules, query forwarding, redirect status and tags: parsed
+//!   from the API, evaluated on the redirect path (pure).
 //! - [`connections`]: the open connections of a process: caps, deadlines, shedding.
 //! - [`store`]: PostgreSQL (the only sqlx user), owner-scoped queries, migrations.
 //! - [`clicks`]: the click path: event and wire format, the API-side queue and flusher,
@@ -46,5 +48,6 @@ pub mod metrics;
 pub mod passwords;
 pub mod pipeline;
 pub mod redis;
+pub mod rules;
 pub mod store;
 pub mod telemetry;

@@ -187,6 +187,9 @@ mod tests {
             expires_at_ms: None,
             is_rate_limited: false,
             max_clicks_per_min: 100,
+            redirect_type: 302,
+            forward_query: false,
+            rules: Vec::new(),
             location: Default::default(),
         })
     }

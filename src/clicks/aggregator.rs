@@ -310,6 +310,7 @@ mod tests {
                 latency_us: 1000,
                 kind,
                 client_ip: None,
+                rule_url: None,
             },
             None,
         )

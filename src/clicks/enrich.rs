@@ -150,6 +150,20 @@ fn classify_cached(ua: &str) -> AgentInfo {
     })
 }
 
+/// The device class (as in [`Enriched::device_class`]) and OS family of a user agent, for
+/// the device conditions of redirect rules ([`crate::rules`]); cached per thread like the
+/// rest of enrichment.
+pub fn device_of(ua: &str) -> (&'static str, crate::rules::OsFamily) {
+    use crate::rules::OsFamily;
+    let info = classify_cached(ua);
+    let os = match info.os.as_str() {
+        "iPhone" | "iPad" | "iPod" | "iOS" => OsFamily::Ios,
+        "Android" => OsFamily::Android,
+        _ => OsFamily::Other,
+    };
+    (info.device_class, os)
+}
+
 pub fn enrich(event: ClickEvent, geo: Option<&Geo>) -> Enriched {
     let AgentInfo {
         device_class,
@@ -195,6 +209,7 @@ mod tests {
             latency_us: 100,
             kind: ClickKind::Click,
             client_ip: None,
+            rule_url: None,
         }
     }
 

@@ -72,6 +72,8 @@ pub struct ClickEvent {
     pub kind: ClickKind,
     /// The client address, only for the worker's GeoIP lookup; never stored in PostgreSQL.
     pub client_ip: Option<std::net::IpAddr>,
+    /// The URL a redirect rule sent the visitor to; `None` when it was the link's own.
+    pub rule_url: Option<String>,
 }
 
 /// Named string fields of a stream entry, however they are held.
@@ -196,15 +198,27 @@ impl ClickEvent {
             latency_us,
             kind,
             client_ip,
+            rule_url: match fields.field("url") {
+                None | Some("") => None,
+                Some(url) => {
+                    if url.contains('\0') {
+                        return Err(InvalidEvent("field `url` contains NUL".to_string()));
+                    }
+                    Some(clip(url, 2048))
+                }
+            },
         })
     }
 }
 
-/// One record of a packed entry, its values named by position.
-struct PackedRecord<'a>([&'a str; PACKED_FIELDS.len()]);
+/// One record of a packed entry, its values named by position, and the optional rule URL.
+struct PackedRecord<'a>([&'a str; PACKED_FIELDS.len()], Option<&'a str>);
 
 impl FieldLookup for PackedRecord<'_> {
     fn field(&self, name: &str) -> Option<&str> {
+        if name == "url" {
+            return self.1;
+        }
         PACKED_FIELDS
             .iter()
             .position(|f| *f == name)
@@ -273,6 +287,10 @@ pub fn pack(events: &[ClickEvent]) -> Packed {
         if let Some(ip) = e.client_ip {
             use std::fmt::Write;
             let _ = write!(out, "{ip}");
+        }
+        if let Some(url) = &e.rule_url {
+            out.push(UNIT_SEP);
+            out.push_str(num.format(intern(&mut table, &mut strings, url)));
         }
     }
     Packed {
@@ -360,14 +378,38 @@ pub fn events_of_entry(
                 raw: record.to_string(),
             };
             let parts: Vec<&str> = record.split(UNIT_SEP).collect();
-            let mut values: [&str; PACKED_FIELDS.len()] =
-                parts.as_slice().try_into().map_err(|_| {
-                    invalid(format!(
-                        "{} values, expected {}",
-                        parts.len(),
-                        PACKED_FIELDS.len()
-                    ))
-                })?;
+            // Version 3 records of clicks a redirect rule routed carry one more value, the
+            // rule's URL (an index into the table).
+            let with_url = with_table && parts.len() == PACKED_FIELDS.len() + 1;
+            let fixed = if with_url {
+                &parts[..PACKED_FIELDS.len()]
+            } else {
+                &parts[..]
+            };
+            let mut values: [&str; PACKED_FIELDS.len()] = fixed.try_into().map_err(|_| {
+                invalid(format!(
+                    "{} values, expected {}{}",
+                    parts.len(),
+                    PACKED_FIELDS.len(),
+                    if with_table { " or 11" } else { "" }
+                ))
+            })?;
+            let mut url = None;
+            if with_url {
+                let index = parts[PACKED_FIELDS.len()];
+                url = Some(
+                    index
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|k| table.get(k).copied())
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "field `url` is {index:?}, not one of the entry's {} strings",
+                                table.len()
+                            ))
+                        })?,
+                );
+            }
             if with_table {
                 for at in [UA_AT, REF_AT] {
                     let name = PACKED_FIELDS[at];
@@ -384,10 +426,13 @@ pub fn events_of_entry(
                         })?;
                 }
             }
-            ClickEvent::from_named(&PackedRecord(values)).map_err(|e| InvalidRecord {
+            ClickEvent::from_named(&PackedRecord(values, url)).map_err(|e| InvalidRecord {
                 error: InvalidEvent(format!("record {i}: {}", e.0)),
                 // With the table's strings in place: a dead letter reads on its own.
-                raw: values.join("\x1f"),
+                raw: match url {
+                    Some(url) => format!("{}\x1f{url}", values.join("\x1f")),
+                    None => values.join("\x1f"),
+                },
             })
         })
         .collect())
@@ -419,6 +464,7 @@ pub(crate) fn sample_event(at_ms: i64) -> ClickEvent {
         latency_us: 1,
         kind: ClickKind::Click,
         client_ip: Some("192.0.2.7".parse().expect("ip")),
+        rule_url: None,
     }
 }
 
@@ -496,6 +542,46 @@ mod tests {
             ("strings".into(), p.strings),
             ("events".into(), p.events),
         ]
+    }
+
+    /// A click a redirect rule routed carries the rule's URL (an 11th value, in the string
+    /// table); the others keep ten values, as 0.1 wrote them, and read back without one.
+    #[test]
+    fn the_rule_url_travels_only_with_the_clicks_a_rule_routed() {
+        let plain = ev(1_700_000_000_000);
+        let mut routed = ev(1_700_000_000_001);
+        routed.rule_url = Some("https://example.com/ios".into());
+        let mut again = ev(1_700_000_000_002);
+        again.rule_url = routed.rule_url.clone();
+        let fields = packed(&[plain.clone(), routed.clone(), again.clone()]);
+        let events = &fields[3].1;
+        let values: Vec<usize> = events
+            .split(RECORD_SEP)
+            .map(|r| r.split(UNIT_SEP).count())
+            .collect();
+        assert_eq!(values, vec![10, 11, 11]);
+        assert_eq!(
+            fields[2].1.matches("https://example.com/ios").count(),
+            1,
+            "the URL is in the table once"
+        );
+        let read: Vec<ClickEvent> = events_of_entry(&fields)
+            .expect("entry")
+            .into_iter()
+            .map(|r| r.expect("record"))
+            .collect();
+        assert_eq!(read, vec![plain, routed, again]);
+
+        // An index outside the table is that record's error alone.
+        let mut bad = fields.clone();
+        bad[3].1 = format!(
+            "{}\x1f99",
+            bad[3].1.split(RECORD_SEP).next().expect("record")
+        );
+        bad[1].1 = "1".into();
+        let read = events_of_entry(&bad).expect("entry");
+        let error = read[0].as_ref().expect_err("bad index");
+        assert!(error.error.0.contains("field `url`"), "{error:?}");
     }
 
     #[test]

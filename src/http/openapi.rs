@@ -329,6 +329,18 @@ fn keywords() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "/components/schemas/ShortenRequest/properties/redirectType",
+            json!({"enum": [301, 302, 307, 308]}),
+        ),
+        (
+            "/components/schemas/LinkPatch/properties/redirectType",
+            json!({"enum": [301, 302, 307, 308]}),
+        ),
+        (
+            "/components/schemas/Link/properties/redirectType",
+            json!({"enum": [301, 302, 307, 308]}),
+        ),
+        (
             "/components/schemas/LinkDeleted/properties/message",
             json!({"const": "Link deleted"}),
         ),
@@ -682,6 +694,27 @@ pub fn query_int(
                 .minimum(Some(minimum))
                 .maximum(Some(maximum))
                 .default(Some(json!(default))),
+        ))
+        .build()
+}
+
+/// An optional string query parameter, with a pattern and a length limit.
+pub fn query_text(
+    name: &str,
+    description: &str,
+    pattern: Option<&str>,
+    max_length: usize,
+) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(pattern)
+                .max_length(Some(max_length)),
         ))
         .build()
 }

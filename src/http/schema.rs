@@ -16,6 +16,9 @@ pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<Error>()
         .schema_from::<crate::http::routes::links::LinkView<'static>>()
         .schema_from::<ShortenRequest>()
+        .schema_from::<RedirectRule>()
+        .schema_from::<RuleCondition>()
+        .schema_from::<RuleConditionType>()
         .schema_from::<LinkPatch>()
         .schema_from::<crate::http::routes::campaigns::CampaignView<'static>>()
         .schema_from::<CampaignCreate>()
@@ -82,6 +85,18 @@ pub struct ShortenRequest {
     /// A campaign of the caller's (else 400).
     #[schema(format = "uuid", default = json!(null))]
     pub campaign_id: Option<String>,
+    /// The redirect's HTTP status. 301 and 308 are cached by browsers: repeat visits from one browser may not reach the server (and are then not counted).
+    #[schema(required = false, value_type = i32, minimum = 301, maximum = 308, default = json!(302), examples(json!(301)))]
+    pub redirect_type: u16,
+    /// Add the visit's query string to the destination's; a parameter in both takes the visit's value.
+    #[schema(required = false, default = json!(false))]
+    pub forward_query: bool,
+    /// Up to 10 tags, 1–32 characters of `[A-Za-z0-9_-]` each; stored lowercased, duplicates dropped.
+    #[schema(required = false, max_items = 10, inline)]
+    pub tags: Vec<Tag>,
+    /// Up to 20 rules, tried in order; the first whose conditions all hold sends the visitor to its `url`, else `url` (the link's destination) is used. Password, expiry and the per-link cap apply first.
+    #[schema(required = false, max_items = 20)]
+    pub redirect_rules: Vec<RedirectRule>,
 }
 
 /// Any subset of the fields; absent fields stay as they are. Same validation as shorten. `null` is refused (400) for `originalUrl`, `isProtected`, `isExpiring`, `isRateLimited` and `maxClicksPerMin`; for `title`, `description`, `expiresAt` and `campaignId` it clears the field.
@@ -114,6 +129,55 @@ pub struct LinkPatch {
     /// A campaign of the caller's (else 400); null takes the link out of its campaign.
     #[schema(format = "uuid", examples(json!(null)))]
     pub campaign_id: Option<String>,
+    /// 301, 302, 307 or 308.
+    #[schema(required = false, value_type = i32, minimum = 301, maximum = 308, examples(json!(308)))]
+    pub redirect_type: u16,
+    #[schema(required = false)]
+    pub forward_query: bool,
+    /// Replaces the tags (`[]` removes them all).
+    #[schema(required = false, max_items = 10, inline)]
+    pub tags: Vec<Tag>,
+    /// Replaces the rules (`[]` removes them all).
+    #[schema(required = false, max_items = 20)]
+    pub redirect_rules: Vec<RedirectRule>,
+}
+
+/// 1–32 characters of `[A-Za-z0-9_-]`, stored lowercased.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^[A-Za-z0-9_-]{1,32}$", examples(json!("launch")))]
+pub struct Tag(pub String);
+
+/// When every condition holds, the visitor is sent to `url`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"conditions": [{"type": "device", "value": "android"}, {"type": "country", "value": "DE"}], "url": "https://example.com/de/android"}))]
+pub struct RedirectRule {
+    /// 1–10 conditions, all of which must hold.
+    #[schema(min_items = 1, max_items = 10)]
+    pub conditions: Vec<RuleCondition>,
+    /// Absolute http(s) URL, at most 2048 characters, validated like `originalUrl`.
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+}
+
+/// One condition of a redirect rule. `value` by `type`: `device` — `mobile` (a phone), `tablet`, `desktop`, `ios` or `android`, from the User-Agent; `country` — an ISO 3166-1 alpha-2 code, from `cf-ipcountry` or the GeoIP database (`GEOIP_DB`); `language` — a primary language subtag (`de`) listed with q > 0 in `Accept-Language`; `query` — `key=value` present in the visit's query string (compared after percent-decoding).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"type": "language", "value": "de"}))]
+pub struct RuleCondition {
+    #[schema(rename = "type")]
+    pub kind: RuleConditionType,
+    pub value: String,
+}
+
+#[derive(ToSchema)]
+pub enum RuleConditionType {
+    #[schema(rename = "device")]
+    Device,
+    #[schema(rename = "country")]
+    Country,
+    #[schema(rename = "language")]
+    Language,
+    #[schema(rename = "query")]
+    Query,
 }
 
 #[derive(ToSchema)]

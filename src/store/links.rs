@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use sqlx::types::Json;
+
 use super::{Scope, Store, StoreError, StoreResult};
 use crate::domain::{RedirectTarget, ShortCode};
+use crate::rules::RedirectRule;
 
 #[derive(Debug, Clone)]
 pub struct LinkRecord {
@@ -24,6 +27,10 @@ pub struct LinkRecord {
     pub campaign_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub redirect_type: i16,
+    pub forward_query: bool,
+    pub tags: Vec<String>,
+    pub redirect_rules: Json<Vec<RedirectRule>>,
 }
 
 /// `sqlx::query_as!(LinkRecord, ..)` with the columns of [`LinkRecord`] between `$head` and
@@ -38,7 +45,8 @@ macro_rules! query_link_record {
             $head
                 + " id, owner_key_id, short_code, original_url, clicks, title, description, favicon, \
                    is_protected, is_expiring, expires_at, is_rate_limited, max_clicks_per_min, \
-                   campaign_id, created_at, updated_at "
+                   campaign_id, created_at, updated_at, redirect_type, forward_query, tags, \
+                   redirect_rules AS \"redirect_rules: Json<Vec<RedirectRule>>\" "
                 + $tail
             $(, $arg)*
         )
@@ -57,6 +65,9 @@ struct RedirectRow {
     expires_at: Option<DateTime<Utc>>,
     is_rate_limited: bool,
     max_clicks_per_min: i32,
+    redirect_type: i16,
+    forward_query: bool,
+    redirect_rules: Json<Vec<RedirectRule>>,
 }
 
 impl RedirectRow {
@@ -74,6 +85,9 @@ impl RedirectRow {
             },
             is_rate_limited: self.is_rate_limited,
             max_clicks_per_min: self.max_clicks_per_min.max(1) as u32,
+            redirect_type: self.redirect_type as u16,
+            forward_query: self.forward_query,
+            rules: self.redirect_rules.0,
             location: Default::default(),
         }
     }
@@ -89,6 +103,10 @@ pub struct NewLink {
     pub is_rate_limited: bool,
     pub max_clicks_per_min: i32,
     pub campaign_id: Option<Uuid>,
+    pub redirect_type: i16,
+    pub forward_query: bool,
+    pub tags: Vec<String>,
+    pub redirect_rules: Vec<RedirectRule>,
 }
 
 /// A change set for PATCH: the outer `Option` is "leave as is".
@@ -104,6 +122,10 @@ pub struct LinkChanges {
     pub is_rate_limited: Option<bool>,
     pub max_clicks_per_min: Option<i32>,
     pub campaign_id: Option<Option<Uuid>>,
+    pub redirect_type: Option<i16>,
+    pub forward_query: Option<bool>,
+    pub tags: Option<Vec<String>>,
+    pub redirect_rules: Option<Vec<RedirectRule>>,
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -118,6 +140,29 @@ pub enum UpdateLinkOutcome {
     Updated(LinkRecord),
     LinkNotFound,
     CampaignNotFound,
+}
+
+/// The list's filters (`tag=`, `q=`); both absent lists everything.
+#[derive(Debug, Default, Clone)]
+pub struct LinkFilter {
+    /// Links carrying this tag (already lowercased).
+    pub tag: Option<String>,
+    /// Case-insensitive substring of the code, destination or title.
+    pub text: Option<String>,
+}
+
+/// An `ILIKE` pattern matching `text` anywhere, its wildcards and escape taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// A redirect lookup with the password hash, for verify only.
@@ -141,8 +186,9 @@ impl Store {
             let code = new.custom_code.clone().unwrap_or_else(ShortCode::generate);
             let result = query_link_record!(
                 "INSERT INTO links (id, owner_key_id, short_code, original_url, password_hash, is_protected, \
-                 is_expiring, expires_at, is_rate_limited, max_clicks_per_min, campaign_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING",
+                 is_expiring, expires_at, is_rate_limited, max_clicks_per_min, campaign_id, redirect_type, \
+                 forward_query, tags, redirect_rules) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING",
                 "",
                 Uuid::now_v7(),
                 new.owner_key_id,
@@ -155,6 +201,10 @@ impl Store {
                 new.is_rate_limited,
                 new.max_clicks_per_min,
                 new.campaign_id,
+                new.redirect_type,
+                new.forward_query,
+                &new.tags,
+                Json(&new.redirect_rules) as _,
             )
             .fetch_one(self.pool())
             .await;
@@ -205,8 +255,10 @@ impl Store {
     pub async fn find_redirect_target(&self, code: &str) -> StoreResult<Option<RedirectTarget>> {
         Ok(sqlx::query_as!(
             RedirectRow,
-            "SELECT id, owner_key_id, short_code, original_url, is_protected, is_expiring, expires_at, \
-             is_rate_limited, max_clicks_per_min FROM links WHERE short_code = $1",
+            r#"SELECT id, owner_key_id, short_code, original_url, is_protected, is_expiring, expires_at,
+               is_rate_limited, max_clicks_per_min, redirect_type, forward_query,
+               redirect_rules AS "redirect_rules: Json<Vec<RedirectRule>>"
+               FROM links WHERE short_code = $1"#,
             code,
         )
         .fetch_optional(self.pool())
@@ -217,8 +269,10 @@ impl Store {
     /// The redirect lookup plus the password hash; the one query that reads the hash.
     pub async fn find_protected_target(&self, code: &str) -> StoreResult<Option<ProtectedTarget>> {
         let row = sqlx::query!(
-            "SELECT id, owner_key_id, short_code, original_url, is_protected, is_expiring, expires_at, \
-             is_rate_limited, max_clicks_per_min, password_hash FROM links WHERE short_code = $1",
+            r#"SELECT id, owner_key_id, short_code, original_url, is_protected, is_expiring, expires_at,
+               is_rate_limited, max_clicks_per_min, redirect_type, forward_query,
+               redirect_rules AS "redirect_rules: Json<Vec<RedirectRule>>", password_hash
+               FROM links WHERE short_code = $1"#,
             code,
         )
         .fetch_optional(self.pool())
@@ -234,46 +288,75 @@ impl Store {
                 expires_at: row.expires_at,
                 is_rate_limited: row.is_rate_limited,
                 max_clicks_per_min: row.max_clicks_per_min,
+                redirect_type: row.redirect_type,
+                forward_query: row.forward_query,
+                redirect_rules: row.redirect_rules,
             }
             .into_target(),
             password_hash: row.password_hash,
         }))
     }
 
-    /// Newest first; returns the page and the total count for `X-Total-Count`. An admin lists every
-    /// key's links; one SQL text per case (see [`Scope`]).
+    /// Newest first; returns the page and the total count (of the filtered set) for
+    /// `X-Total-Count`. An admin lists every key's links; one SQL text per case (see
+    /// [`Scope`]).
     pub async fn list_links(
         &self,
         scope: Scope,
+        filter: &LinkFilter,
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<LinkRecord>, i64)> {
+        let tag = filter.tag.as_deref();
+        let pattern = filter.text.as_deref().map(like_pattern);
+        let pattern = pattern.as_deref();
         let (links, total) = if scope.admin {
             let links = query_link_record!(
                 "SELECT",
-                "FROM links ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
-                limit,
-                offset,
-            )
-            .fetch_all(self.pool())
-            .await?;
-            let total = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM links"#)
-                .fetch_one(self.pool())
-                .await?;
-            (links, total)
-        } else {
-            let links = query_link_record!(
-                "SELECT",
-                "FROM links WHERE owner_key_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-                scope.key_id,
+                r"FROM links WHERE ($1::text IS NULL OR tags @> ARRAY[$1::text])
+                  AND ($2::text IS NULL OR short_code ILIKE $2 ESCAPE '\' OR original_url ILIKE $2 ESCAPE '\'
+                       OR title ILIKE $2 ESCAPE '\')
+                  ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+                tag,
+                pattern,
                 limit,
                 offset,
             )
             .fetch_all(self.pool())
             .await?;
             let total = sqlx::query_scalar!(
-                r#"SELECT count(*) AS "count!" FROM links WHERE owner_key_id = $1"#,
+                r#"SELECT count(*) AS "count!" FROM links WHERE ($1::text IS NULL OR tags @> ARRAY[$1::text])
+                   AND ($2::text IS NULL OR short_code ILIKE $2 ESCAPE '\' OR original_url ILIKE $2 ESCAPE '\'
+                        OR title ILIKE $2 ESCAPE '\')"#,
+                tag,
+                pattern,
+            )
+            .fetch_one(self.pool())
+            .await?;
+            (links, total)
+        } else {
+            let links = query_link_record!(
+                "SELECT",
+                r"FROM links WHERE owner_key_id = $1 AND ($2::text IS NULL OR tags @> ARRAY[$2::text])
+                  AND ($3::text IS NULL OR short_code ILIKE $3 ESCAPE '\' OR original_url ILIKE $3 ESCAPE '\'
+                       OR title ILIKE $3 ESCAPE '\')
+                  ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                 scope.key_id,
+                tag,
+                pattern,
+                limit,
+                offset,
+            )
+            .fetch_all(self.pool())
+            .await?;
+            let total = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "count!" FROM links WHERE owner_key_id = $1
+                   AND ($2::text IS NULL OR tags @> ARRAY[$2::text])
+                   AND ($3::text IS NULL OR short_code ILIKE $3 ESCAPE '\' OR original_url ILIKE $3 ESCAPE '\'
+                        OR title ILIKE $3 ESCAPE '\')"#,
+                scope.key_id,
+                tag,
+                pattern,
             )
             .fetch_one(self.pool())
             .await?;
@@ -369,10 +452,23 @@ impl Store {
         if let Some(campaign) = changes.campaign_id {
             link.campaign_id = campaign;
         }
+        if let Some(t) = changes.redirect_type {
+            link.redirect_type = t;
+        }
+        if let Some(f) = changes.forward_query {
+            link.forward_query = f;
+        }
+        if let Some(tags) = changes.tags {
+            link.tags = tags;
+        }
+        if let Some(rules) = changes.redirect_rules {
+            link.redirect_rules = Json(rules);
+        }
         let updated = query_link_record!(
             "UPDATE links SET original_url = $2, title = $3, description = $4, is_protected = $5, \
              password_hash = CASE WHEN $6 THEN $7 ELSE password_hash END, is_expiring = $8, expires_at = $9, \
-             is_rate_limited = $10, max_clicks_per_min = $11, campaign_id = $12, updated_at = now() \
+             is_rate_limited = $10, max_clicks_per_min = $11, campaign_id = $12, redirect_type = $13, \
+             forward_query = $14, tags = $15, redirect_rules = $16, updated_at = now() \
              WHERE id = $1 RETURNING",
             "",
             link.id,
@@ -387,6 +483,10 @@ impl Store {
             link.is_rate_limited,
             link.max_clicks_per_min,
             link.campaign_id,
+            link.redirect_type,
+            link.forward_query,
+            &link.tags,
+            &link.redirect_rules as _,
         )
         .fetch_one(&mut *tx)
         .await?;

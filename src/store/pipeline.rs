@@ -43,7 +43,7 @@ impl ClickStore for Store {
         let mut copy = conn
             .copy_in_raw(
                 "COPY click_events (id, at, link_id, owner_key_id, region, device_class, browser, os, \
-                 referrer_host, is_bot, kind, latency_us) FROM STDIN (FORMAT binary)",
+                 referrer_host, is_bot, kind, latency_us, rule_url) FROM STDIN (FORMAT binary)",
             )
             .await?;
         copy.send(copy_rows(events)).await?;
@@ -247,6 +247,7 @@ impl Store {
         let mut bots = Vec::with_capacity(n);
         let mut kinds = Vec::with_capacity(n);
         let mut latencies = Vec::with_capacity(n);
+        let mut rule_urls: Vec<Option<&str>> = Vec::with_capacity(n);
         for e in events {
             ids.push(e.event.id);
             ats.push(DateTime::from_timestamp_millis(e.event.at_ms).unwrap_or_default());
@@ -260,12 +261,13 @@ impl Store {
             bots.push(e.is_bot);
             kinds.push(e.event.kind.as_str());
             latencies.push(e.event.latency_us.min(i32::MAX as u32) as i32);
+            rule_urls.push(e.event.rule_url.as_deref());
         }
         let result = sqlx::query!(
             "INSERT INTO click_events (id, at, link_id, owner_key_id, region, device_class, browser, os, \
-             referrer_host, is_bot, kind, latency_us) \
+             referrer_host, is_bot, kind, latency_us, rule_url) \
              SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::int4[]) \
+             $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::int4[], $13::text[]) \
              ON CONFLICT (id) DO NOTHING",
             &ids,
             &ats,
@@ -281,6 +283,7 @@ impl Store {
             &bots,
             &kinds[..] as &[&str],
             &latencies,
+            &rule_urls[..] as &[Option<&str>],
         )
         .execute(self.pool())
         .await?;
@@ -317,7 +320,7 @@ fn copy_rows(events: &[Enriched]) -> Vec<u8> {
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension
     for e in events {
-        out.extend_from_slice(&12i16.to_be_bytes());
+        out.extend_from_slice(&13i16.to_be_bytes());
         uuid(&mut out, &e.event.id);
         out.extend_from_slice(&8i32.to_be_bytes());
         let at_us = e
@@ -341,6 +344,10 @@ fn copy_rows(events: &[Enriched]) -> Vec<u8> {
         text(&mut out, e.event.kind.as_str());
         out.extend_from_slice(&4i32.to_be_bytes());
         out.extend_from_slice(&(e.event.latency_us.min(i32::MAX as u32) as i32).to_be_bytes());
+        match &e.event.rule_url {
+            Some(url) => text(&mut out, url),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
     out

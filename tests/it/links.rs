@@ -31,6 +31,10 @@ const LINK_FIELDS: &[&str] = &[
     "campaignId",
     "createdAt",
     "updatedAt",
+    "redirectType",
+    "forwardQuery",
+    "tags",
+    "redirectRules",
 ];
 
 fn assert_is_link_object(link: &Value) {

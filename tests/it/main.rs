@@ -15,6 +15,7 @@ mod docs;
 mod exactly_once;
 mod hardening;
 mod harness;
+mod link_rules;
 mod links;
 mod offline_queries;
 mod ops;

@@ -64,6 +64,7 @@ fn event(link: &serde_json::Value, owner: Uuid, region: &str, kind: ClickKind) -
         latency_us: 1500,
         kind,
         client_ip: Some("198.51.100.4".parse().expect("ip")),
+        rule_url: None,
     }
 }
 
@@ -825,4 +826,41 @@ async fn an_idle_consumer_blocked_in_its_read_keeps_redis_healthy() {
         "nothing to read"
     );
     assert!(p.stream.is_healthy(), "still healthy after the poll");
+}
+
+/// The URL a redirect rule chose is stored with the raw event, on the `COPY` path and on the
+/// redelivery path (`INSERT ... ON CONFLICT`) alike; other clicks store none.
+#[tokio::test]
+async fn the_worker_stores_the_url_a_rule_chose() {
+    let (app, link, owner) = app_with_one_link("https://example.com/a").await;
+    let p = pipeline_for(&app, &[]).await;
+    let plain = event(&link, owner, "US", ClickKind::Click);
+    let mut routed = event(&link, owner, "US", ClickKind::Click);
+    routed.rule_url = Some("https://example.com/ios".into());
+    append(&p, vec![plain.clone(), routed.clone()]).await;
+    assert_eq!(drain_worker(&p).await, 2);
+    // A redelivered batch with one new routed click goes through the slow path.
+    let mut later = event(&link, owner, "US", ClickKind::Click);
+    later.rule_url = Some("https://example.com/android".into());
+    append(&p, vec![routed.clone(), later.clone()]).await;
+    assert_eq!(drain_worker(&p).await, 2);
+    let stored: Vec<(Uuid, Option<String>)> =
+        sqlx::query_as("SELECT id, rule_url FROM click_events ORDER BY at, id")
+            .fetch_all(&app.db)
+            .await
+            .expect("events");
+    let by_id = |id: Uuid| {
+        stored
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, url)| url.clone())
+            .expect("stored")
+    };
+    assert_eq!(stored.len(), 3);
+    assert_eq!(by_id(plain.id), None);
+    assert_eq!(by_id(routed.id).as_deref(), Some("https://example.com/ios"));
+    assert_eq!(
+        by_id(later.id).as_deref(),
+        Some("https://example.com/android")
+    );
 }

@@ -573,13 +573,15 @@ impl TestApp {
                 boltlink::clicks::event::events_of_entry(&fields).expect("a readable entry")
             {
                 let event = record.expect("a valid click");
-                clicks.push(
-                    event
-                        .fields()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                );
+                let mut click: HashMap<String, String> = event
+                    .fields()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                if let Some(url) = &event.rule_url {
+                    click.insert("url".to_string(), url.clone());
+                }
+                clicks.push(click);
             }
         }
         clicks

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -19,7 +20,10 @@ use crate::http::request::{
     RouteLimit, Text,
 };
 use crate::redis::limiter::Limit;
-use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLinkOutcome};
+use crate::rules::{self, RedirectRule};
+use crate::store::{
+    CreateLinkOutcome, LinkChanges, LinkFilter, LinkRecord, NewLink, UpdateLinkOutcome,
+};
 
 // The link object of the contract, and its OpenAPI schema `Link` (described by the doc
 // comment). Deliberately has no password field of any kind.
@@ -32,7 +36,9 @@ use crate::store::{CreateLinkOutcome, LinkChanges, LinkRecord, NewLink, UpdateLi
     "clicks": 0, "title": null, "description": null, "favicon": null, "isProtected": false,
     "isExpiring": false, "expiresAt": null, "isRateLimited": false, "maxClicksPerMin": 100,
     "campaignId": null, "createdAt": "2026-11-23T08:00:00.000Z",
-    "updatedAt": "2026-11-23T08:00:00.000Z"
+    "updatedAt": "2026-11-23T08:00:00.000Z", "redirectType": 302, "forwardQuery": false,
+    "tags": ["launch"], "redirectRules": [{"conditions": [{"type": "device", "value": "ios"}],
+    "url": "https://apps.apple.com/app/id1"}]
 }))]
 pub struct LinkView<'a> {
     /// Opaque link id.
@@ -68,6 +74,16 @@ pub struct LinkView<'a> {
     created_at: String,
     #[schema(format = DateTime)]
     updated_at: String,
+    /// The redirect's HTTP status. 301 and 308 are cached by browsers: repeat visits from one browser may not reach the server (and are then not counted).
+    #[schema(value_type = i32, minimum = 301, maximum = 308, examples(json!(302)))]
+    redirect_type: i16,
+    /// Whether the visit's query string is added to the destination's (the visit's value wins for a parameter in both).
+    forward_query: bool,
+    /// Up to 10 tags of `[a-z0-9_-]`, 1–32 characters each.
+    tags: &'a [String],
+    /// Tried in order; the first whose conditions all hold gives the destination.
+    #[schema(value_type = Vec<crate::http::schema::RedirectRule>)]
+    redirect_rules: &'a [RedirectRule],
 }
 
 impl<'a> LinkView<'a> {
@@ -89,6 +105,10 @@ impl<'a> LinkView<'a> {
             campaign_id: l.campaign_id,
             created_at: timestamp(l.created_at),
             updated_at: timestamp(l.updated_at),
+            redirect_type: l.redirect_type,
+            forward_query: l.forward_query,
+            tags: &l.tags,
+            redirect_rules: &l.redirect_rules.0,
         }
     }
 }
@@ -133,6 +153,41 @@ struct ShortenBody {
     max_clicks_per_min: Option<i64>,
     #[serde(default)]
     campaign_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "non_null")]
+    redirect_type: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
+    forward_query: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    tags: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
+    redirect_rules: Option<Value>,
+}
+
+/// The 0.2 fields of a shorten or PATCH body, validated (each error names its field).
+struct Behaviour {
+    redirect_type: Option<i16>,
+    tags: Option<Vec<String>>,
+    redirect_rules: Option<Vec<RedirectRule>>,
+}
+
+impl Behaviour {
+    fn parse(
+        redirect_type: Option<&Value>,
+        tags: Option<&Value>,
+        redirect_rules: Option<&Value>,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            redirect_type: redirect_type
+                .map(|v| rules::parse_redirect_type(v).map(|t| t as i16))
+                .transpose()
+                .map_err(bad)?,
+            tags: tags.map(rules::parse_tags).transpose().map_err(bad)?,
+            redirect_rules: redirect_rules
+                .map(rules::parse_rules)
+                .transpose()
+                .map_err(bad)?,
+        })
+    }
 }
 
 pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
@@ -149,6 +204,11 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
     let (caller, decision) = authenticate_and_limit(app, ctx, route).await?;
     let input: ShortenBody = parse_json(body)?;
     let url = TargetUrl::parse(&input.url).map_err(bad)?;
+    let behaviour = Behaviour::parse(
+        input.redirect_type.as_ref(),
+        input.tags.as_ref(),
+        input.redirect_rules.as_ref(),
+    )?;
     let custom_code = match input
         .custom_code
         .as_deref()
@@ -197,6 +257,10 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
         is_rate_limited: input.is_rate_limited.unwrap_or(false),
         max_clicks_per_min,
         campaign_id: input.campaign_id,
+        redirect_type: behaviour.redirect_type.unwrap_or(302),
+        forward_query: input.forward_query.unwrap_or(false),
+        tags: behaviour.tags.unwrap_or_default(),
+        redirect_rules: behaviour.redirect_rules.unwrap_or_default(),
     };
     match app.store.create_link(new).await? {
         CreateLinkOutcome::Created(link) => {
@@ -220,7 +284,24 @@ pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiErro
     let caller = authenticate(app, ctx).await?;
     let limit = ctx.query_int("limit", 100, 1, 500)?;
     let offset = ctx.query_int("offset", 0, 0, i64::MAX / 2)?;
-    let (links, total) = app.store.list_links(caller.scope(), limit, offset).await?;
+    let filter = LinkFilter {
+        tag: match ctx.query("tag") {
+            None => None,
+            Some(t) => Some(rules::parse_tag(&t).map_err(|e| bad(format!("tag {e}")))?),
+        },
+        text: match ctx.query("q").as_deref() {
+            None | Some("") => None,
+            Some(q) if q.contains('\0') => return Err(bad("q must not contain NUL")),
+            Some(q) if q.chars().count() > 200 => {
+                return Err(bad("q must be at most 200 characters"))
+            }
+            Some(q) => Some(q.to_string()),
+        },
+    };
+    let (links, total) = app
+        .store
+        .list_links(caller.scope(), &filter, limit, offset)
+        .await?;
     let views: Vec<LinkView<'_>> = links.iter().map(|l| LinkView::new(app, l)).collect();
     let mut resp = json(StatusCode::OK, &views);
     resp.headers_mut()
@@ -268,6 +349,14 @@ struct PatchBody {
     max_clicks_per_min: Option<i64>,
     #[serde(default, deserialize_with = "double_option")]
     campaign_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "non_null")]
+    redirect_type: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
+    forward_query: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    tags: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
+    redirect_rules: Option<Value>,
 }
 
 fn clean_text(field: &str, v: Option<Text>, max: usize) -> Result<Option<String>, ApiError> {
@@ -289,7 +378,18 @@ pub async fn patch(
     let caller = authenticate(app, ctx).await?;
     let id = parse_id(id, "Link")?;
     let input: PatchBody = parse_json(body)?;
-    let mut changes = LinkChanges::default();
+    let behaviour = Behaviour::parse(
+        input.redirect_type.as_ref(),
+        input.tags.as_ref(),
+        input.redirect_rules.as_ref(),
+    )?;
+    let mut changes = LinkChanges {
+        redirect_type: behaviour.redirect_type,
+        forward_query: input.forward_query,
+        tags: behaviour.tags,
+        redirect_rules: behaviour.redirect_rules,
+        ..LinkChanges::default()
+    };
     if let Some(u) = input.original_url {
         changes.original_url = Some(TargetUrl::parse(&u).map_err(bad)?.into_string());
     }
@@ -372,7 +472,7 @@ pub mod doc {
             .response("201", respond("The created link. The `RateLimit-*` headers are those of the per-client-IP shorten limit.")
                 .content("application/json", content(schema("Link"), None))
                 .headers(&RATE_LIMIT))
-            .response("400", error("Invalid input, e.g. `url` not an absolute http(s) URL or longer than 2048 characters, bad or reserved `customCode`, `Password required for protected links`, a password over 256 characters, `Expiration date required`, `Expiration date must be in the future`, `maxClicksPerMin` outside 1–1000000, `null` for a field that is not nullable, unknown `campaignId`.", "Password required for protected links"))
+            .response("400", error("Invalid input, e.g. `url` not an absolute http(s) URL or longer than 2048 characters, bad or reserved `customCode`, `Password required for protected links`, a password over 256 characters, `Expiration date required`, `Expiration date must be in the future`, `maxClicksPerMin` outside 1–1000000, `null` for a field that is not nullable, unknown `campaignId`, a `redirectType` other than 301/302/307/308, bad `tags` or `redirectRules` (the message names the field, e.g. `redirectRules[0].conditions[1].value`).", "Password required for protected links"))
             .response("409", shared("Conflict"))
             .response("429", error("Over the per-client-IP limit of 100 per 5 minutes (`RATE_LIMIT_SHORTEN_PER_5MIN`), or over the API key's own limit (`RATE_LIMIT_KEY_PER_MIN`, `RATE_LIMIT_KEY_PER_HOUR`).", "Too many links created from this IP, please try again later")
                 .headers(&RATE_LIMITED))
@@ -392,9 +492,21 @@ pub mod doc {
                 4611686018427387903,
                 0,
             ))
+            .parameter(query_text(
+                "tag",
+                "Only links carrying this tag (compared lowercased).",
+                Some(r"^[A-Za-z0-9_-]{1,32}$"),
+                32,
+            ))
+            .parameter(query_text(
+                "q",
+                "Only links whose code, destination or title contains this text, ignoring case. Empty: no filter.",
+                None,
+                200,
+            ))
             .response(
                 "200",
-                respond("The caller's links, newest first.")
+                respond("The caller's links, newest first; `X-Total-Count` counts the filtered set.")
                     .content("application/json", content(array_of("Link"), None))
                     .header("X-Total-Count", header("X-Total-Count")),
             )

@@ -17,6 +17,7 @@ use crate::domain::{RedirectTarget, ShortCode};
 use crate::http::error::{json, too_many, ApiError, Body};
 use crate::http::request::{parse_json, RequestCtx};
 use crate::redis::limiter::{check_link_cap, Attempt, Decision, HotSubject, Subject};
+use crate::rules::{first_match, forward_query, Visit};
 
 const MINUTE_MS: i64 = 60_000;
 const VERIFY_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -42,6 +43,7 @@ fn click(
     target: &RedirectTarget,
     kind: ClickKind,
     started: Instant,
+    rule_url: Option<&str>,
 ) -> ClickEvent {
     ClickEvent {
         id: event_id(ctx.now_ms),
@@ -54,6 +56,7 @@ fn click(
         latency_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
         kind,
         client_ip: Some(ctx.client_ip),
+        rule_url: rule_url.map(str::to_string),
     }
 }
 
@@ -65,8 +68,13 @@ fn found(location: &str) -> Result<Response<Body>, ApiError> {
 
 /// The 302 of a redirect (its `Location` prebuilt, see [`RedirectTarget::location`]).
 fn found_at(value: HeaderValue) -> Response<Body> {
+    redirect_at(StatusCode::FOUND, value)
+}
+
+/// A redirect with the link's status (`redirectType`).
+fn redirect_at(status: StatusCode, value: HeaderValue) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::FOUND;
+    *resp.status_mut() = status;
     resp.headers_mut().insert(header::LOCATION, value);
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -141,13 +149,13 @@ pub async fn redirect(
         return Err(ApiError::Gone("Link has expired".to_string()));
     }
     // HEAD is a probe (link unfurlers, monitors), not a visit: it records nothing.
-    let record = |kind| {
+    let record = |kind, rule_url| {
         if !head {
-            app.record_click(click(ctx, &target, kind, started));
+            app.record_click(click(ctx, &target, kind, started, rule_url));
         }
     };
     if target.is_protected {
-        record(ClickKind::Gated);
+        record(ClickKind::Gated, None);
         return match &app.config.http.frontend_url {
             Some(front) => found(&format!("{front}/verify?code={}", target.code)),
             None => Ok(password_form(&target.code)),
@@ -156,7 +164,7 @@ pub async fn redirect(
     if target.is_rate_limited {
         let (allowed, decision) = link_cap_allows(app, ctx, &target).await;
         if !allowed {
-            record(ClickKind::Gated);
+            record(ClickKind::Gated, None);
             return match &app.config.http.frontend_url {
                 Some(front) => found(&format!("{front}/rate-limit?code={}", target.code)),
                 None => Err(too_many(
@@ -166,16 +174,65 @@ pub async fn redirect(
             };
         }
     }
-    record(ClickKind::Click);
+    if target.is_plain() {
+        record(ClickKind::Click, None);
+        if is_xhr(ctx) {
+            return Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "redirect": target.url }),
+            ));
+        }
+        let status = redirect_status(&target);
+        return match target.location() {
+            Some(location) => Ok(redirect_at(status, location.clone())),
+            None => found(&target.url),
+        };
+    }
+    let (destination, rule_url) = destination(app, ctx, &target);
+    record(ClickKind::Click, rule_url);
     if is_xhr(ctx) {
         return Ok(json(
             StatusCode::OK,
-            &serde_json::json!({ "redirect": target.url }),
+            &serde_json::json!({ "redirect": destination }),
         ));
     }
-    match target.location() {
-        Some(location) => Ok(found_at(location.clone())),
-        None => found(&target.url),
+    let value = HeaderValue::from_str(&destination).map_err(|_| {
+        ApiError::Internal("destination is not a valid Location header".to_string())
+    })?;
+    Ok(redirect_at(redirect_status(&target), value))
+}
+
+fn redirect_status(target: &RedirectTarget) -> StatusCode {
+    StatusCode::from_u16(target.redirect_type)
+        .ok()
+        .filter(StatusCode::is_redirection)
+        .unwrap_or(StatusCode::FOUND)
+}
+
+/// Where a link with rules or query forwarding sends this visit, and the rule's URL when a
+/// rule chose it (recorded with the click).
+fn destination<'t>(
+    app: &App,
+    ctx: &RequestCtx,
+    target: &'t RedirectTarget,
+) -> (std::borrow::Cow<'t, str>, Option<&'t str>) {
+    let mut rule_url = None;
+    if !target.rules.is_empty() {
+        let country_of = || app.country_of(ctx.header("cf-ipcountry"), ctx.client_ip);
+        let visit = Visit::new(
+            ctx.header("user-agent").unwrap_or(""),
+            ctx.header("accept-language"),
+            ctx.parts.uri.query(),
+            &country_of,
+        );
+        rule_url = first_match(&target.rules, &visit).map(|r| r.url.as_str());
+    }
+    let url = rule_url.unwrap_or(&target.url);
+    match ctx.parts.uri.query() {
+        Some(q) if target.forward_query && !q.is_empty() => {
+            (forward_query(url, q).into(), rule_url)
+        }
+        _ => (url.into(), rule_url),
     }
 }
 
@@ -211,17 +268,19 @@ pub async fn verify(
     if target.is_rate_limited {
         let (allowed, decision) = link_cap_allows(app, ctx, &target).await;
         if !allowed {
-            app.record_click(click(ctx, &target, ClickKind::Gated, started));
+            app.record_click(click(ctx, &target, ClickKind::Gated, started, None));
             return Err(too_many(
                 "This link has reached its click limit, please try again later",
                 decision,
             ));
         }
     }
-    app.record_click(click(ctx, &target, ClickKind::Click, started));
+    // The same destination a redirect would give this browser: its rules apply here too.
+    let (destination, rule_url) = destination(app, ctx, &target);
+    app.record_click(click(ctx, &target, ClickKind::Click, started, rule_url));
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "redirect": target.url }),
+        &serde_json::json!({ "redirect": destination }),
     ))
 }
 
@@ -464,15 +523,25 @@ pub mod doc {
         } else {
             "Follow a short link"
         };
-        let moved = respond(&format!("Known, live link: `Location` is the originalUrl and {recorded}. Protected link: `Location` is `{{FRONTEND_URL}}/verify?code={{code}}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{{FRONTEND_URL}}/rate-limit?code={{code}}`."))
+        let moved = || {
+            respond(&format!("Known, live link with `redirectType` 302 (the default): `Location` is the destination (the `url` of the first matching redirect rule, else the originalUrl; with `forwardQuery`, the visit's query merged in) and {recorded}. Protected link: `Location` is `{{FRONTEND_URL}}/verify?code={{code}}`. Per-link cap exceeded (with `FRONTEND_URL`): `Location` is `{{FRONTEND_URL}}/rate-limit?code={{code}}`."))
             .header("Location", header("Location"))
-            .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store"));
+            .header("Cache-Control", header_const("Redirects are not cached: a changed or deleted link takes effect at once.", "private, no-store"))
+        };
+        let other_type = |status: &str| {
+            respond(&format!("As 302, for a link whose `redirectType` is {status}. Browsers cache 301 and 308: a repeat visit from the same browser may not reach the server."))
+            .header("Location", header("Location"))
+            .header("Cache-Control", header_const("Sent with every redirect; browsers still cache 301 and 308 by their own rules.", "private, no-store"))
+        };
         let operation = op(operation_id, "redirect", summary)
             .description(Some(description))
             .parameter(code_param())
             .parameter(xhr_param())
             .parameter(x_requested_with_param())
-            .response("302", moved);
+            .response("301", other_type("301"))
+            .response("302", moved())
+            .response("307", other_type("307"))
+            .response("308", other_type("308"));
         let operation = if head {
             operation
                 .response("200", respond("The XHR form of the redirect, or the password form of a protected link (see GET); headers only, no click recorded."))
@@ -500,7 +569,7 @@ pub mod doc {
             .description(Some("Unlocks a protected link with its password. An unprotected link answers 200 with the redirect and needs no password (and no body). Wrong passwords are throttled per link and client and per link; only one check per link and client runs at a time."))
             .parameter(code_param())
             .request_body(Some(json_body("VerifyRequest", false)))
-            .response("200", respond("Correct password (or the link is not protected): the target, with one click recorded.")
+            .response("200", respond("Correct password (or the link is not protected): the destination (the `url` of the first redirect rule that matches this browser, else the originalUrl), with one click recorded.")
                 .content("application/json", content(schema("Redirect"), Some(json!({"redirect": "https://example.com/page"})))))
             .response("400", error("The link is protected and `password` is missing, null or empty; or the body is not a JSON object, or malformed JSON.", "Password required"))
             .response("403", error("Wrong password.", "Incorrect password"))
