@@ -10,6 +10,7 @@
 //!   `NOTIFY_SOCKET`) socket activation, readiness, status and watchdog.
 //! - [`domain`]: parsed newtypes (`ShortCode`, `TargetUrl`, API keys, password hashing).
 //! - [`passwords`]: bounded password hashing (a few Argon2 computations at a time).
+//! - [`qr`]: QR codes of short URLs, as SVG or PNG (pure).
 //! - [`rules`]: a link's redirect rules, query forwarding, redirect status and tags: parsed
 //!   from the API, evaluated on the redirect path (pure).
 //! - [`connections`]: the open connections of a process: caps, deadlines, shedding.
@@ -47,6 +48,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod passwords;
 pub mod pipeline;
+pub mod qr;
 pub mod redis;
 pub mod rules;
 pub mod store;

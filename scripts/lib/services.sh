@@ -113,6 +113,11 @@ _bl_apt() {
 # by dpkg, so a toolchain installed some other way (e.g. a postgres built from source) counts.
 bl_ensure_packages() {
     local -a missing=()
+    # Only for the tests (scripts/test sets it): the QR code decoders of the QR tests.
+    if [[ ${BL_TEST_PACKAGES:-} == 1 ]]; then
+        command -v zbarimg >/dev/null 2>&1 || missing+=(zbar-tools)
+        command -v rsvg-convert >/dev/null 2>&1 || missing+=(librsvg2-bin)
+    fi
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null ||
         missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)

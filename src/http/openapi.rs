@@ -575,7 +575,7 @@ pub fn header(name: &str) -> Header {
                 .into(),
         ),
         "X-Total-Count" => (
-            "Total number of the caller's links, ignoring `limit`/`offset`.",
+            "Total number of the caller's links (of those the filters keep), ignoring `limit`/`offset`.",
             integer(0).into(),
         ),
         "X-Request-Id" => (

@@ -531,3 +531,102 @@ async fn the_list_filters_by_tag_and_text_and_counts_the_filtered_set() {
     let message = case_error("bad tag", resp, 400).await;
     assert!(message.starts_with("tag "), "{message}");
 }
+
+/// Decodes a QR code image with Debian's zbar (`zbarimg`), an SVG first rasterised by
+/// librsvg (`rsvg-convert`): the decoders a phone's camera app stands for. scripts/test
+/// installs both (zbar-tools, librsvg2-bin).
+fn decode_qr(image: &[u8], svg: bool) -> String {
+    let dir = std::env::temp_dir().join(format!("boltlink-qr-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let png = dir.join("code.png");
+    if svg {
+        let source = dir.join("code.svg");
+        std::fs::write(&source, image).expect("write svg");
+        let out = std::process::Command::new("rsvg-convert")
+            .arg("-o")
+            .arg(&png)
+            .arg(&source)
+            .output()
+            .expect("rsvg-convert (Debian package librsvg2-bin; scripts/test installs it)");
+        assert!(out.status.success(), "rsvg-convert: {out:?}");
+    } else {
+        std::fs::write(&png, image).expect("write png");
+    }
+    let out = std::process::Command::new("zbarimg")
+        .args(["--quiet", "--raw"])
+        .arg(&png)
+        .output()
+        .expect("zbarimg (Debian package zbar-tools; scripts/test installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "zbarimg found no code: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim_end()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_qr_code_decodes_to_the_short_url_in_both_formats() {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    let link = app.create_link(&key, json!({})).await;
+    let short_url = link["shortUrl"].as_str().expect("shortUrl").to_string();
+    let qr = format!("/api/links/{}/qr", id_of(&link));
+    for (query, content_type, size) in [
+        ("", "image/png", 256u32),
+        ("?format=png&size=64", "image/png", 64),
+        ("?format=png&size=2048", "image/png", 2048),
+        ("?format=svg", "image/svg+xml", 256),
+        ("?format=svg&size=500", "image/svg+xml", 500),
+    ] {
+        let resp = app
+            .get_with_key(&format!("{qr}{query}"), &key)
+            .send()
+            .await
+            .expect("qr");
+        assert_eq!(resp.status(), 200, "{query}");
+        assert_eq!(resp.headers()["content-type"], content_type, "{query}");
+        let image = resp.bytes().await.expect("body");
+        let svg = content_type == "image/svg+xml";
+        if svg {
+            let text = std::str::from_utf8(&image).expect("svg text");
+            assert!(
+                text.contains(&format!("width=\"{size}\" height=\"{size}\"")),
+                "{query}"
+            );
+        } else {
+            assert_eq!(&image[..8], b"\x89PNG\r\n\x1a\n", "{query}");
+            let width = u32::from_be_bytes(image[16..20].try_into().expect("width"));
+            let height = u32::from_be_bytes(image[20..24].try_into().expect("height"));
+            assert_eq!((width, height), (size, size), "{query}");
+        }
+        assert_eq!(decode_qr(&image, svg), short_url, "{query}");
+    }
+    for (case, query) in [
+        ("format jpeg", "?format=jpeg"),
+        ("format upper case", "?format=PNG"),
+        ("size too small", "?size=63"),
+        ("size too large", "?size=2049"),
+        ("size not a number", "?size=big"),
+    ] {
+        let resp = app
+            .get_with_key(&format!("{qr}{query}"), &key)
+            .send()
+            .await
+            .expect("qr");
+        let message = case_error(case, resp, 400).await;
+        assert!(
+            message.contains("format") || message.contains("size"),
+            "{case}: {message}"
+        );
+    }
+    let stranger = app.key(false).await;
+    let resp = app.get_with_key(&qr, &stranger).send().await.expect("qr");
+    assert_eq!(
+        resp.status(),
+        404,
+        "another key's link does not exist for it"
+    );
+    let resp = app.get(&qr).send().await.expect("qr");
+    assert_eq!(resp.status(), 401, "a key is needed");
+}

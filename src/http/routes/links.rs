@@ -19,6 +19,7 @@ use crate::http::request::{
     authenticate, authenticate_and_limit, double_option, non_null, parse_json, RequestCtx,
     RouteLimit, Text,
 };
+use crate::qr;
 use crate::redis::limiter::Limit;
 use crate::rules::{self, RedirectRule};
 use crate::store::{
@@ -326,6 +327,42 @@ pub async fn get(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>
     }
 }
 
+/// `GET /api/links/{id}/qr`: the link's short URL as a QR code (PNG or SVG).
+pub async fn qr(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let id = parse_id(id, "Link")?;
+    let format = match ctx.query("format").as_deref() {
+        None => qr::Format::Png,
+        Some(f) => qr::Format::parse(f).ok_or_else(|| bad("format must be png or svg"))?,
+    };
+    let size = ctx.query_int(
+        "size",
+        qr::DEFAULT_SIZE.into(),
+        qr::MIN_SIZE.into(),
+        qr::MAX_SIZE.into(),
+    )? as u32;
+    let Some(link) = app.store.get_link(caller.scope(), id).await? else {
+        return Err(ApiError::NotFound("Link not found".to_string()));
+    };
+    let short_url = format!("{}/{}", app.config.http.public_base_url, link.short_code);
+    // Up to a few milliseconds for 2048 px: off the request threads.
+    let image = tokio::task::spawn_blocking(move || qr::render(&short_url, format, size))
+        .await
+        .map_err(|e| ApiError::Internal(format!("QR rendering stopped: {e}")))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from(image)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    // A link's short URL never changes: the image may be kept as long as the link lives.
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    Ok(resp)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PatchBody {
@@ -523,6 +560,26 @@ pub mod doc {
                 "200",
                 respond("The link.").content("application/json", content(schema("Link"), None)),
             )
+            .response("404", shared("NotFound"))
+            .build()
+    }
+
+    /// `GET /api/links/{id}/qr`
+    pub fn get_link_qr() -> Operation {
+        op("getLinkQr", "links", "The link's short URL as a QR code")
+            .keyed()
+            .description(Some("Rendered on request (error correction level M, a quiet zone of 4 modules included in the size)."))
+            .parameter(link_id_param())
+            .parameter(query_text("format", "`png` (default) or `svg`.", Some("^(png|svg)$"), 3))
+            .parameter(query_int("size", "Width and height in pixels, 64–2048.", 64, 2048, 256))
+            .response(
+                "200",
+                respond("The QR code of `shortUrl`.")
+                    .content("image/png", content(text(), None))
+                    .content("image/svg+xml", content(text(), None))
+                    .header("Cache-Control", header_const("The image of a link never changes: browsers may keep it a day.", "private, max-age=86400")),
+            )
+            .response("400", shared("BadRequest"))
             .response("404", shared("NotFound"))
             .build()
     }

@@ -48,6 +48,9 @@ super::router::routes! {
         PATCH links::doc::update_link => links::patch(app, &ctx, &param, &body).await,
         DELETE links::doc::delete_link => links::delete(app, &ctx, &param).await,
     },
+    "/api/links/{id}/qr" => LinkQr as "link_qr" {
+        GET links::doc::get_link_qr => links::qr(app, &ctx, &param).await,
+    },
     "/api/top-links" => TopLinks as "top_links" {
         GET links::doc::list_top_links => links::top(app, &ctx).await,
     },
