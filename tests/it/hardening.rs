@@ -876,9 +876,29 @@ async fn a_client_that_sends_a_too_large_body_in_full_reads_the_413() {
 /// A connection with a request in flight: a POST whose body is still to come.
 async fn busy_connection(app: &TestApp) -> TcpStream {
     let mut s = TcpStream::connect(app.addr).await.expect("connect");
-    s.write_all(b"POST /api/verify/abcdef HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 50\r\n\r\n{")
+    // `Expect: 100-continue`: the server answers `100 Continue` when the handler starts
+    // reading the body, so once it has, the request is surely dispatched and the connection
+    // busy. (A fixed pause before was too short on a loaded machine: a connection whose head
+    // was not read yet counts as idle and was shed instead, once in a CI run.)
+    s.write_all(b"POST /api/verify/abcdef HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 50\r\nexpect: 100-continue\r\n\r\n")
         .await
         .expect("write");
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("100 Continue\r\n\r\n") {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("100 Continue within 10 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before 100 Continue: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(b"{").await.expect("write");
     s
 }
 
@@ -939,9 +959,7 @@ async fn over_a_connection_cap_the_oldest_idle_connection_is_shed_and_busy_ones_
         for _ in 0..3 {
             busy.push(busy_connection(&app).await);
         }
-        // Until the server has read their heads they count as idle (a slow head is what a
-        // slowloris sends): give it a moment to dispatch them.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Each was dispatched (its 100 Continue came), so all three are busy now.
         crate::support::eventually(Duration::from_secs(5), || async {
             let mut extra = TcpStream::connect(app.addr).await.expect("connect");
             !answers(&mut extra).await
