@@ -207,6 +207,22 @@ impl AppState {
         });
     }
 
+    /// [`Self::invalidate_link`] for many codes: one Redis round trip now, one a second later.
+    pub async fn invalidate_links(self: &Arc<Self>, codes: Vec<String>) {
+        for code in &codes {
+            self.local.invalidate(code);
+        }
+        self.redis.invalidate_links(&codes).await;
+        let app = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for code in &codes {
+                app.local.invalidate(code);
+            }
+            app.redis.invalidate_links(&codes).await;
+        });
+    }
+
     /// Records a visit; never waits and never fails the caller.
     pub fn record_click(&self, event: ClickEvent) {
         self.clicks.push(event);
@@ -370,33 +386,53 @@ pub fn spawn_background(
 
 /// Fills title/description/favicon in the background after a link is created. Failures are
 /// logged at debug level: a page without metadata is normal.
+/// [`spawn_metadata_fill`] for the links of a bulk import: one task, at most four fetches at
+/// a time, so a thousand rows do not open a thousand outbound connections at once.
+pub fn spawn_metadata_fills(app: &App, links: Vec<(uuid::Uuid, String)>) {
+    if !app.config.metadata.fetch || links.is_empty() {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(links)
+            .for_each_concurrent(4, |(link_id, url)| {
+                let app = app.clone();
+                async move { fill_metadata(&app, link_id, &url).await }
+            })
+            .await;
+    });
+}
+
 pub fn spawn_metadata_fill(app: &App, link_id: uuid::Uuid, url: String) {
     if !app.config.metadata.fetch {
         return;
     }
     let app = app.clone();
-    tokio::spawn(async move {
-        let Ok(parsed) = url::Url::parse(&url) else {
-            return;
-        };
-        match app.metadata.fetch(&parsed).await {
-            Ok(meta) => {
-                if let Err(e) = app
-                    .store
-                    .fill_link_metadata(
-                        link_id,
-                        meta.title.as_deref(),
-                        meta.description.as_deref(),
-                        meta.favicon.as_deref(),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not store fetched link metadata");
-                }
+    tokio::spawn(async move { fill_metadata(&app, link_id, &url).await });
+}
+
+async fn fill_metadata(app: &App, link_id: uuid::Uuid, url: &str) {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return;
+    };
+    match app.metadata.fetch(&parsed).await {
+        Ok(meta) => {
+            if let Err(e) = app
+                .store
+                .fill_link_metadata(
+                    link_id,
+                    meta.title.as_deref(),
+                    meta.description.as_deref(),
+                    meta.favicon.as_deref(),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not store fetched link metadata");
             }
-            Err(e) => tracing::debug!(error = %e, "link metadata not fetched"),
         }
-    });
+        Err(e) => tracing::debug!(error = %e, "link metadata not fetched"),
+    }
 }
 
 pub fn in_flight_guard(app: &App) -> InFlight {

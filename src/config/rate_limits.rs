@@ -3,8 +3,8 @@
 
 use super::read::Reader;
 use super::vars::{
-    RATE_LIMIT_GENERATE_KEY_PER_HOUR, RATE_LIMIT_KEY_PER_HOUR, RATE_LIMIT_KEY_PER_MIN,
-    RATE_LIMIT_REDIRECT_PER_MIN, RATE_LIMIT_SHORTEN_PER_5MIN,
+    RATE_LIMIT_BULK_PER_5MIN, RATE_LIMIT_GENERATE_KEY_PER_HOUR, RATE_LIMIT_KEY_PER_HOUR,
+    RATE_LIMIT_KEY_PER_MIN, RATE_LIMIT_REDIRECT_PER_MIN, RATE_LIMIT_SHORTEN_PER_5MIN,
     RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT, RATE_LIMIT_VERIFY_FAILURES_PER_LINK,
 };
 use super::ConfigError;
@@ -13,6 +13,8 @@ use super::ConfigError;
 pub struct RateLimits {
     /// `POST /api/shorten` per client IP per 5 minutes.
     pub shorten_per_5min: u32,
+    /// `POST /api/links/bulk` per client IP per 5 minutes.
+    pub bulk_per_5min: u32,
     /// Redirects and verifies per client IP per minute.
     pub redirect_per_min: u32,
     /// `POST /api/generate-key` per client IP per hour.
@@ -37,6 +39,7 @@ impl Default for RateLimits {
 pub(super) fn rate_limits(r: &Reader<'_>) -> Result<RateLimits, ConfigError> {
     Ok(RateLimits {
         shorten_per_5min: r.number(RATE_LIMIT_SHORTEN_PER_5MIN)?,
+        bulk_per_5min: r.number(RATE_LIMIT_BULK_PER_5MIN)?,
         redirect_per_min: r.number(RATE_LIMIT_REDIRECT_PER_MIN)?,
         generate_key_per_hour: r.number(RATE_LIMIT_GENERATE_KEY_PER_HOUR)?,
         verify_failures_per_client: r.number(RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT)?,

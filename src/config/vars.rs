@@ -175,6 +175,8 @@ declare! {
 
     /// POST /api/shorten per client IP per 5 minutes.
     RATE_LIMIT_SHORTEN_PER_5MIN: RateLimits, Number { min: 1, max: 10_000_000 }, Value("100");
+    /// POST /api/links/bulk per client IP per 5 minutes.
+    RATE_LIMIT_BULK_PER_5MIN: RateLimits, Number { min: 1, max: 1_000_000 }, Value("10");
     /// Redirects and verifies per client IP per minute.
     RATE_LIMIT_REDIRECT_PER_MIN: RateLimits, Number { min: 1, max: 100_000_000 }, Value("1000");
     /// POST /api/generate-key per client IP per hour.

@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 
 use crate::app::ResolveError;
 use crate::redis::limiter::Decision;
 use crate::store::StoreError;
 
-pub type Body = Full<Bytes>;
+pub use super::body::{full, Body};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -164,7 +163,7 @@ pub fn too_many(message: &str, decision: Decision) -> ApiError {
 pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(bytes) => {
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+            let mut resp = Response::new(full(bytes));
             *resp.status_mut() = status;
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -177,7 +176,7 @@ pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -187,7 +186,7 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = status;
     resp
 }

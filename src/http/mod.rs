@@ -8,6 +8,7 @@
 //! Architecture invariant: `http` imports neither sqlx nor redis.
 
 pub mod balance;
+pub mod body;
 pub mod edge;
 pub mod error;
 pub mod openapi;

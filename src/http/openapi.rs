@@ -434,6 +434,33 @@ pub fn json_body(schema_name: &str, required: bool) -> RequestBody {
         .build()
 }
 
+/// The bulk import's body: a JSON array of shorten bodies (1–1000), or CSV text.
+pub fn bulk_body() -> RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(
+                    // Items are not constrained to `ShortenRequest`: a row that is not one
+                    // fails alone (200, with its error in `results`), as the contract says.
+                    ArrayBuilder::new()
+                        .items(ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue).description(Some(
+                            "A shorten body (see `ShortenRequest`); a row that is not a valid one fails alone.",
+                        )))
+                        .min_items(Some(1))
+                        .max_items(Some(1000))
+                        .build(),
+                ))
+                .build(),
+        )
+        .content(
+            "text/csv",
+            ContentBuilder::new().schema(Some(text())).build(),
+        )
+        .build()
+}
+
 /// A response with its description; content and headers are added with the builder.
 pub fn respond(description: &str) -> ResponseBuilder {
     ResponseBuilder::new().description(description)

@@ -17,6 +17,8 @@ pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<crate::http::routes::links::LinkView<'static>>()
         .schema_from::<ShortenRequest>()
         .schema_from::<RedirectRule>()
+        .schema_from::<BulkResult>()
+        .schema_from::<BulkRowResult>()
         .schema_from::<RuleCondition>()
         .schema_from::<RuleConditionType>()
         .schema_from::<LinkPatch>()
@@ -591,4 +593,32 @@ pub struct Me {
     pub email: Option<String>,
     #[schema(required = true)]
     pub name: Option<String>,
+}
+
+/// What a bulk import did, row by row.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"created": 1, "failed": 1, "results": [
+    {"index": 0, "link": {"id": "0b8f3c1e-6a2d-4b7e-9f10-2c3d4e5f6a7b", "shortCode": "aB3_x9Qz"}},
+    {"index": 1, "error": "Custom code already in use"}]}))]
+pub struct BulkResult {
+    #[schema(minimum = 0)]
+    pub created: i64,
+    #[schema(minimum = 0)]
+    pub failed: i64,
+    /// One entry per input row, in input order.
+    pub results: Vec<BulkRowResult>,
+}
+
+/// A row of a bulk import: `index` and either `link` (created) or `error`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct BulkRowResult {
+    /// The row's position in the input (0-based; the CSV header row is not counted).
+    #[schema(minimum = 0)]
+    pub index: i64,
+    #[schema(value_type = crate::http::routes::links::LinkView<'static>, required = false)]
+    pub link: Option<String>,
+    /// Why the row was not created (the message `POST /api/shorten` would give).
+    #[schema(required = false)]
+    pub error: Option<String>,
 }

@@ -74,6 +74,28 @@ impl RedisHandle {
         }
     }
 
+    /// [`Self::invalidate_link`] for many codes in one round trip (bulk import).
+    pub async fn invalidate_links(&self, codes: &[String]) {
+        if codes.is_empty() {
+            return;
+        }
+        let mut pipe = ::redis::pipe();
+        for code in codes {
+            pipe.cmd("DEL").arg(self.keys().link(code)).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(self.keys().invalidation_channel())
+                .arg(code)
+                .ignore();
+        }
+        if self.query_pipe::<()>(&pipe).await.is_none() {
+            self.inner
+                .pending_invalidations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(codes.iter().cloned());
+        }
+    }
+
     pub(super) async fn retry_pending_invalidations(&self) {
         let codes: Vec<String> = self
             .inner

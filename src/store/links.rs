@@ -223,6 +223,154 @@ impl Store {
         ))
     }
 
+    /// Creates up to a thousand links of one owner in one statement (bulk import): rows are
+    /// independent, so a taken custom code fails its row alone. Returns, in input order, the
+    /// created link or why its row failed. Campaigns are checked in one query before; a
+    /// generated code that collides (rare) is drawn again in a second statement.
+    pub async fn create_links_batch(
+        &self,
+        owner: Uuid,
+        rows: Vec<NewLink>,
+    ) -> StoreResult<Vec<CreateLinkOutcome>> {
+        let campaigns: Vec<Uuid> = rows.iter().filter_map(|r| r.campaign_id).collect();
+        let owned: std::collections::HashSet<Uuid> = if campaigns.is_empty() {
+            Default::default()
+        } else {
+            sqlx::query_scalar!(
+                "SELECT id FROM campaigns WHERE id = ANY($1) AND owner_key_id = $2",
+                &campaigns,
+                owner,
+            )
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let mut outcomes: Vec<Option<CreateLinkOutcome>> = rows
+            .iter()
+            .map(|r| match r.campaign_id {
+                Some(c) if !owned.contains(&c) => Some(CreateLinkOutcome::CampaignNotFound),
+                _ => None,
+            })
+            .collect();
+        let mut pending: Vec<usize> = (0..rows.len()).filter(|i| outcomes[*i].is_none()).collect();
+        for _ in 0..4 {
+            if pending.is_empty() {
+                break;
+            }
+            let ids: Vec<Uuid> = pending.iter().map(|_| Uuid::now_v7()).collect();
+            let codes: Vec<String> = pending
+                .iter()
+                .map(|i| {
+                    rows[*i]
+                        .custom_code
+                        .clone()
+                        .unwrap_or_else(ShortCode::generate)
+                        .as_str()
+                        .to_string()
+                })
+                .collect();
+            let batch: Vec<&NewLink> = pending.iter().map(|i| &rows[*i]).collect();
+            let urls: Vec<String> = batch.iter().map(|r| r.original_url.clone()).collect();
+            let hashes: Vec<Option<String>> =
+                batch.iter().map(|r| r.password_hash.clone()).collect();
+            let expiries: Vec<Option<DateTime<Utc>>> = batch.iter().map(|r| r.expires_at).collect();
+            let limited: Vec<bool> = batch.iter().map(|r| r.is_rate_limited).collect();
+            let maxes: Vec<i32> = batch.iter().map(|r| r.max_clicks_per_min).collect();
+            let campaign_ids: Vec<Option<Uuid>> = batch.iter().map(|r| r.campaign_id).collect();
+            let types: Vec<i16> = batch.iter().map(|r| r.redirect_type).collect();
+            let forwards: Vec<bool> = batch.iter().map(|r| r.forward_query).collect();
+            // Tags are [a-z0-9_-]: joined by commas they travel as one text per row (a
+            // PostgreSQL array parameter must be rectangular), rules as their JSON text.
+            let tags: Vec<String> = batch.iter().map(|r| r.tags.join(",")).collect();
+            let rules: Vec<String> = batch
+                .iter()
+                .map(|r| {
+                    serde_json::to_string(&r.redirect_rules).unwrap_or_else(|_| "[]".to_string())
+                })
+                .collect();
+            let created = query_link_record!(
+                r#"INSERT INTO links (id, owner_key_id, short_code, original_url, password_hash, is_protected,
+                   is_expiring, expires_at, is_rate_limited, max_clicks_per_min, campaign_id, redirect_type,
+                   forward_query, tags, redirect_rules)
+                   SELECT r.id, $2, r.code, r.url, r.hash, r.hash IS NOT NULL, r.expires IS NOT NULL, r.expires,
+                          r.limited, r.max, r.campaign, r.kind, r.forward,
+                          CASE WHEN r.tags = '' THEN '{}'::text[] ELSE string_to_array(r.tags, ',') END,
+                          r.rules::jsonb
+                   FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bool[],
+                               $8::int4[], $9::uuid[], $10::int2[], $11::bool[], $12::text[], $13::text[])
+                        AS r(id, code, url, hash, expires, limited, max, campaign, kind, forward, tags, rules)
+                   ON CONFLICT (short_code) DO NOTHING
+                   RETURNING"#,
+                "",
+                &ids,
+                owner,
+                &codes,
+                &urls,
+                &hashes as &[Option<String>],
+                &expiries as &[Option<DateTime<Utc>>],
+                &limited,
+                &maxes,
+                &campaign_ids as &[Option<Uuid>],
+                &types,
+                &forwards,
+                &tags,
+                &rules,
+            )
+            .fetch_all(self.pool())
+            .await?;
+            let mut by_id: std::collections::HashMap<Uuid, LinkRecord> =
+                created.into_iter().map(|l| (l.id, l)).collect();
+            let mut again = Vec::new();
+            for (k, i) in pending.iter().enumerate() {
+                match by_id.remove(&ids[k]) {
+                    Some(link) => outcomes[*i] = Some(CreateLinkOutcome::Created(link)),
+                    None if rows[*i].custom_code.is_some() => {
+                        outcomes[*i] = Some(CreateLinkOutcome::CodeTaken)
+                    }
+                    None => again.push(*i),
+                }
+            }
+            pending = again;
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Conflict(
+                "could not find free short codes".to_string(),
+            ));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(CreateLinkOutcome::CodeTaken))
+            .collect())
+    }
+
+    /// One page of an owner's links for the export, oldest first, after `after` (the last
+    /// row of the previous page: its creation time and id).
+    pub async fn export_page(
+        &self,
+        scope: Scope,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> StoreResult<Vec<LinkRecord>> {
+        let (after_at, after_id) = match after {
+            Some((at, id)) => (Some(at), Some(id)),
+            None => (None, None),
+        };
+        Ok(query_link_record!(
+            "SELECT",
+            "FROM links WHERE (owner_key_id = $1 OR $2)
+             AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
+             ORDER BY created_at, id LIMIT $5",
+            scope.key_id,
+            scope.admin,
+            after_at,
+            after_id,
+            limit,
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     pub async fn get_link(&self, scope: Scope, id: Uuid) -> StoreResult<Option<LinkRecord>> {
         Ok(query_link_record!(
             "SELECT",

@@ -7,6 +7,7 @@ mod support;
 mod account;
 mod analytics;
 mod background;
+mod bulk;
 mod caching;
 mod campaigns;
 mod conventions;

@@ -136,7 +136,7 @@ fn bad(e: impl std::fmt::Display) -> ApiError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ShortenBody {
+pub(super) struct ShortenBody {
     url: String,
     #[serde(default)]
     custom_code: Option<String>,
@@ -191,19 +191,14 @@ impl Behaviour {
     }
 }
 
-pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    let client_ip = ctx.client_ip.to_string();
-    let route = RouteLimit {
-        limit: Limit {
-            name: "shorten",
-            subject: &client_ip,
-            limit: app.config.rate_limits.shorten_per_5min,
-            window: Duration::from_secs(300),
-        },
-        refusal: "Too many links created from this IP, please try again later",
-    };
-    let (caller, decision) = authenticate_and_limit(app, ctx, route).await?;
-    let input: ShortenBody = parse_json(body)?;
+/// A shorten body validated into a new link (a password hashed on the pool): the one
+/// validation of `POST /api/shorten` and of every row of `POST /api/links/bulk`.
+pub(super) async fn new_link(
+    app: &App,
+    owner: Uuid,
+    input: ShortenBody,
+    now_ms: i64,
+) -> Result<NewLink, ApiError> {
     let url = TargetUrl::parse(&input.url).map_err(bad)?;
     let behaviour = Behaviour::parse(
         input.redirect_type.as_ref(),
@@ -241,7 +236,7 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
         let Some(e) = input.expires_at.as_deref().filter(|e| !e.trim().is_empty()) else {
             return Err(ApiError::BadRequest("Expiration date required".to_string()));
         };
-        Some(parse_future_date(e, ctx.now_ms)?)
+        Some(parse_future_date(e, now_ms)?)
     } else {
         None
     };
@@ -249,8 +244,8 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
         Some(n) => parse_max_clicks_per_min(n).map_err(bad)?,
         None => 100,
     };
-    let new = NewLink {
-        owner_key_id: caller.key.id,
+    Ok(NewLink {
+        owner_key_id: owner,
         custom_code,
         original_url: url.into_string(),
         password_hash,
@@ -262,7 +257,23 @@ pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Respons
         forward_query: input.forward_query.unwrap_or(false),
         tags: behaviour.tags.unwrap_or_default(),
         redirect_rules: behaviour.redirect_rules.unwrap_or_default(),
+    })
+}
+
+pub async fn shorten(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let client_ip = ctx.client_ip.to_string();
+    let route = RouteLimit {
+        limit: Limit {
+            name: "shorten",
+            subject: &client_ip,
+            limit: app.config.rate_limits.shorten_per_5min,
+            window: Duration::from_secs(300),
+        },
+        refusal: "Too many links created from this IP, please try again later",
     };
+    let (caller, decision) = authenticate_and_limit(app, ctx, route).await?;
+    let input: ShortenBody = parse_json(body)?;
+    let new = new_link(app, caller.key.id, input, ctx.now_ms).await?;
     match app.store.create_link(new).await? {
         CreateLinkOutcome::Created(link) => {
             // A negative cache entry for this code may exist anywhere: drop it.
@@ -350,7 +361,7 @@ pub async fn qr(app: &App, ctx: &RequestCtx, id: &str) -> Result<Response<Body>,
         .await
         .map_err(|e| ApiError::Internal(format!("QR rendering stopped: {e}")))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from(image)));
+    let mut resp = Response::new(crate::http::body::full(image));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),

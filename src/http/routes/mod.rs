@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod analytics;
+pub mod bulk;
 pub mod campaigns;
 pub mod links;
 pub mod ops;
@@ -47,6 +48,12 @@ super::router::routes! {
         GET links::doc::get_link => links::get(app, &ctx, &param).await,
         PATCH links::doc::update_link => links::patch(app, &ctx, &param, &body).await,
         DELETE links::doc::delete_link => links::delete(app, &ctx, &param).await,
+    },
+    "/api/links/bulk" => LinksBulk as "links_bulk" {
+        POST bulk::doc::bulk_create_links => bulk::import(app, &ctx, &body).await,
+    },
+    "/api/links/export" => LinksExport as "links_export" {
+        GET bulk::doc::export_links => bulk::export(app, &ctx).await,
     },
     "/api/links/{id}/qr" => LinkQr as "link_qr" {
         GET links::doc::get_link_qr => links::qr(app, &ctx, &param).await,

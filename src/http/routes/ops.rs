@@ -4,10 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::http::body::full;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -223,7 +223,7 @@ fn error_entry(service: &str, detail: String, now: DateTime<Utc>) -> ServiceHeal
 }
 
 pub fn openapi() -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(
+    let mut resp = Response::new(full(Bytes::from_static(
         crate::http::openapi::document_json().as_bytes(),
     )));
     resp.headers_mut().insert(
@@ -283,7 +283,7 @@ pub async fn metrics(app: &App) -> Response<Body> {
         }
     }
     let text = render(&snapshots, &cluster);
-    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    let mut resp = Response::new(full(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

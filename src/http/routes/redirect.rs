@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::http::body::full;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 use serde::Deserialize;
 
 use crate::app::App;
@@ -73,7 +73,7 @@ fn found_at(value: HeaderValue) -> Response<Body> {
 
 /// A redirect with the link's status (`redirectType`).
 fn redirect_at(status: StatusCode, value: HeaderValue) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::LOCATION, value);
     resp.headers_mut().insert(
@@ -432,7 +432,7 @@ document.getElementById('f').addEventListener('submit', async function (ev) {{
 </body></html>
 "#
     );
-    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let mut resp = Response::new(full(html));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
