@@ -526,3 +526,29 @@ bl_stop_services() {
     fi
     return "$rc"
 }
+
+# The CC0 country database of ip-location-db (the npm package
+# @ip-location-db/geo-whois-asn-country-mmdb, ~8 MB), fetched once with `npm pack` into
+# target/geoip/ for the tests that check GeoIP against a real database (BOLTLINK_TEST_GEOIP_DB
+# names it for them). Pinned, so a test run does not change with the day's data. Installs
+# npm from Debian's packages when missing.
+readonly BL_GEOIP_PACKAGE=@ip-location-db/geo-whois-asn-country-mmdb@2.3.2026061719
+bl_fetch_geoip_db() {
+    local dir=$1 db=$1/geo-whois-asn-country.mmdb
+    [[ -s $db ]] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        _bl_log "installing npm (to fetch the test GeoIP database)"
+        _bl_apt install --no-install-recommends npm || return 1
+    fi
+    mkdir -p "$dir"
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/bl-geoip.XXXXXX")
+    _bl_log "fetching $BL_GEOIP_PACKAGE"
+    if ! (cd "$tmp" && npm pack --silent "$BL_GEOIP_PACKAGE" >/dev/null && tar xzf ./*.tgz); then
+        rm -rf "$tmp"
+        _bl_err "could not fetch $BL_GEOIP_PACKAGE with npm pack"
+        return 1
+    fi
+    mv "$tmp/package/geo-whois-asn-country.mmdb" "$db.part" && mv "$db.part" "$db"
+    rm -rf "$tmp"
+}

@@ -70,15 +70,37 @@ impl Geo {
         Ok(Self { reader })
     }
 
+    /// The country of `ip`, from either layout a country database comes in: MaxMind's
+    /// GeoIP2/GeoLite2 (`country.iso_code`, else `registered_country.iso_code`) or the
+    /// CC0 ip-location-db databases (`country_code`). Only two-letter codes are answered.
     pub fn country(&self, ip: IpAddr) -> Option<String> {
         let result = self.reader.lookup(ip).ok()?;
-        let country: maxminddb::geoip2::Country<'_> = result.decode().ok()??;
-        country
+        let record: CountryRecord<'_> = result.decode().ok()??;
+        record
             .country
-            .iso_code
-            .or(country.registered_country.iso_code)
+            .and_then(|c| c.iso_code)
+            .or(record.registered_country.and_then(|c| c.iso_code))
+            .or(record.country_code)
+            .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
             .map(str::to_ascii_uppercase)
     }
+}
+
+/// The fields of a country record this reads, in both layouts; others are skipped.
+#[derive(serde::Deserialize)]
+struct CountryRecord<'a> {
+    #[serde(borrow, default)]
+    country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    registered_country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    country_code: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+struct IsoCode<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
 }
 
 fn parser() -> &'static woothee::parser::Parser {

@@ -14,6 +14,7 @@ mod conventions;
 mod ctl_config;
 mod docs;
 mod exactly_once;
+mod geoip;
 mod hardening;
 mod harness;
 mod link_rules;

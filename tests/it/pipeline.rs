@@ -599,6 +599,39 @@ async fn with_geoip_db_events_without_a_region_get_the_country_of_their_address(
     assert_eq!(rolled, ["DE", "UNKNOWN", "US"]);
 }
 
+/// The same with the real CC0 database of ip-location-db (its `country_code` layout).
+#[tokio::test]
+async fn with_a_real_ip_location_db_database_regions_come_from_the_address() {
+    let (app, link, owner) = app_with_one_link("https://example.com/geo").await;
+    let db = crate::support::real_geoip_db();
+    let p = pipeline_for(&app, &[("GEOIP_DB", db.as_str())]).await;
+    let mut events = Vec::new();
+    for ip in [
+        "81.169.145.1",
+        "133.11.0.1",
+        "2001:67c:2e8:22::c100:68b",
+        "10.1.2.3",
+    ] {
+        let mut e = event(&link, owner, "UNKNOWN", ClickKind::Click);
+        e.client_ip = Some(ip.parse().expect("ip"));
+        events.push(e);
+    }
+    append(&p, events).await;
+    drain_worker(&p).await;
+    drain_aggregator(&p).await;
+    let raw: Vec<String> = sqlx::query_scalar("SELECT region FROM click_events ORDER BY region")
+        .fetch_all(&app.db)
+        .await
+        .expect("raw regions");
+    assert_eq!(raw, ["DE", "JP", "NL", "UNKNOWN"]);
+    let rolled: Vec<String> =
+        sqlx::query_scalar("SELECT region FROM click_rollups_total ORDER BY region")
+            .fetch_all(&app.db)
+            .await
+            .expect("rollup regions");
+    assert_eq!(rolled, ["DE", "JP", "NL", "UNKNOWN"]);
+}
+
 #[tokio::test]
 async fn retention_removes_old_raw_events_in_batches_and_keeps_rollups() {
     let (app, link, owner) = app_with_one_link("https://example.com/g").await;

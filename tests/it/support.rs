@@ -1184,3 +1184,24 @@ impl Collection<'_> {
         resp.json().await.expect("json")
     }
 }
+
+/// The CC0 country database of ip-location-db (`geo-whois-asn-country.mmdb`, `country_code`
+/// records), for the tests that check GeoIP against a real database. scripts/test fetches it
+/// once (`npm pack`, cached in target/geoip/) and names it in `BOLTLINK_TEST_GEOIP_DB`.
+pub fn real_geoip_db() -> String {
+    let path = std::env::var("BOLTLINK_TEST_GEOIP_DB").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/geoip/geo-whois-asn-country.mmdb"
+        )
+        .to_string()
+    });
+    assert!(
+        std::path::Path::new(&path).is_file(),
+        "this test needs the real GeoIP database at {path}: scripts/test fetches it (npm pack \
+         @ip-location-db/geo-whois-asn-country-mmdb into target/geoip/); or run \
+         `source scripts/lib/services.sh && bl_fetch_geoip_db target/geoip`, or set \
+         BOLTLINK_TEST_GEOIP_DB"
+    );
+    path
+}
