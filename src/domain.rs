@@ -193,6 +193,15 @@ pub fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// A new webhook signing secret: `whsec_` and 32 bytes from the operating system's
+/// generator, in hex.
+pub fn new_webhook_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("whsec_{}", hex::encode(bytes))
+}
+
 /// Whether a header value even looks like a key; saves a database round trip on garbage.
 pub fn looks_like_api_key(key: &str) -> bool {
     key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())

@@ -45,6 +45,7 @@ pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<DeveloperSettings>()
         .schema_from::<WebhookUpdateRequest>()
         .schema_from::<WebhookUpdateResponse>()
+        .schema_from::<WebhookSecret>()
         .schema_from::<MetadataRequest>()
         .schema_from::<MetadataResponse>()
         .schema_from::<GeneratedKey>()
@@ -519,6 +520,9 @@ pub struct DeveloperSettings {
     pub api_key: String,
     #[schema(required = true, format = "uri")]
     pub webhook_url: Option<String>,
+    /// Signs webhook deliveries (`BoltLink-Signature`); made when a webhook URL is first set, null before.
+    #[schema(required = true, pattern = r"^whsec_[0-9a-f]{64}$")]
+    pub webhook_secret: Option<String>,
     #[schema(minimum = 0)]
     pub rate_limit_per_min: i64,
     #[schema(minimum = 0)]
@@ -553,6 +557,16 @@ pub struct WebhookUpdateResponse {
     /// The stored URL (normalised), or null when removed.
     #[schema(required = true, format = "uri")]
     pub webhook_url: Option<String>,
+    /// The key's signing secret (made with the first URL; kept when the URL changes or is removed).
+    #[schema(required = true, pattern = r"^whsec_[0-9a-f]{64}$")]
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"webhookSecret": "whsec_4f9c2d0b6a1e8f7d3c5b9a0e1f2d3c4b5a6978685746352413021f0e1d2c3b4a"}))]
+pub struct WebhookSecret {
+    #[schema(pattern = r"^whsec_[0-9a-f]{64}$")]
+    pub webhook_secret: String,
 }
 
 #[derive(ToSchema)]

@@ -13,6 +13,8 @@ pub struct ApiKeyRecord {
     pub email: Option<String>,
     pub is_admin: bool,
     pub webhook_url: Option<String>,
+    /// `whsec_` + 64 hex: signs the key's webhook deliveries; `None` until a URL is set.
+    pub webhook_secret: Option<String>,
     pub rate_limit_per_min: i32,
     pub rate_limit_per_hour: i32,
     pub logs_enabled: bool,
@@ -39,7 +41,7 @@ macro_rules! query_api_key_record {
         sqlx::query_as!(
             ApiKeyRecord,
             $head
-                + " id, key_prefix, name, email, is_admin, webhook_url, rate_limit_per_min, \
+                + " id, key_prefix, name, email, is_admin, webhook_url, webhook_secret, rate_limit_per_min, \
                    rate_limit_per_hour, logs_enabled, analytics_level, created_at, revoked_at "
                 + $tail
             $(, $arg)*
@@ -108,11 +110,33 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-    pub async fn set_webhook_url(&self, key_id: Uuid, url: Option<&str>) -> StoreResult<()> {
-        sqlx::query!(
-            "UPDATE api_keys SET webhook_url = $2 WHERE id = $1",
+    /// Sets or removes the webhook URL. The first URL also stores `new_secret` as the
+    /// signing secret; later changes keep the secret there is (removing the URL too, so a
+    /// receiver set up again keeps verifying). Returns the secret now stored.
+    pub async fn set_webhook_url(
+        &self,
+        key_id: Uuid,
+        url: Option<&str>,
+        new_secret: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar!(
+            "UPDATE api_keys SET webhook_url = $2, \
+             webhook_secret = CASE WHEN $2::text IS NULL THEN webhook_secret ELSE COALESCE(webhook_secret, $3) END \
+             WHERE id = $1 RETURNING webhook_secret",
             key_id,
             url,
+            new_secret,
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Replaces the key's signing secret.
+    pub async fn rotate_webhook_secret(&self, key_id: Uuid, secret: &str) -> StoreResult<()> {
+        sqlx::query!(
+            "UPDATE api_keys SET webhook_secret = $2 WHERE id = $1",
+            key_id,
+            secret,
         )
         .execute(self.pool())
         .await?;

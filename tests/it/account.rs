@@ -602,3 +602,86 @@ async fn metadata_gives_up_on_a_silent_server_after_about_five_seconds() {
     );
     assert_eq!(silent.connections(), 1);
 }
+
+/// API 0.2: the key's webhook signing secret is made with the first URL, kept when the URL
+/// changes or goes, shown in the developer settings, and replaced by the rotate route.
+#[tokio::test]
+async fn the_webhook_secret_is_made_with_the_first_url_and_rotated_on_request() {
+    let app = TestApp::builder()
+        .set("METADATA_ALLOWLIST", "127.0.0.1:9")
+        .start()
+        .await;
+    let key = app.key(false).await;
+    let settings = app.get_ok_json("/api/settings/developer", &key).await;
+    assert_eq!(
+        settings["webhookSecret"],
+        serde_json::Value::Null,
+        "none before a URL"
+    );
+    let is_secret = |v: &serde_json::Value| {
+        v.as_str().is_some_and(|s| {
+            s.len() == 70
+                && s.starts_with("whsec_")
+                && s[6..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+    };
+    let set: serde_json::Value = app
+        .set_webhook(&key, serde_json::json!({"url": "http://127.0.0.1:9/hook"}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(is_secret(&set["webhookSecret"]), "{set}");
+    let first = set["webhookSecret"].clone();
+    let again: serde_json::Value = app
+        .set_webhook(&key, serde_json::json!({"url": "http://127.0.0.1:9/other"}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        again["webhookSecret"], first,
+        "a changed URL keeps the secret"
+    );
+    let removed: serde_json::Value = app
+        .set_webhook(&key, serde_json::json!({"url": null}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(removed["webhookSecret"], first, "so does removing it");
+    assert_eq!(
+        app.get_ok_json("/api/settings/developer", &key).await["webhookSecret"],
+        first
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/settings/developer/webhook/rotate"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(resp.status(), 200);
+    let rotated: serde_json::Value = resp.json().await.expect("json");
+    assert!(is_secret(&rotated["webhookSecret"]), "{rotated}");
+    assert_ne!(rotated["webhookSecret"], first);
+    assert_eq!(
+        app.get_ok_json("/api/settings/developer", &key).await["webhookSecret"],
+        rotated["webhookSecret"]
+    );
+    // Another key's secret is its own; no key, no secret.
+    let other = app.key(false).await;
+    assert_eq!(
+        app.get_ok_json("/api/settings/developer", &other).await["webhookSecret"],
+        serde_json::Value::Null
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/settings/developer/webhook/rotate"))
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(resp.status(), 401);
+}

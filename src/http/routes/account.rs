@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::timestamp;
 use crate::app::App;
-use crate::domain::{ApiKeySecret, TargetUrl};
+use crate::domain::{new_webhook_secret, ApiKeySecret, TargetUrl};
 use crate::http::error::{json, rate_limit_headers, too_many, ApiError, Body};
 use crate::http::request::{authenticate, parse_json, RequestCtx};
 use crate::metadata::MetadataError;
@@ -72,6 +72,7 @@ pub async fn developer_settings(app: &App, ctx: &RequestCtx) -> Result<Response<
         &serde_json::json!({
             "apiKey": format!("{}...", k.key_prefix),
             "webhookUrl": k.webhook_url,
+            "webhookSecret": k.webhook_secret,
             "rateLimitPerMin": k.rate_limit_per_min,
             "rateLimitPerHour": k.rate_limit_per_hour,
             "logsEnabled": k.logs_enabled,
@@ -126,8 +127,9 @@ pub async fn set_webhook(
             Some(url)
         }
     };
-    app.store
-        .set_webhook_url(caller.key.id, url.as_deref())
+    let secret = app
+        .store
+        .set_webhook_url(caller.key.id, url.as_deref(), &new_webhook_secret())
         .await?;
     Ok(json(
         StatusCode::OK,
@@ -135,7 +137,24 @@ pub async fn set_webhook(
             "success": true,
             "message": if url.is_some() { "Webhook URL saved" } else { "Webhook URL removed" },
             "webhookUrl": url,
+            "webhookSecret": secret,
         }),
+    ))
+}
+
+/// `POST /api/settings/developer/webhook/rotate`: a new signing secret, at once in force.
+pub async fn rotate_webhook_secret(
+    app: &App,
+    ctx: &RequestCtx,
+) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let secret = new_webhook_secret();
+    app.store
+        .rotate_webhook_secret(caller.key.id, &secret)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "webhookSecret": secret }),
     ))
 }
 
@@ -230,6 +249,17 @@ pub mod doc {
             .response("200", respond("Stored for the key.")
                 .content("application/json", content(schema("WebhookUpdateResponse"), None)))
             .response("400", shared("BadRequest"))
+            .build()
+    }
+
+    /// `POST /api/settings/developer/webhook/rotate`
+    pub fn rotate_webhook_secret() -> Operation {
+        op("rotateWebhookSecret", "keys", "Replace the key's webhook signing secret")
+            .keyed()
+            .reads_body()
+            .description(Some("A new `whsec_` secret, in force at once: deliveries are signed with it from now on (receivers must switch). Works with or without a webhook URL set."))
+            .response("200", respond("The new secret.")
+                .content("application/json", content(schema("WebhookSecret"), None)))
             .build()
     }
 

@@ -97,6 +97,9 @@ super::router::routes! {
     "/api/settings/developer/webhook" => Webhook as "settings_webhook" {
         PATCH account::doc::update_webhook => account::set_webhook(app, &ctx, &body).await,
     },
+    "/api/settings/developer/webhook/rotate" => WebhookRotate as "settings_webhook_rotate" {
+        POST account::doc::rotate_webhook_secret => account::rotate_webhook_secret(app, &ctx).await,
+    },
     "/api/metadata" => Metadata as "metadata" {
         POST account::doc::fetch_metadata => account::metadata(app, &ctx, &body).await,
     },
