@@ -168,6 +168,7 @@ async fn developer_settings_show_the_real_values_of_the_key() {
         json!({
             "apiKey": format!("{}...", &key[..10]),
             "webhookUrl": null,
+            "webhookSecret": null,
             "rateLimitPerMin": 100_000,
             "rateLimitPerHour": 1_000_000,
             "logsEnabled": true,
