@@ -630,3 +630,38 @@ async fn the_qr_code_decodes_to_the_short_url_in_both_formats() {
     let resp = app.get(&qr).send().await.expect("qr");
     assert_eq!(resp.status(), 401, "a key is needed");
 }
+
+/// A PATCH of the rules on one instance reaches the redirects of another that had the link
+/// cached (the same invalidation as a changed destination).
+#[tokio::test]
+async fn changed_rules_reach_every_instance() {
+    let (a, b) = TestApp::two_instances("rules-a", "rules-b").await;
+    let key = a.key(false).await;
+    let link = a.create_link(&key, json!({})).await;
+    let path = format!("/{}", code_of(&link));
+    assert_eq!(
+        visit_with(&b, &path, &[("user-agent", ANDROID)]).await.1,
+        TARGET,
+        "b caches the link without rules"
+    );
+    let resp = a
+        .patch_json(
+            &format!("/api/links/{}", id_of(&link)),
+            &key,
+            json!({"redirectType": 307, "redirectRules": [{"conditions": [{"type": "device", "value": "android"}],
+                   "url": "https://example.com/android"}]}),
+        )
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 200);
+    crate::support::eventually(std::time::Duration::from_secs(2), || async {
+        visit_with(&b, &path, &[("user-agent", ANDROID)]).await
+            == (307, "https://example.com/android".to_string())
+    })
+    .await;
+    assert_eq!(
+        visit_with(&b, &path, &[("user-agent", DESKTOP)]).await,
+        (307, TARGET.to_string())
+    );
+}
