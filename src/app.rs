@@ -196,15 +196,7 @@ impl AppState {
     /// invalidation a second later closes the race with an instance that read the old row
     /// from PostgreSQL just before our write and writes it to Redis just after our delete.
     pub async fn invalidate_link(self: &Arc<Self>, code: &str) {
-        self.local.invalidate(code);
-        self.redis.invalidate_link(code).await;
-        let app = self.clone();
-        let code = code.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            app.local.invalidate(&code);
-            app.redis.invalidate_link(&code).await;
-        });
+        self.invalidate_links(vec![code.to_string()]).await;
     }
 
     /// [`Self::invalidate_link`] for many codes: one Redis round trip now, one a second later.

@@ -59,22 +59,11 @@ impl RedisHandle {
     /// Removes the cached state of a code everywhere: the Redis entry and, through pub/sub,
     /// every instance's local cache. If Redis is down the code is remembered and retried.
     pub async fn invalidate_link(&self, code: &str) {
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("DEL").arg(self.keys().link(code)).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(self.keys().invalidation_channel())
-            .arg(code)
-            .ignore();
-        if self.query_pipe::<()>(&pipe).await.is_none() {
-            self.inner
-                .pending_invalidations
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(code.to_string());
-        }
+        self.invalidate_links(std::slice::from_ref(&code.to_string()))
+            .await;
     }
 
-    /// [`Self::invalidate_link`] for many codes in one round trip (bulk import).
+    /// [`Self::invalidate_link`] for many codes in one round trip (bulk import, retries).
     pub async fn invalidate_links(&self, codes: &[String]) {
         if codes.is_empty() {
             return;
@@ -104,9 +93,7 @@ impl RedisHandle {
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
-        for code in codes {
-            self.invalidate_link(&code).await;
-        }
+        self.invalidate_links(&codes).await;
     }
 
     /// Listens for invalidations from other instances and applies them to `local`.
