@@ -199,32 +199,43 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    format!("malformed JSON: {inner}")
-                }
-                _ if path == "." || path.is_empty() => {
-                    // Missing fields are reported at the root; serde's message names them.
-                    let m = strip_position(&inner.to_string());
-                    if m.starts_with("invalid type") {
-                        format!("request body must be a JSON object ({m})")
-                    } else {
-                        m
-                    }
-                }
-                _ => format!(
-                    "invalid field `{path}`: {}",
-                    strip_position(&inner.to_string())
-                ),
-            };
-            Err(ApiError::BadRequest(message))
-        }
+    serde_path_to_error::deserialize::<_, T>(&mut de).map_err(field_error)
+}
+
+/// [`parse_json`] for a JSON object already parsed (a row of a bulk import), with the same
+/// messages.
+pub fn parse_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object".to_string(),
+        ));
     }
+    serde_path_to_error::deserialize::<_, T>(value).map_err(field_error)
+}
+
+/// A deserialisation error as a 400 naming the field.
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = match inner.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("malformed JSON: {inner}")
+        }
+        _ if path == "." || path.is_empty() => {
+            // Missing fields are reported at the root; serde's message names them.
+            let m = strip_position(&inner.to_string());
+            if m.starts_with("invalid type") {
+                format!("request body must be a JSON object ({m})")
+            } else {
+                m
+            }
+        }
+        _ => format!(
+            "invalid field `{path}`: {}",
+            strip_position(&inner.to_string())
+        ),
+    };
+    ApiError::BadRequest(message)
 }
 
 fn strip_position(m: &str) -> String {

@@ -17,7 +17,7 @@ use crate::app::{spawn_metadata_fills, App};
 use crate::http::body::{chunks, ChunkError};
 use crate::http::error::{json as json_response, rate_limit_headers, ApiError, Body};
 use crate::http::request::{
-    authenticate, authenticate_and_limit, parse_json, RequestCtx, RouteLimit,
+    authenticate, authenticate_and_limit, parse_json_value, RequestCtx, RouteLimit,
 };
 use crate::redis::limiter::Limit;
 use crate::store::{CreateLinkOutcome, LinkRecord};
@@ -162,8 +162,7 @@ fn json_rows(body: &[u8]) -> Result<Vec<Row>, ApiError> {
             if !item.is_object() {
                 return Err("a row must be a JSON object".to_string());
             }
-            let bytes = serde_json::to_vec(&item).map_err(|e| e.to_string())?;
-            parse_json::<ShortenBody>(&bytes).map_err(|e| e.to_string())
+            parse_json_value::<ShortenBody>(item).map_err(|e| e.to_string())
         })
         .collect())
 }
@@ -245,8 +244,7 @@ fn csv_row(headers: &[String], record: &csv::StringRecord) -> Row {
         };
         object.insert(name.clone(), value);
     }
-    let bytes = serde_json::to_vec(&Value::Object(object)).map_err(|e| e.to_string())?;
-    parse_json::<ShortenBody>(&bytes).map_err(|e| e.to_string())
+    parse_json_value::<ShortenBody>(Value::Object(object)).map_err(|e| e.to_string())
 }
 
 /// The export's columns: the import's (without the password, never stored readable, and the
