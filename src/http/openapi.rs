@@ -710,19 +710,15 @@ pub fn query_int(
     maximum: i64,
     default: i64,
 ) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(minimum))
-                .maximum(Some(maximum))
-                .default(Some(json!(default))),
-        ))
-        .build()
+    optional_query(
+        name,
+        description,
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(minimum))
+            .maximum(Some(maximum))
+            .default(Some(json!(default))),
+    )
 }
 
 /// An optional string query parameter, with a pattern and a length limit.
@@ -732,17 +728,23 @@ pub fn query_text(
     pattern: Option<&str>,
     max_length: usize,
 ) -> Parameter {
+    optional_query(
+        name,
+        description,
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(pattern)
+            .max_length(Some(max_length)),
+    )
+}
+
+fn optional_query(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)
         .required(Required::False)
         .description(Some(description))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(pattern)
-                .max_length(Some(max_length)),
-        ))
+        .schema(Some(schema))
         .build()
 }
 
