@@ -266,7 +266,7 @@ async fn an_export_of_100_000_links_streams_in_constant_memory() {
     .expect("insert");
     assert_eq!(inserted.rows_affected(), 100_000);
     let pid = suite.children[0].id();
-    let before = peak_rss_kib(pid);
+    let before = crate::support::peak_rss_kib(pid);
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
@@ -286,7 +286,7 @@ async fn an_export_of_100_000_links_streams_in_constant_memory() {
     }
     assert_eq!(lines, 100_001, "a header and every link");
     assert!(bytes > 10_000_000, "{bytes} bytes");
-    let grown = peak_rss_kib(pid).saturating_sub(before);
+    let grown = crate::support::peak_rss_kib(pid).saturating_sub(before);
     eprintln!(
         "export of 100 000 links: {bytes} bytes in {:?}, peak memory +{grown} KiB",
         started.elapsed()
@@ -295,13 +295,4 @@ async fn an_export_of_100_000_links_streams_in_constant_memory() {
         grown < 8 * 1024,
         "peak memory grew by {grown} KiB while sending {bytes} bytes"
     );
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
 }

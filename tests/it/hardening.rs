@@ -73,17 +73,6 @@ async fn attempt(
         .expect("verify")
 }
 
-/// Peak resident memory (`VmHWM`) of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 // ---------------------------------------------------------------------------------------------
 // Finding 1: the wrong-password throttle raced (checked before hashing, counted after)
 // ---------------------------------------------------------------------------------------------
@@ -222,7 +211,7 @@ async fn a_burst_of_password_checks_is_bounded_in_memory_and_answered_503_with_r
     let before: Vec<u64> = suite
         .children
         .iter()
-        .map(|c| peak_rss_mib(c.id()))
+        .map(|c| crate::support::peak_rss_kib(c.id()) / 1024)
         .collect();
     // 150 checks at once, each from its own address (so the per-client lock does not
     // serialise them): unbounded, that is 150 × 19 MiB of Argon2 memory.
@@ -257,7 +246,7 @@ async fn a_burst_of_password_checks_is_bounded_in_memory_and_answered_503_with_r
     assert!(t.contains_key(&503), "the overflow is refused: {t:?}");
     assert!(t.contains_key(&403), "checks still run: {t:?}");
     for (child, before) in suite.children.iter().zip(before) {
-        let peak = peak_rss_mib(child.id());
+        let peak = crate::support::peak_rss_kib(child.id()) / 1024;
         // Two slots of ~19 MiB of Argon2 memory each, plus slack for 150 connections. Before
         // each hashing thread kept its memory, freed blocks piled up in glibc's arenas:
         // peaks of 150-246 MiB, 140-212 above the start.
