@@ -394,36 +394,27 @@ pub fn events_of_entry(
                     if with_table { " or 11" } else { "" }
                 ))
             })?;
-            let mut url = None;
-            if with_url {
-                let index = parts[PACKED_FIELDS.len()];
-                url = Some(
-                    index
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|k| table.get(k).copied())
-                        .ok_or_else(|| {
-                            invalid(format!(
-                                "field `url` is {index:?}, not one of the entry's {} strings",
-                                table.len()
-                            ))
-                        })?,
-                );
-            }
+            // A table index to its string, or the record's error naming the field.
+            let resolve = |name: &str, index: &str| {
+                index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|k| table.get(k).copied())
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "field `{name}` is {index:?}, not one of the entry's {} strings",
+                            table.len()
+                        ))
+                    })
+            };
+            let url = if with_url {
+                Some(resolve("url", parts[PACKED_FIELDS.len()])?)
+            } else {
+                None
+            };
             if with_table {
                 for at in [UA_AT, REF_AT] {
-                    let name = PACKED_FIELDS[at];
-                    values[at] = values[at]
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|k| table.get(k).copied())
-                        .ok_or_else(|| {
-                            invalid(format!(
-                                "field `{name}` is {:?}, not one of the entry's {} strings",
-                                values[at],
-                                table.len()
-                            ))
-                        })?;
+                    values[at] = resolve(PACKED_FIELDS[at], values[at])?;
                 }
             }
             ClickEvent::from_named(&PackedRecord(values, url)).map_err(|e| InvalidRecord {
