@@ -52,10 +52,18 @@ fn one(unit: &[(String, String, String)], section: &str, key: &str) -> String {
     v[0].clone()
 }
 
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "boltlink-api@.service",
     "boltlink-worker.service",
     "boltlink-aggregator.service",
+    "boltlink-webhooks.service",
+];
+
+/// The services that are not API instances: one process each, at a lower CPU priority.
+const BACKGROUND: [(&str, &str); 3] = [
+    ("boltlink-worker.service", "worker"),
+    ("boltlink-aggregator.service", "aggregator"),
+    ("boltlink-webhooks.service", "webhooks"),
 ];
 
 /// DESIGN.md finding 12 plus the rest that applies (exposure 1.1 with systemd 252).
@@ -137,7 +145,7 @@ fn background_work_yields_the_cpus_to_the_api_and_boltlinkctl_run_does_the_same(
             && values(&api, "Service", "Nice").is_empty(),
         "the API instances keep the default weight (100) and niceness (0)"
     );
-    for name in ["boltlink-worker.service", "boltlink-aggregator.service"] {
+    for (name, _) in BACKGROUND {
         let unit = parse_unit(name);
         assert_eq!(one(&unit, "Service", "CPUWeight"), "20", "{name}");
         assert_eq!(
@@ -192,10 +200,7 @@ fn api_instances_share_the_socket_nonblocking_and_know_their_name() {
         fds >= boltlink::config::AUTO_MAX_CONNECTIONS + boltlink::config::RESERVED_FDS,
         "LimitNOFILE={fds}"
     );
-    for (name, instance) in [
-        ("boltlink-worker.service", "worker"),
-        ("boltlink-aggregator.service", "aggregator"),
-    ] {
+    for (name, instance) in BACKGROUND {
         let unit = parse_unit(name);
         assert_eq!(
             one(&unit, "Service", "ExecStart"),
@@ -245,6 +250,7 @@ fn the_socket_names_one_instance_and_is_not_part_of_the_target() {
             "boltlink-api.socket".to_string(),
             "boltlink-worker.service".to_string(),
             "boltlink-aggregator.service".to_string(),
+            "boltlink-webhooks.service".to_string(),
         ])
     );
 }
