@@ -27,14 +27,15 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every unit of the suite (state, PID, uptime, memory, CPU, restarts, STATUS= line),
-    /// click stream and consumer lag, PostgreSQL and Redis; exits 1 if anything is unhealthy.
+    /// click stream, consumer lag and webhook deliveries pending, PostgreSQL and Redis; exits 1
+    /// if anything is unhealthy.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
     /// Rolling restart: API instances one at a time (the next once the previous serves
-    /// again), then worker and aggregator; stops at the first failure.
+    /// again), then worker, aggregator and webhooks; stops at the first failure.
     Restart {
         /// Exit 0 without doing anything when boltlink.target is not active (what the
         /// package runs after an upgrade).
@@ -52,7 +53,8 @@ enum Command {
     },
     /// Show the suite's journal (journalctl underneath).
     Logs {
-        /// api, api@N, worker, aggregator, socket, target, or a unit name; default: all.
+        /// api, api@N, worker, aggregator, webhooks, socket, target, or a unit name; default:
+        /// all.
         unit: Option<String>,
         /// Keep following new entries.
         #[arg(short = 'f', long)]
@@ -93,7 +95,7 @@ enum Command {
         command: KeysCommand,
     },
     /// Run the whole suite in the foreground (development): one boltlink-api per core on one
-    /// shared socket bound to BIND_ADDR, plus worker and aggregator when installed.
+    /// shared socket bound to BIND_ADDR, plus worker, aggregator and webhooks when installed.
     Run {
         /// Number of API processes, or "auto" for one per CPU.
         #[arg(long, default_value = "auto", value_parser = run::parse_instances)]

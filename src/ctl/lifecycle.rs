@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 
 use super::units::{
     api_instance_name, api_unit, ensure_installed, loaded_api_instances, show, show_one, systemctl,
-    wanted_api_instances, UnitState, AGGREGATOR, SOCKET, TARGET, WORKER,
+    wanted_api_instances, UnitState, BACKGROUND, SOCKET, TARGET,
 };
 
 /// How long `restart` waits for a restarted instance to answer through the socket.
@@ -38,7 +38,8 @@ pub fn connect_address(listen: &str) -> Option<SocketAddr> {
 
 /// Rolling restart: each wanted API instance in turn — the next only once the previous is
 /// active again with a new process and answers on the shared socket, and the suite answers
-/// `/ready` — then the worker, then the aggregator. Stops at the first failure.
+/// `/ready` — then the background services in [`BACKGROUND`] order (worker, aggregator,
+/// webhooks). Stops at the first failure.
 ///
 /// `if_running`: a suite that is not running is left alone (exit 0) instead of being an error;
 /// the package's postinst restarts with it after an upgrade.
@@ -109,7 +110,7 @@ pub async fn rolling_restart(out: &mut impl Write, if_running: bool) -> anyhow::
             started.elapsed().as_secs_f64()
         )?;
     }
-    for unit in [WORKER, AGGREGATOR] {
+    for unit in BACKGROUND.map(|b| b.unit) {
         let state = show_one(unit)?;
         if !state.is_installed() {
             writeln!(out, "{unit}: not installed, skipped")?;
@@ -204,8 +205,7 @@ pub fn stop(out: &mut impl Write) -> anyhow::Result<()> {
     ensure_installed()?;
     let mut units = vec![TARGET.to_string(), SOCKET.to_string()];
     units.extend(loaded_api_instances()?.into_iter().map(api_unit));
-    units.push(WORKER.to_string());
-    units.push(AGGREGATOR.to_string());
+    units.extend(BACKGROUND.iter().map(|b| b.unit.to_string()));
     // Every unit named: systemctl waits only for the jobs of the units it is given, and the
     // target's own stop job finishes before the services it stops (they are ordered before it).
     let mut args = vec!["stop", "--"];

@@ -46,7 +46,7 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
             s.cpu_seconds
                 .map(human_duration)
                 .unwrap_or_else(|| "-".into()),
-            if s.is_installed() && matches!(u.role, "api" | "worker" | "aggregator") {
+            if s.is_installed() && !matches!(u.role, "target" | "socket") {
                 s.restarts
                     .map(|r| r.to_string())
                     .unwrap_or_else(|| "-".into())
@@ -65,8 +65,16 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
         }
     ));
     for c in &report.consumers {
+        // The webhook sender also has deliveries waiting (and given up on).
+        let deliveries = match (c.deliveries_pending, c.deliveries_failed_total) {
+            (Some(pending), failed) => format!(
+                "; {pending} deliveries pending{}",
+                failed.map(|f| format!(", {f} failed")).unwrap_or_default()
+            ),
+            (None, _) => String::new(),
+        };
         out.push_str(&format!(
-            "{:<17} lag {} stream entries, {} s; last heartbeat {}{}\n",
+            "{:<17} lag {} stream entries, {} s{deliveries}; last heartbeat {}{}\n",
             c.name,
             c.lag_events
                 .map(|v| v.to_string())
@@ -150,6 +158,95 @@ pub fn human_seconds(s: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctl::status::{judge_consumer, judge_units, StatusReport};
+    use crate::ctl::units::{UnitState, SOCKET, TARGET, WEBHOOKS, WORKER};
+    use std::collections::HashMap;
+
+    fn beat(fields: &[(&str, &str)]) -> HashMap<String, String> {
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn running(unit: &str, pid: u32, status_text: &str) -> UnitState {
+        UnitState {
+            unit: unit.to_string(),
+            load_state: "loaded".to_string(),
+            active_state: "active".to_string(),
+            sub_state: if unit == TARGET || unit == SOCKET {
+                "active".to_string()
+            } else {
+                "running".to_string()
+            },
+            main_pid: (pid > 0).then_some(pid),
+            active_since: Some(1_000),
+            restarts: Some(0),
+            status_text: status_text.to_string(),
+            ..UnitState::default()
+        }
+    }
+
+    #[test]
+    fn status_shows_the_webhook_sender_with_its_lag_and_deliveries() {
+        let now_ms = 1_060_000;
+        let report = StatusReport {
+            healthy: true,
+            problems: Vec::new(),
+            units: judge_units(
+                vec![
+                    running(TARGET, 0, ""),
+                    running(WORKER, 41, "worker: 9 clicks processed"),
+                    running(WEBHOOKS, 42, "webhooks: 3 deliveries pending"),
+                ],
+                &[],
+            ),
+            click_stream_length: Some(12),
+            consumers: vec![
+                judge_consumer(
+                    "worker",
+                    Some(&beat(&[
+                        ("lag_events", "1"),
+                        ("lag_seconds", "0.2"),
+                        ("last_seen", "1059000"),
+                    ])),
+                    now_ms,
+                ),
+                judge_consumer(
+                    "webhooks",
+                    Some(&beat(&[
+                        ("lag_events", "2"),
+                        ("lag_seconds", "0.5"),
+                        ("deliveries_pending", "3"),
+                        ("deliveries_failed_total", "1"),
+                        ("last_seen", "1059000"),
+                    ])),
+                    now_ms,
+                ),
+            ],
+            dependencies: Vec::new(),
+        };
+        let text = render_status(&report, 1_060);
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{text}"))
+                .to_string()
+        };
+        let unit = line(WEBHOOKS);
+        assert!(unit.contains("active/running"), "{unit}");
+        assert!(unit.contains(" 42 "), "{unit}");
+        assert!(unit.ends_with("webhooks: 3 deliveries pending"), "{unit}");
+        assert_eq!(
+            line("webhooks "),
+            "webhooks          lag 2 stream entries, 0.5 s; 3 deliveries pending, 1 failed; \
+             last heartbeat 1.00s ago"
+        );
+        assert_eq!(
+            line("worker "),
+            "worker            lag 1 stream entries, 0.2 s; last heartbeat 1.00s ago"
+        );
+    }
 
     #[test]
     fn sizes_and_durations_read_like_systemctl() {

@@ -1,7 +1,7 @@
 //! `boltlinkctl run`: a foreground supervisor for development that binds `BIND_ADDR` and
 //! starts one `boltlink-api` per core on that one socket through the `LISTEN_FDS` protocol
-//! (as systemd would), plus `boltlink-worker` and `boltlink-aggregator`, until SIGINT or
-//! SIGTERM.
+//! (as systemd would), plus the background services (`boltlink-worker`,
+//! `boltlink-aggregator`, `boltlink-webhooks`), until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::units::BACKGROUND;
 use crate::config::Config;
 use crate::daemon::Exit;
 
@@ -81,8 +82,8 @@ struct Supervised {
     restarts: u32,
 }
 
-/// The niceness of the worker and the aggregator, as their units set it (`Nice=`): when the
-/// CPUs are busy, redirects come first and the click stream absorbs the difference.
+/// The niceness of the background services, as their units set it (`Nice=`): when the CPUs
+/// are busy, redirects come first and the click stream absorbs the difference.
 pub const BACKGROUND_NICE: &str = "5";
 
 fn spawn_one(
@@ -113,8 +114,8 @@ fn terminate(child: &Child) {
 }
 
 /// Runs the suite in the foreground until SIGINT/SIGTERM: `instances` API processes on one
-/// socket bound to `BIND_ADDR`, plus `boltlink-worker` and `boltlink-aggregator` when those
-/// binaries exist. A process that exits is restarted after a second, except on exit 78
+/// socket bound to `BIND_ADDR`, plus each background service (`boltlink-worker`,
+/// `boltlink-aggregator`, `boltlink-webhooks`) whose binary exists. A process that exits is restarted after a second, except on exit 78
 /// (configuration error), which stops everything: restarting cannot fix configuration.
 pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow::Result<i32> {
     let listener = crate::daemon::systemd::bind(config.http.bind_addr)
@@ -129,11 +130,11 @@ pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow
             restarts: 0,
         })
         .collect();
-    for extra in ["boltlink-worker", "boltlink-aggregator"] {
-        let program = sibling_binary(extra)?;
+    for background in BACKGROUND {
+        let program = sibling_binary(background.binary())?;
         if program.exists() {
             units.push(Supervised {
-                name: extra.trim_start_matches("boltlink-").to_string(),
+                name: background.name.to_string(),
                 program,
                 shares_socket: false,
                 child: None,
@@ -150,14 +151,15 @@ pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow
     for u in &mut units {
         u.child = Some(spawn_one(&listener, &runtime_dir, u)?);
     }
+    let background: Vec<&str> = units[instances..].iter().map(|u| u.name.as_str()).collect();
     eprintln!(
         "boltlinkctl: started {} API instance(s) on http://{} sharing one socket{}",
         instances,
         config.http.bind_addr,
-        if units.len() > instances {
-            ", plus worker and aggregator"
+        if background.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(", plus {}", background.join(", "))
         }
     );
     let mut exit_code = 0;

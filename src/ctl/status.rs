@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::render::human_duration;
 use super::units::{
-    api_instance_number, api_unit, ensure_installed, loaded_api_instances, show,
-    wanted_api_instances, UnitState, AGGREGATOR, SOCKET, TARGET, WORKER,
+    api_instance_number, api_unit, background, ensure_installed, loaded_api_instances, show,
+    wanted_api_instances, UnitState, BACKGROUND, SOCKET, TARGET,
 };
 use crate::config::Config;
 use crate::redis::RedisHandle;
@@ -22,7 +22,8 @@ const HEARTBEAT_STALE_MS: i64 = 30_000;
 pub struct UnitReport {
     #[serde(flatten)]
     pub state: UnitState,
-    /// `target`, `socket`, `api`, `worker`, `aggregator`.
+    /// `target`, `socket`, `api`, or the background service's name (`worker`, `aggregator`,
+    /// `webhooks`).
     pub role: &'static str,
     /// Wanted by the target (API instances), or always part of the suite.
     pub expected: bool,
@@ -46,6 +47,12 @@ pub struct ConsumerReport {
     pub lag_seconds: Option<f64>,
     /// Milliseconds since its last heartbeat.
     pub heartbeat_age_ms: Option<i64>,
+    /// Webhook events waiting for delivery (webhooks only: absent for the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries_pending: Option<u64>,
+    /// Webhook deliveries given up since the process started (webhooks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries_failed_total: Option<u64>,
     pub healthy: bool,
     pub note: Option<String>,
 }
@@ -70,10 +77,8 @@ pub fn judge_units(states: Vec<UnitState>, wanted_api: &[u32]) -> Vec<UnitReport
                 ("target", true)
             } else if state.unit == SOCKET {
                 ("socket", true)
-            } else if state.unit == WORKER {
-                ("worker", true)
-            } else if state.unit == AGGREGATOR {
-                ("aggregator", true)
+            } else if let Some(b) = background(&state.unit) {
+                (b.name, true)
             } else {
                 let wanted = api_instance_number(&state.unit)
                     .map(|n| wanted_api.contains(&n))
@@ -94,12 +99,11 @@ pub fn judge_units(states: Vec<UnitState>, wanted_api: &[u32]) -> Vec<UnitReport
 
 fn judge_one(state: &UnitState, role: &str, expected: bool) -> (bool, Option<String>) {
     if !state.is_installed() {
-        // The worker and aggregator ship with the suite; until they are installed the click
-        // stream just holds the events, which `status` reports as the stream length.
-        return match role {
-            "worker" | "aggregator" => (true, Some("not installed".to_string())),
-            _ => (false, Some("not installed".to_string())),
-        };
+        // The background services ship with the suite; until one is installed the click
+        // stream (and the webhook outbox) just holds the events, which `status` reports as
+        // the stream length.
+        let background = BACKGROUND.iter().any(|b| b.name == role);
+        return (background, Some("not installed".to_string()));
     }
     let ok = match role {
         "target" => state.is_active(),
@@ -139,8 +143,7 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
     api.sort_unstable();
     let mut names = vec![TARGET.to_string(), SOCKET.to_string()];
     names.extend(api.iter().map(|n| api_unit(*n)));
-    names.push(WORKER.to_string());
-    names.push(AGGREGATOR.to_string());
+    names.extend(BACKGROUND.iter().map(|b| b.unit.to_string()));
     let units = judge_units(show(&names)?, &wanted);
 
     let mut problems: Vec<String> = units
@@ -174,15 +177,15 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
             if let Some(redis) = redis {
                 click_stream_length = redis.click_stream_len().await;
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                for (name, unit) in [("worker", WORKER), ("aggregator", AGGREGATOR)] {
-                    let Some(u) = units.iter().find(|u| u.state.unit == unit) else {
+                for b in BACKGROUND {
+                    let Some(u) = units.iter().find(|u| u.state.unit == b.unit) else {
                         continue;
                     };
                     if !u.state.is_installed() {
                         continue;
                     }
-                    let beat = redis.process_heartbeat(name).await.flatten();
-                    consumers.push(judge_consumer(name, beat.as_ref(), now_ms));
+                    let beat = redis.process_heartbeat(b.name).await.flatten();
+                    consumers.push(judge_consumer(b.name, beat.as_ref(), now_ms));
                 }
             }
             for d in &dependencies {
@@ -215,7 +218,8 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
     })
 }
 
-/// A worker's or aggregator's heartbeat hash (`lag_events`, `lag_seconds`, `last_seen` ms).
+/// A background service's heartbeat hash (`lag_events`, `lag_seconds`, `last_seen` ms; the
+/// webhook sender's also `deliveries_pending` and `deliveries_failed_total`).
 pub fn judge_consumer(
     name: &'static str,
     beat: Option<&HashMap<String, String>>,
@@ -227,6 +231,8 @@ pub fn judge_consumer(
             lag_events: None,
             lag_seconds: None,
             heartbeat_age_ms: None,
+            deliveries_pending: None,
+            deliveries_failed_total: None,
             healthy: false,
             note: Some("no heartbeat in Redis".to_string()),
         };
@@ -241,6 +247,10 @@ pub fn judge_consumer(
         lag_events: beat.get("lag_events").and_then(|v| v.parse().ok()),
         lag_seconds: beat.get("lag_seconds").and_then(|v| v.parse().ok()),
         heartbeat_age_ms: age,
+        deliveries_pending: beat.get("deliveries_pending").and_then(|v| v.parse().ok()),
+        deliveries_failed_total: beat
+            .get("deliveries_failed_total")
+            .and_then(|v| v.parse().ok()),
         healthy,
         note: (!healthy).then(|| match age {
             Some(a) => format!("last heartbeat {} ago", human_duration(a as f64 / 1000.0)),
@@ -320,6 +330,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctl::units::{AGGREGATOR, WEBHOOKS, WORKER};
 
     fn unit(name: &str, active: &str, sub: &str) -> UnitState {
         UnitState {
@@ -351,6 +362,8 @@ mod tests {
                 unit(&api_unit(99), "failed", "failed"),
                 unit(&api_unit(7), "inactive", "dead"),
                 worker,
+                unit(AGGREGATOR, "active", "running"),
+                unit(WEBHOOKS, "failed", "failed"),
             ],
             &[1, 2],
         );
@@ -378,6 +391,27 @@ mod tests {
                     Some("not wanted by boltlink.target (API_INSTANCES)".to_string())
                 ),
                 (true, Some("not installed".to_string())),
+                (true, None),
+                (
+                    false,
+                    Some("failed (exit-code, exit status 78)".to_string())
+                ),
+            ]
+        );
+        let roles: Vec<&str> = reports.iter().map(|r| r.role).collect();
+        assert_eq!(
+            roles,
+            [
+                "target",
+                "socket",
+                "api",
+                "api",
+                "api",
+                "api",
+                "api",
+                "worker",
+                "aggregator",
+                "webhooks"
             ]
         );
     }
@@ -410,5 +444,39 @@ mod tests {
         assert!(!stale.healthy);
         assert_eq!(stale.note.as_deref(), Some("last heartbeat 1m05s ago"));
         assert!(!judge_consumer("aggregator", None, now).healthy);
+        assert_eq!(fresh.deliveries_pending, None);
+        let json = serde_json::to_value(&fresh).expect("json");
+        assert!(
+            json.get("deliveries_pending").is_none(),
+            "only the webhook sender has deliveries: {json}"
+        );
+    }
+
+    #[test]
+    fn the_webhook_senders_heartbeat_also_reports_its_deliveries() {
+        let now = 1_000_000;
+        let beat: HashMap<String, String> = [
+            ("lag_events", "0"),
+            ("lag_seconds", "0.000"),
+            ("pending", "0"),
+            ("processed_total", "40"),
+            ("deliveries_pending", "7"),
+            ("deliveries_failed_total", "2"),
+            ("last_seen", "999000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let report = judge_consumer("webhooks", Some(&beat), now);
+        assert!(report.healthy);
+        assert_eq!(report.lag_events, Some(0));
+        assert_eq!(report.deliveries_pending, Some(7));
+        assert_eq!(report.deliveries_failed_total, Some(2));
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["name"], "webhooks");
+        assert_eq!(json["deliveries_pending"], 7);
+        assert_eq!(json["deliveries_failed_total"], 2);
+        let stale = judge_consumer("webhooks", Some(&beat), now + 31_000);
+        assert!(!stale.healthy, "judged like the worker and the aggregator");
     }
 }

@@ -5,10 +5,12 @@
 //! stop), [`super::scale`], [`super::logs`].
 //!
 //! The suite's units (see `systemd/` in the source tree):
-//! - `boltlink.target` wants the socket, the worker, the aggregator and — through
+//! - `boltlink.target` wants the socket, the background services and — through
 //!   `boltlink-generator` — `boltlink-api@1..N`;
 //! - `boltlink-api.socket`, shared by every API instance;
-//! - `boltlink-api@N.service`, `boltlink-worker.service`, `boltlink-aggregator.service`.
+//! - `boltlink-api@N.service`;
+//! - the background services, one process each, listed once in [`BACKGROUND`]:
+//!   `boltlink-worker.service`, `boltlink-aggregator.service`, `boltlink-webhooks.service`.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,8 +22,48 @@ pub const TARGET: &str = "boltlink.target";
 pub const SOCKET: &str = "boltlink-api.socket";
 pub const WORKER: &str = "boltlink-worker.service";
 pub const AGGREGATOR: &str = "boltlink-aggregator.service";
+pub const WEBHOOKS: &str = "boltlink-webhooks.service";
 const API_PREFIX: &str = "boltlink-api@";
 const API_SUFFIX: &str = ".service";
+
+/// A background service of the suite: one process that consumes the click stream (and, for
+/// webhooks, the outbox), with a heartbeat in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Background {
+    /// The unit, `boltlink-<name>.service`; its binary is `/usr/bin/boltlink-<name>`.
+    pub unit: &'static str,
+    /// The one name it goes by everywhere: its role in `status`, its short name in `logs`,
+    /// its `BOLTLINK_INSTANCE`, its heartbeat in Redis and its consumer group.
+    pub name: &'static str,
+}
+
+impl Background {
+    /// The binary's file name (`boltlink-worker`), as installed in `/usr/bin` and built by cargo.
+    pub fn binary(&self) -> &'static str {
+        self.unit.trim_end_matches(".service")
+    }
+}
+
+/// Every background service, in the order `restart` restarts them and `status` lists them.
+pub const BACKGROUND: [Background; 3] = [
+    Background {
+        unit: WORKER,
+        name: "worker",
+    },
+    Background {
+        unit: AGGREGATOR,
+        name: "aggregator",
+    },
+    Background {
+        unit: WEBHOOKS,
+        name: "webhooks",
+    },
+];
+
+/// The background service `unit` is, if it is one.
+pub fn background(unit: &str) -> Option<Background> {
+    BACKGROUND.into_iter().find(|b| b.unit == unit)
+}
 
 const SHOW_PROPERTIES: &[&str] = &[
     "Id",
@@ -372,6 +414,24 @@ ActiveEnterTimestamp=
         assert_eq!(socket.listen, vec!["[::]:5000 (Stream)".to_string()]);
         assert!(!states[2].is_installed());
         assert_eq!(states[2].active_since, None);
+    }
+
+    #[test]
+    fn background_services_are_named_once_and_consistently() {
+        assert_eq!(
+            BACKGROUND.map(|b| b.binary()),
+            [
+                "boltlink-worker",
+                "boltlink-aggregator",
+                "boltlink-webhooks"
+            ]
+        );
+        for b in BACKGROUND {
+            assert_eq!(b.unit, format!("boltlink-{}.service", b.name));
+            assert_eq!(background(b.unit), Some(b));
+        }
+        assert_eq!(background(&api_unit(1)), None);
+        assert_eq!(background(TARGET), None);
     }
 
     #[test]
