@@ -29,8 +29,10 @@
 //!   handlers per area, the OpenAPI document generated with `utoipa`, accept loop and graceful
 //!   shutdown.
 //! - [`api`]: the `boltlink-api` process: start-up, readiness, memory guard, drain.
-//! - [`pipeline`]: the `boltlink-worker` and `boltlink-aggregator` processes: the click
-//!   consumers wired to Redis and PostgreSQL.
+//! - [`webhooks`]: `boltlink-webhooks`: link events from the outbox and click batches from
+//!   the stream, signed and delivered at least once, each attempt recorded.
+//! - [`pipeline`]: the `boltlink-worker`, `boltlink-aggregator` and `boltlink-webhooks`
+//!   processes: the stream's consumers wired to Redis and PostgreSQL.
 //! - [`ctl`]: `boltlinkctl` commands.
 
 pub mod analytics;
@@ -53,3 +55,4 @@ pub mod redis;
 pub mod rules;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -83,6 +83,21 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Seconds since the group's consumer last reported, by group.",
     ),
     (
+        "boltlink_webhook_deliveries_pending",
+        "gauge",
+        "Webhook events waiting for delivery (first attempt or retry), all keys.",
+    ),
+    (
+        "boltlink_webhook_oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest webhook event waiting for delivery.",
+    ),
+    (
+        "boltlink_webhook_attempts_total",
+        "counter",
+        "Webhook delivery attempts since boltlink-webhooks started, by result (delivered, retried, failed: given up).",
+    ),
+    (
         "boltlink_cache_hits_total",
         "counter",
         "Link lookups answered by a cache, by layer.",

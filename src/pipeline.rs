@@ -1,6 +1,7 @@
-//! The `boltlink-worker` and `boltlink-aggregator` processes: the click path's consumers
-//! ([`crate::clicks`]) wired to the real stream (Redis, [`RedisHandle`]) and click tables
-//! (PostgreSQL, [`Store`]), and the `main` both binaries run.
+//! The `boltlink-worker`, `boltlink-aggregator` and `boltlink-webhooks` processes: the click
+//! stream's consumers ([`crate::clicks`], [`crate::webhooks`]) wired to the real stream
+//! (Redis, [`RedisHandle`]) and tables (PostgreSQL, [`Store`]), and the `main` the three
+//! binaries run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +40,8 @@ pub fn build(config: &Config) -> anyhow::Result<Pipeline> {
     Ok(Pipeline::new(redis, store, config.pipeline.clone(), geo))
 }
 
-/// The whole `main` of `boltlink-worker` and `boltlink-aggregator` (start-up order:
-/// [`Daemon::main`]). The pipeline is built inside the runtime: sqlx pools need its context
+/// The whole `main` of `boltlink-worker`, `boltlink-aggregator` and `boltlink-webhooks`
+/// (start-up order: [`Daemon::main`]). The pipeline is built inside the runtime: sqlx pools need its context
 /// even to be created.
 pub fn process_main(process: Process) -> Exit {
     let daemon = Daemon {
@@ -64,6 +65,7 @@ pub fn process_main(process: Process) -> Exit {
                     Ok(())
                 }
                 Process::Aggregator => aggregator::run(pipeline, instance, migrate, shutdown).await,
+                Process::Webhooks => crate::webhooks::run(pipeline, &config, shutdown).await,
             }
         },
     )

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::consumer::{
-    consume, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process, StepOutcome,
+    consume, hold_singleton, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process,
+    StepOutcome,
 };
 use super::enrich::{enrich, Enriched};
 use super::offset::StreamId;
@@ -248,25 +249,13 @@ pub async fn run<L: ClickLog, S: ClickStore>(
     // Ready before the lock: a standby aggregator waiting for another one's lock is a
     // healthy process, not a start-up that systemd should time out.
     systemd::notify(&[NotifyState::Ready]);
-    let mut waiting = false;
-    let lock = loop {
-        let why = match p.store.try_lock_aggregator().await {
-            Ok(Some(lock)) => break lock,
-            Ok(None) => "another boltlink-aggregator holds the lock".to_string(),
-            Err(e) => format!("cannot take the aggregator lock: {e}"),
-        };
-        if !waiting {
-            tracing::warn!(reason = %why, "aggregator on standby; retrying every second");
-            systemd::notify_status(&format!("standby: {why}"));
-            waiting = true;
-        }
-        if !p.backoff(Duration::from_secs(1), &shutdown).await {
-            return Ok(());
-        }
+    let Some(lock) = hold_singleton(&p, &shutdown, Process::Aggregator, || {
+        p.store.try_lock_aggregator()
+    })
+    .await
+    else {
+        return Ok(());
     };
-    if waiting {
-        tracing::info!("aggregator lock taken; leaving standby");
-    }
     let trimmer = spawn_periodic(&shutdown, Duration::from_secs(5), {
         let p = p.clone();
         move || {

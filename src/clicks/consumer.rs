@@ -26,6 +26,8 @@ use crate::daemon::Shutdown;
 pub enum Process {
     Worker,
     Aggregator,
+    /// `boltlink-webhooks`, which reads the stream for the clicks of keys with a webhook.
+    Webhooks,
 }
 
 impl Process {
@@ -33,6 +35,7 @@ impl Process {
         match self {
             Process::Worker => "boltlink-worker",
             Process::Aggregator => "boltlink-aggregator",
+            Process::Webhooks => "boltlink-webhooks",
         }
     }
 
@@ -41,14 +44,23 @@ impl Process {
         match self {
             Process::Worker => "worker",
             Process::Aggregator => "aggregator",
+            Process::Webhooks => "webhooks",
         }
     }
 }
 
-/// The consumer groups reading the click stream. Both are created by whichever process
+/// The webhook sender's pace: a step that caught up is followed by the next one no sooner
+/// than this after it began.
+const WEBHOOKS_PACE: Duration = Duration::from_secs(1);
+
+/// The consumer groups reading the click stream. All are created by whichever process
 /// starts first, from the beginning of the stream, so trimming never outruns a group that
 /// has not started yet.
-pub const GROUPS: [&str; 2] = [Process::Worker.group(), Process::Aggregator.group()];
+pub const GROUPS: [&str; 3] = [
+    Process::Worker.group(),
+    Process::Aggregator.group(),
+    Process::Webhooks.group(),
+];
 
 /// Everything a step needs: the stream (`L`, Redis in production) and the click tables
 /// (`S`, PostgreSQL).
@@ -192,10 +204,12 @@ impl Consumer {
     /// Clicks this consumer's group handles per step, about: the aggregator folds many more
     /// into one transaction than the worker writes in one.
     pub fn batch_size(&self, config: &PipelineConfig) -> usize {
-        if self.group == Process::Aggregator.group() {
-            config.aggregate_batch_size
-        } else {
+        if self.group == Process::Worker.group() {
             config.batch_size
+        } else {
+            // The webhook sender writes only the few clicks of keys with a webhook: like the
+            // aggregator, it reads in large steps.
+            config.aggregate_batch_size
         }
     }
 
@@ -203,6 +217,9 @@ impl Consumer {
     pub fn pace(&self, config: &PipelineConfig) -> Duration {
         if self.group == Process::Aggregator.group() {
             config.aggregate_window
+        } else if self.group == Process::Webhooks.group() {
+            // Clicks leave in batches once a second anyway (`link.clicked`).
+            WEBHOOKS_PACE
         } else {
             config.linger
         }
@@ -486,6 +503,47 @@ pub async fn consume<L: ClickLog, S: ClickStore>(
     run_loop(process.binary(), shutdown.clone(), p, &mut consumer, step).await;
     systemd::notify(&[systemd::NotifyState::Stopping]);
     let _ = heartbeat.await;
+}
+
+/// Takes the lock that makes `process` the only one of its kind at work (the aggregator,
+/// the webhook sender), waiting on standby, retrying every second, while another holds it.
+/// `None`: `shutdown` came first. Ready is sent before: a standby process is healthy, not a
+/// start-up for systemd to time out.
+pub async fn hold_singleton<L, S, T, E, F, Fut>(
+    p: &Pipeline<L, S>,
+    shutdown: &Shutdown,
+    process: Process,
+    mut try_lock: F,
+) -> Option<T>
+where
+    L: ClickLog,
+    S: ClickStore,
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, E>>,
+{
+    let name = process.binary();
+    let mut waiting = false;
+    loop {
+        let why = match try_lock().await {
+            Ok(Some(lock)) => {
+                if waiting {
+                    tracing::info!("{name} lock taken; leaving standby");
+                }
+                return Some(lock);
+            }
+            Ok(None) => format!("another {name} holds the lock"),
+            Err(e) => format!("cannot take the {name} lock: {e}"),
+        };
+        if !waiting {
+            tracing::warn!(reason = %why, "{name} on standby; retrying every second");
+            systemd::notify_status(&format!("standby: {why}"));
+            waiting = true;
+        }
+        if !p.backoff(Duration::from_secs(1), shutdown).await {
+            return None;
+        }
+    }
 }
 
 /// Runs `chore` now and then every `every` until `shutdown` (retention, stream trimming).

@@ -13,7 +13,8 @@
 //! - one builder per section, each making its struct from the declared variables:
 //!   `connections` ([`DatabaseConfig`], [`RedisConfig`]), `serving` ([`HttpConfig`] with
 //!   [`HttpLimits`]), `rate_limits` ([`RateLimits`]), `caches` ([`CacheConfig`]), `process`
-//!   ([`ProcessConfig`]), `metadata` ([`MetadataConfig`]), `pipeline` ([`PipelineConfig`]).
+//!   ([`ProcessConfig`]), `metadata` ([`MetadataConfig`]), `pipeline` ([`PipelineConfig`]),
+//!   `webhooks` ([`WebhookConfig`]).
 //! - `env_files`: the env files and their layering ([`Layers`]).
 //! - `explain`: effective values and their sources, redacted, for `boltlinkctl config`.
 //!
@@ -33,6 +34,7 @@ mod rate_limits;
 mod read;
 mod serving;
 pub mod vars;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +59,7 @@ pub use serving::{
     AUTO_MAX_CONNECTIONS_PER_CLIENT, RESERVED_FDS,
 };
 pub use vars::Var;
+pub use webhooks::WebhookConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration error: {var}: {message}")]
@@ -85,6 +88,7 @@ pub struct Config {
     pub process: ProcessConfig,
     pub metadata: MetadataConfig,
     pub pipeline: PipelineConfig,
+    pub webhooks: WebhookConfig,
 }
 
 /// What computed defaults and `auto` values worked out to, by variable name.
@@ -113,6 +117,7 @@ impl Config {
             process: process::process(&mut r)?,
             metadata: metadata::metadata(&r)?,
             pipeline: pipeline::pipeline(&r)?,
+            webhooks: webhooks::webhooks(&r)?,
         };
         Ok((config, r.into_resolved()))
     }

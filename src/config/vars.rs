@@ -20,6 +20,7 @@ pub enum Section {
     Processes,
     Metadata,
     Pipeline,
+    Webhooks,
 }
 
 impl Section {
@@ -33,6 +34,7 @@ impl Section {
             Section::Processes => "PROCESSES",
             Section::Metadata => "LINK METADATA",
             Section::Pipeline => "CLICK PIPELINE",
+            Section::Webhooks => "WEBHOOKS",
         }
     }
 }
@@ -243,6 +245,15 @@ declare! {
     COUNT_BOTS: Pipeline, Bool, Value("false");
     /// MaxMind-format country database for events without a cf-ipcountry region.
     GEOIP_DB: Pipeline, Text("a readable .mmdb file"), Unset;
+
+    /// Webhook URLs may point at loopback and private addresses (tests, closed networks).
+    WEBHOOK_ALLOW_PRIVATE: Webhooks, Bool, Value("false");
+    /// Webhooks: wait before the first retry of a failed delivery, doubling after each (ms).
+    WEBHOOK_RETRY_BASE_MS: Webhooks, Number { min: 10, max: 3_600_000 }, Value("10000");
+    /// Webhooks: an event not delivered this long after it happened is recorded as failed (s).
+    WEBHOOK_RETRY_WINDOW_S: Webhooks, Number { min: 1, max: 604_800 }, Value("86400");
+    /// Webhooks: deliveries in flight at once, to different keys (one per key at a time).
+    WEBHOOK_CONCURRENCY: Webhooks, Number { min: 1, max: 1024 }, Value("16");
 }
 
 #[cfg(test)]

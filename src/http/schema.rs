@@ -46,6 +46,7 @@ pub fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<WebhookUpdateRequest>()
         .schema_from::<WebhookUpdateResponse>()
         .schema_from::<WebhookSecret>()
+        .schema_from::<WebhookDelivery>()
         .schema_from::<MetadataRequest>()
         .schema_from::<MetadataResponse>()
         .schema_from::<GeneratedKey>()
@@ -567,6 +568,53 @@ pub struct WebhookUpdateResponse {
 pub struct WebhookSecret {
     #[schema(pattern = r"^whsec_[0-9a-f]{64}$")]
     pub webhook_secret: String,
+}
+
+#[derive(ToSchema)]
+pub enum WebhookEventType {
+    #[schema(rename = "link.created")]
+    LinkCreated,
+    #[schema(rename = "link.updated")]
+    LinkUpdated,
+    #[schema(rename = "link.deleted")]
+    LinkDeleted,
+    #[schema(rename = "link.clicked")]
+    LinkClicked,
+}
+
+#[derive(ToSchema)]
+pub enum WebhookDeliveryStatus {
+    #[schema(rename = "pending")]
+    Pending,
+    #[schema(rename = "delivered")]
+    Delivered,
+    #[schema(rename = "failed")]
+    Failed,
+}
+
+/// One webhook event and where its delivery stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"eventId": "0193a0c4-5b6e-7f80-9a1b-2c3d4e5f6a7b", "type": "link.created", "status": "delivered", "attempts": 1, "lastStatusCode": 200, "lastError": null, "nextAttemptAt": null, "deliveredAt": "2026-12-06T08:00:01.250Z"}))]
+pub struct WebhookDelivery {
+    /// Also sent as `BoltLink-Event-Id`, the same on every attempt.
+    #[schema(format = "uuid")]
+    pub event_id: String,
+    #[schema(inline, rename = "type")]
+    pub kind: WebhookEventType,
+    #[schema(inline)]
+    pub status: WebhookDeliveryStatus,
+    #[schema(minimum = 0)]
+    pub attempts: i64,
+    /// The HTTP status of the last answer; null if there was none (network error, timeout).
+    #[schema(required = true)]
+    pub last_status_code: Option<i64>,
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// When the next attempt is due; null unless pending.
+    #[schema(required = true, format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub delivered_at: Option<String>,
 }
 
 #[derive(ToSchema)]

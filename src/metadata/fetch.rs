@@ -59,19 +59,71 @@ async fn fetch_without_deadline(
 
 /// Checks where `url` would connect, then sends one GET there and nowhere else.
 async fn send_one_hop(policy: &FetchPolicy, url: &Url) -> Result<reqwest::Response, MetadataError> {
-    let client = match checked_destination(&policy.allowed_addrs, url).await? {
-        // reqwest connects to IP literals directly, without any resolver.
-        Destination::Literal => build_client(None)?,
-        // Pin the connection to exactly the checked addresses: no later lookup can swap in
-        // another one (DNS rebinding).
-        Destination::Resolved { domain, addrs } => build_client(Some((&domain, &addrs)))?,
-    };
-    client
+    pinned_client(policy, url)
+        .await?
         .get(url.clone())
         .header(ACCEPT, ACCEPT_HTML)
         .send()
         .await
         .map_err(network_error)
+}
+
+/// Checks where `url` would connect; a client that connects there and nowhere else.
+async fn pinned_client(policy: &FetchPolicy, url: &Url) -> Result<reqwest::Client, MetadataError> {
+    match checked_destination(&policy.allowed_addrs, url).await? {
+        // reqwest connects to IP literals directly, without any resolver.
+        Destination::Literal => build_client(None),
+        // Pin the connection to exactly the checked addresses: no later lookup can swap in
+        // another one (DNS rebinding).
+        Destination::Resolved { domain, addrs } => build_client(Some((&domain, &addrs))),
+    }
+}
+
+/// POSTs `body` to `url` once (a webhook delivery): the address rules as for a page unless
+/// `open`, no redirect followed (a 3xx is an answer like any other), everything within
+/// [`FetchPolicy::timeout`]. Returns the answer's status; its body is not read.
+pub(super) async fn post_once(
+    policy: &FetchPolicy,
+    url: &Url,
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+    open: bool,
+) -> Result<StatusCode, MetadataError> {
+    require_http_url(url)?;
+    let send = async {
+        let client = if open {
+            open_client()?
+        } else {
+            pinned_client(policy, url).await?
+        };
+        client
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(network_error)
+    };
+    match tokio::time::timeout(policy.timeout, send).await {
+        Ok(response) => response.map(|r| r.status()),
+        Err(_elapsed) => Err(MetadataError::Timeout),
+    }
+}
+
+/// A client with the system's resolver and no address check, for an operator who allowed
+/// private destinations (`WEBHOOK_ALLOW_PRIVATE`). Still no proxy and no redirects.
+fn open_client() -> Result<reqwest::Client, MetadataError> {
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|error| {
+            MetadataError::Network(format!(
+                "could not set up the HTTP client: {}",
+                error_chain(&error)
+            ))
+        })
 }
 
 fn is_followed_redirect(status: StatusCode) -> bool {

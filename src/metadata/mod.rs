@@ -131,6 +131,21 @@ impl MetadataFetcher {
         fetch::fetch(&self.policy, url).await
     }
 
+    /// POSTs `body` with `headers` to `url` once (a webhook delivery) under the address
+    /// rules, unless `open` (the operator allowed private destinations); no redirect is
+    /// followed, the whole exchange is bounded by the policy's timeout. The answer's status.
+    pub async fn post(
+        &self,
+        url: &Url,
+        headers: reqwest::header::HeaderMap,
+        body: bytes::Bytes,
+        open: bool,
+    ) -> Result<u16, MetadataError> {
+        fetch::post_once(&self.policy, url, headers, body, open)
+            .await
+            .map(|s| s.as_u16())
+    }
+
     /// Applies the address rules to a URL that will be fetched later (a webhook target, when
     /// it is set): an IP-literal host and every address a host name resolves to (within
     /// `within`) must be allowed. A name that does not resolve now passes — it is checked

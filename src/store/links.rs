@@ -9,7 +9,9 @@ use super::{Scope, Store, StoreError, StoreResult};
 use crate::domain::{RedirectTarget, ShortCode};
 use crate::rules::RedirectRule;
 
-#[derive(Debug, Clone)]
+/// A link row. Also deserialised from the row's JSON (`to_jsonb`) that webhook link events
+/// keep (see `migrations/20261206000003_webhook_delivery.sql`).
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct LinkRecord {
     pub id: Uuid,
     pub owner_key_id: Uuid,

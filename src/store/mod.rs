@@ -9,6 +9,7 @@ pub mod campaigns;
 pub mod keys;
 pub mod links;
 pub mod pipeline;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub use campaigns::*;
 pub use keys::*;
 pub use links::*;
 pub use pipeline::*;
+pub use webhooks::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -12,7 +12,8 @@ use crate::clicks::enrich::Enriched;
 use crate::clicks::offset::StreamId;
 use crate::clicks::ports::ClickStore;
 
-/// Holds a session-level advisory lock for as long as it lives (one aggregator at a time).
+/// Holds a session-level advisory lock for as long as it lives (one aggregator, one webhook
+/// sender at a time).
 pub struct SingletonLock {
     _conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
 }
@@ -216,13 +217,18 @@ impl ClickStore for Store {
     /// Takes the aggregator's singleton lock if no other aggregator holds it (`None` then).
     /// The lock lives as long as the returned guard's connection.
     async fn try_lock_aggregator(&self) -> StoreResult<Option<SingletonLock>> {
+        self.try_advisory_lock(AGGREGATOR_LOCK).await
+    }
+}
+
+impl Store {
+    /// A session-level advisory lock on `key`, held by a pooled connection kept out of the
+    /// pool for as long as the returned lock lives; `None` if another session holds it.
+    pub(super) async fn try_advisory_lock(&self, key: i64) -> StoreResult<Option<SingletonLock>> {
         let mut conn = self.pool().acquire().await?;
-        let got = sqlx::query_scalar!(
-            r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
-            AGGREGATOR_LOCK,
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        let got = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, key)
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(got.then_some(SingletonLock { _conn: conn }))
     }
 }

@@ -110,11 +110,14 @@ pub async fn set_webhook(
                 .map_err(|e| ApiError::BadRequest(e.to_string().replacen("url", "webhook url", 1)))?
                 .into_string();
             // The fetcher's address rules apply when the URL is set, not only when it is used:
-            // a webhook must not point into our own network (loopback, private, metadata).
+            // a webhook must not point into our own network (loopback, private, metadata),
+            // unless the operator allowed that (WEBHOOK_ALLOW_PRIVATE).
             let parsed = url::Url::parse(&url).map_err(|_| {
                 ApiError::BadRequest("webhook url must be an absolute http(s) URL".to_string())
             })?;
-            if let Err(e) = app
+            if app.config.webhooks.allow_private {
+                // Checked for form only (absolute http(s), above).
+            } else if let Err(e) = app
                 .metadata
                 .check_destination(&parsed, Duration::from_secs(2))
                 .await
@@ -156,6 +159,30 @@ pub async fn rotate_webhook_secret(
         StatusCode::OK,
         &serde_json::json!({ "webhookSecret": secret }),
     ))
+}
+
+/// `GET /api/settings/developer/webhook/deliveries?limit=50`: the key's webhook events with
+/// their delivery state, newest first.
+pub async fn webhook_deliveries(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+    let caller = authenticate(app, ctx).await?;
+    let limit = ctx.query_int("limit", 50, 1, 500)?;
+    let rows = app.store.webhook_deliveries(caller.key.id, limit).await?;
+    let out: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "eventId": d.id,
+                "type": d.kind,
+                "status": d.status,
+                "attempts": d.attempts,
+                "lastStatusCode": d.last_status_code,
+                "lastError": d.last_error,
+                "nextAttemptAt": d.next_attempt_at.map(timestamp),
+                "deliveredAt": d.delivered_at.map(timestamp),
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &out))
 }
 
 #[derive(Deserialize)]
@@ -260,6 +287,18 @@ pub mod doc {
             .description(Some("A new `whsec_` secret, in force at once: deliveries are signed with it from now on (receivers must switch). Works with or without a webhook URL set."))
             .response("200", respond("The new secret.")
                 .content("application/json", content(schema("WebhookSecret"), None)))
+            .build()
+    }
+
+    /// `GET /api/settings/developer/webhook/deliveries`
+    pub fn list_webhook_deliveries() -> Operation {
+        op("listWebhookDeliveries", "keys", "List the key's webhook events and their delivery")
+            .keyed()
+            .description(Some("Newest first. Events: `link.created`, `link.updated`, `link.deleted` (data: the link object) and `link.clicked` (batches of up to 1000 clicks, at most one per key per second). `pending` events are retried with exponential backoff from `WEBHOOK_RETRY_BASE_MS` (10 s), doubling, for `WEBHOOK_RETRY_WINDOW_S` (24 h), then `failed`; a 2xx answer within 5 s is `delivered`. Finished events are kept 7 days."))
+            .parameter(query_int("limit", "How many, 1–500.", 1, 500, 50))
+            .response("200", respond("The key's events, newest first.")
+                .content("application/json", content(array_of("WebhookDelivery"), None)))
+            .response("400", shared("BadRequest"))
             .build()
     }
 

@@ -89,10 +89,16 @@ pub struct LinkView<'a> {
 
 impl<'a> LinkView<'a> {
     pub fn new(app: &App, l: &'a LinkRecord) -> Self {
+        Self::of(&app.config.http.public_base_url, l)
+    }
+
+    /// The link object of `l` whose short URL starts with `public_base_url` (also the
+    /// `data` of webhook link events, rendered by `boltlink-webhooks`).
+    pub fn of(public_base_url: &str, l: &'a LinkRecord) -> Self {
         Self {
             id: l.id,
             short_code: &l.short_code,
-            short_url: format!("{}/{}", app.config.http.public_base_url, l.short_code),
+            short_url: format!("{public_base_url}/{}", l.short_code),
             original_url: &l.original_url,
             clicks: l.clicks,
             title: l.title.as_deref(),

@@ -100,6 +100,9 @@ super::router::routes! {
     "/api/settings/developer/webhook/rotate" => WebhookRotate as "settings_webhook_rotate" {
         POST account::doc::rotate_webhook_secret => account::rotate_webhook_secret(app, &ctx).await,
     },
+    "/api/settings/developer/webhook/deliveries" => WebhookDeliveries as "settings_webhook_deliveries" {
+        GET account::doc::list_webhook_deliveries => account::webhook_deliveries(app, &ctx).await,
+    },
     "/api/metadata" => Metadata as "metadata" {
         POST account::doc::fetch_metadata => account::metadata(app, &ctx, &body).await,
     },

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::timestamp;
 use crate::app::{App, VERSION};
+use crate::clicks::consumer::{Process, GROUPS};
 use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, RequestCtx};
 use crate::metrics::{render, Sample, Snapshot};
@@ -259,7 +260,7 @@ pub async fn metrics(app: &App) -> Response<Body> {
         cluster.push(Sample::new("boltlink_click_stream_length", &[], len as f64));
     }
     let now_ms = Utc::now().timestamp_millis();
-    for group in ["worker", "aggregator"] {
+    for group in GROUPS {
         if let Some(Some(beat)) = app.redis.process_heartbeat(group).await {
             let labels = [("group", group)];
             let num = |field: &str| beat.get(field).and_then(|v| v.parse::<f64>().ok());
@@ -279,6 +280,32 @@ pub async fn metrics(app: &App) -> Response<Body> {
                     &labels,
                     age,
                 ));
+            }
+            if group == Process::Webhooks.group() {
+                for (family, field) in [
+                    ("boltlink_webhook_deliveries_pending", "deliveries_pending"),
+                    (
+                        "boltlink_webhook_oldest_pending_seconds",
+                        "deliveries_oldest_seconds",
+                    ),
+                ] {
+                    if let Some(v) = num(field) {
+                        cluster.push(Sample::new(family, &[], v));
+                    }
+                }
+                for (result, field) in [
+                    ("delivered", "deliveries_delivered_total"),
+                    ("retried", "deliveries_retried_total"),
+                    ("failed", "deliveries_failed_total"),
+                ] {
+                    if let Some(v) = num(field) {
+                        cluster.push(Sample::new(
+                            "boltlink_webhook_attempts_total",
+                            &[("result", result)],
+                            v,
+                        ));
+                    }
+                }
             }
         }
     }
