@@ -520,7 +520,7 @@ fn proc_stat(pid: u32) -> Option<(u32, String, i64)> {
 }
 
 #[tokio::test]
-async fn boltlinkctl_run_starts_the_worker_and_aggregator_at_a_lower_priority_than_the_api() {
+async fn boltlinkctl_run_starts_the_background_services_at_a_lower_priority_than_the_api() {
     const CTL_BIN: &str = env!("CARGO_BIN_EXE_boltlinkctl");
     let database = TestDatabase::create().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -561,7 +561,12 @@ async fn boltlinkctl_run_starts_the_worker_and_aggregator_at_a_lower_priority_th
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = children();
     // The names the kernel keeps (15 bytes), once nice(1) has exec'd the programs.
-    let want = ["boltlink-aggreg", "boltlink-api", "boltlink-worker"];
+    let want = [
+        "boltlink-aggreg",
+        "boltlink-api",
+        "boltlink-webhoo",
+        "boltlink-worker",
+    ];
     while seen.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>() != want {
         assert!(
             Instant::now() < deadline,
@@ -591,6 +596,7 @@ async fn boltlinkctl_run_starts_the_worker_and_aggregator_at_a_lower_priority_th
         vec![
             ("boltlink-aggreg".to_string(), background),
             ("boltlink-api".to_string(), base),
+            ("boltlink-webhoo".to_string(), background),
             ("boltlink-worker".to_string(), background),
         ]
     );
