@@ -23,7 +23,7 @@ use crate::config::WebhookConfig;
 use crate::daemon::Shutdown;
 use crate::http::routes::links::LinkView;
 use crate::http::routes::timestamp;
-use crate::metadata::MetadataFetcher;
+use crate::metadata::{MetadataError, MetadataFetcher};
 use crate::store::{AttemptResult, DueEvent, LinkRecord, Store};
 
 /// How often the outbox is looked at for due events when nothing else wakes the dispatcher.
@@ -195,7 +195,10 @@ impl Sender {
         self.fetcher
             .post(&url, headers, Bytes::from(body), self.config.allow_private)
             .await
-            .map_err(|e| Refusal::Retry(e.to_string()))
+            .map_err(|e| {
+                tracing::debug!(webhook.event = %event.id, error = %e, "webhook attempt got no answer");
+                Refusal::of(e)
+            })
     }
 }
 
@@ -205,6 +208,29 @@ enum Refusal {
     Retry(String),
     /// Never deliverable (no URL any more, revoked key): recorded as failed at once.
     GiveUp(String),
+}
+
+impl Refusal {
+    /// The error as the key's holder reads it in the deliveries list: what kind of failure,
+    /// never an address, a range or a resolver's message (the list must not become a way to
+    /// map our network, as the metadata route's errors must not); the journal has the
+    /// details at debug level.
+    fn of(e: MetadataError) -> Refusal {
+        match e {
+            MetadataError::Timeout => Refusal::Retry("no answer within 5 s".to_string()),
+            MetadataError::ForbiddenAddress(_) => Refusal::Retry(
+                "refused: the webhook URL's host is not a public Internet address".to_string(),
+            ),
+            MetadataError::InvalidUrl(_) => {
+                Refusal::GiveUp("the webhook URL is not a valid http(s) URL".to_string())
+            }
+            MetadataError::Network(_)
+            | MetadataError::TooManyRedirects
+            | MetadataError::UpstreamStatus(_) => {
+                Refusal::Retry("could not connect to the webhook URL or send to it".to_string())
+            }
+        }
+    }
 }
 
 /// Keys not to pick now: with a delivery in flight (`None`), or a `link.clicked` delivery

@@ -27,3 +27,4 @@ mod redirect;
 mod resilience;
 mod setup;
 mod units;
+mod webhooks;

@@ -105,6 +105,20 @@ fn clicks(link: &serde_json::Value, owner: Uuid, n: usize) -> Vec<ClickEvent> {
         .collect()
 }
 
+async fn drain_webhooks(p: &Pipeline) -> usize {
+    let mut c = Consumer::new(boltlink::webhooks::clicks::GROUP, "webhooks");
+    let mut total = 0;
+    loop {
+        match boltlink::webhooks::clicks::step(p, &mut c)
+            .await
+            .expect("webhooks step")
+        {
+            StepOutcome::Processed(n) => total += n,
+            StepOutcome::Empty => return total,
+        }
+    }
+}
+
 /// Steps the aggregator with one consumer until nothing is left, treating a failed step the
 /// way `run_loop` does (recover, try again), for at most 20 s.
 async fn aggregate_until_empty(p: &Pipeline, consumer: &mut Consumer) {
@@ -669,6 +683,9 @@ async fn the_stream_is_trimmed_only_below_what_every_group_has_finished() {
     assert_eq!(app.stream_entry_count().await, 5);
     assert_eq!(app.stream_click_count().await, 20);
     drain_aggregator(&p).await;
+    // The webhook sender's group has not read anything either.
+    assert_eq!(p.stream.trim_consumed().await.expect("trim"), 0);
+    drain_webhooks(&p).await;
     let removed = p.stream.trim_consumed().await.expect("trim");
     assert!(removed >= 4, "removed {removed} of 5 entries");
     let lag = p.stream.group_lag("aggregator").await.expect("lag");
@@ -896,4 +913,77 @@ async fn the_worker_stores_the_url_a_rule_chose() {
         by_id(later.id).as_deref(),
         Some("https://example.com/android")
     );
+}
+
+#[tokio::test]
+async fn webhook_clicks_are_staged_once_and_batched_per_key_by_the_thousand() {
+    let (app, link, owner) = app_with_one_link("https://example.com/w").await;
+    let p = pipeline_for(&app, &[]).await;
+    // Without a webhook URL the key's clicks are read and acknowledged, not staged.
+    append_entries(&p, clicks(&link, owner, 10), 5).await;
+    assert_eq!(drain_webhooks(&p).await, 10);
+    let staged = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM webhook_clicks")
+            .fetch_one(&app.db)
+            .await
+            .expect("count")
+    };
+    assert_eq!(staged().await, 0);
+    assert_eq!(pending(&app, "webhooks").await, 0);
+
+    sqlx::query("UPDATE api_keys SET webhook_url = 'https://hooks.example/x' WHERE id = $1")
+        .bind(owner)
+        .execute(&app.db)
+        .await
+        .expect("set url");
+    let batch = clicks(&link, owner, 2500);
+    append_entries(&p, batch.clone(), 500).await;
+    // One invalid entry among them is skipped (the worker dead-letters it), not fatal.
+    let mut c = app.redis.clone();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{}clicks", app.prefix))
+        .arg("*")
+        .arg("v")
+        .arg("99")
+        .query_async(&mut c)
+        .await
+        .expect("xadd");
+    assert_eq!(drain_webhooks(&p).await, 2501);
+    assert_eq!(staged().await, 2500);
+    // A batch handled again (a crash between the write and the acknowledgement) stages
+    // nothing twice: the clicks are keyed by their id.
+    append_entries(&p, batch[..700].to_vec(), 100).await;
+    assert_eq!(drain_webhooks(&p).await, 700);
+    assert_eq!(staged().await, 2500);
+
+    // Batching: the oldest thousand per key per run.
+    let made = || async { p.store.batch_staged_clicks(1000).await.expect("batch") };
+    assert_eq!(made().await, 1);
+    assert_eq!(staged().await, 1500);
+    assert_eq!(made().await, 1);
+    assert_eq!(made().await, 1);
+    assert_eq!(made().await, 0);
+    let sizes: Vec<i32> = sqlx::query_scalar(
+        "SELECT jsonb_array_length(data->'clicks') FROM webhook_events WHERE type = 'link.clicked' \
+         ORDER BY created_at, id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("events");
+    let mut sorted = sizes.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [500, 1000, 1000]);
+    let first: serde_json::Value = sqlx::query_scalar(
+        "SELECT data->'clicks'->0 FROM webhook_events WHERE type = 'link.clicked' \
+         AND jsonb_array_length(data->'clicks') = 1000 LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("a click");
+    assert_eq!(first["linkId"], link["id"]);
+    assert_eq!(first["shortCode"], link["shortCode"]);
+    assert_eq!(first["url"], "https://example.com/w");
+    assert_eq!(first["device"], "desktop");
+    assert_eq!(first["referrerHost"], "news.example");
+    assert_eq!(first["bot"], false);
 }
