@@ -12,11 +12,12 @@ use anyhow::anyhow;
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
 
+use super::Pipeline;
+use crate::clicks::consumer::Process;
 use crate::clicks::consumer::{Consumer, StepOutcome};
 use crate::clicks::enrich::enrich;
 use crate::clicks::event::events_of_entry;
 use crate::clicks::{ClickEvent, ClickKind, ClickLog};
-use crate::pipeline::{Pipeline, Process};
 use crate::store::StagedClick;
 
 pub const GROUP: &str = Process::Webhooks.group();

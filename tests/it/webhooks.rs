@@ -848,3 +848,45 @@ async fn pending_events_of_a_removed_webhook_url_are_recorded_as_failed() {
         "nothing sent after the URL was removed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_finished_events_older_than_a_week_and_keeps_pending_ones() {
+    let app = app().await;
+    let receiver = Receiver::start(&[], Answer::Status(200)).await;
+    let (key, _) = key_with_webhook(&app, &receiver).await;
+    for _ in 0..3 {
+        app.create_link(&key, json!({})).await;
+    }
+    // Two finished long ago (one delivered, one failed, with an attempt each), one pending.
+    sqlx::query(
+        "WITH old AS (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM webhook_events) \
+         UPDATE webhook_events e SET status = CASE WHEN old.n = 1 THEN 'delivered' ELSE 'failed' END, \
+             finished_at = now() - interval '8 days', attempts = 1 \
+         FROM old WHERE e.id = old.id AND old.n <= 2",
+    )
+    .execute(&app.db)
+    .await
+    .expect("age events");
+    sqlx::query(
+        "INSERT INTO webhook_attempts (event_id, attempt, at, status_code, duration_ms) \
+         SELECT id, 1, now() - interval '8 days', 200, 5 FROM webhook_events WHERE status <> 'pending'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("attempts");
+    let removed = boltlink::webhooks::apply_retention(&app.store)
+        .await
+        .expect("retention");
+    assert_eq!(removed, 2);
+    let left: Vec<(String,)> = sqlx::query_as("SELECT status FROM webhook_events")
+        .fetch_all(&app.db)
+        .await
+        .expect("left");
+    assert_eq!(left, [("pending".to_string(),)]);
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(attempts, 0, "attempts go with their events");
+    assert_eq!(deliveries(&app, &key).await.len(), 1);
+}
