@@ -9,7 +9,6 @@
 //! than the stored offset and are skipped. Either way each entry is counted once.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -17,8 +16,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::consumer::{
-    consume, hold_singleton, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process,
-    StepOutcome,
+    acknowledge, consume, hold_singleton, parse_batch, prepare, spawn_periodic, Consumer, Pipeline,
+    Process, StepOutcome,
 };
 use super::enrich::{enrich, Enriched};
 use super::offset::StreamId;
@@ -226,14 +225,14 @@ pub async fn step<L: ClickLog, S: ClickStore>(
     if applied.ids.is_empty() {
         return Ok(StepOutcome::Empty);
     }
-    p.stream
-        .ack(GROUP, &applied.ids)
-        .await
-        .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
-    consumer.done(applied.clicks_per_entry);
-    p.processed
-        .fetch_add(applied.clicks as u64, Ordering::Relaxed);
-    Ok(StepOutcome::Processed(applied.clicks))
+    acknowledge(
+        p,
+        consumer,
+        &applied.ids,
+        applied.clicks,
+        applied.clicks_per_entry,
+    )
+    .await
 }
 
 /// The aggregator process: singleton lock, the step loop, stream trimming, heartbeat.

@@ -345,6 +345,24 @@ pub async fn parse_batch<L: ClickLog, S: ClickStore>(
     Ok(out)
 }
 
+/// The end of a step whose batch is written: acknowledges `ids` for the consumer's group,
+/// marks the batch finished, counts its clicks.
+pub async fn acknowledge<L: ClickLog, S: ClickStore>(
+    p: &Pipeline<L, S>,
+    consumer: &mut Consumer,
+    ids: &[StreamId],
+    clicks: usize,
+    clicks_per_entry: usize,
+) -> anyhow::Result<StepOutcome> {
+    p.stream
+        .ack(consumer.group, ids)
+        .await
+        .map_err(|e| anyhow::anyhow!("acknowledging click events: {e}"))?;
+    consumer.done(clicks_per_entry);
+    p.processed.fetch_add(clicks as u64, Ordering::Relaxed);
+    Ok(StepOutcome::Processed(clicks))
+}
+
 /// A step function: one batch in, written, acknowledged.
 pub type StepFn<L, S> = for<'a> fn(
     &'a Pipeline<L, S>,

@@ -1,14 +1,14 @@
 //! `boltlink-worker`: click stream → enriched raw events in PostgreSQL, idempotently, plus
 //! retention of old raw events.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use chrono::Utc;
 
 use super::consumer::{
-    consume, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process, StepOutcome,
+    acknowledge, consume, parse_batch, prepare, spawn_periodic, Consumer, Pipeline, Process,
+    StepOutcome,
 };
 use super::enrich::enrich;
 use super::ports::{ClickLog, ClickStore};
@@ -52,14 +52,7 @@ pub async fn step<L: ClickLog, S: ClickStore>(
         .await
         .map_err(|e| anyhow!("writing click events: {e}"))?;
     let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-    p.stream
-        .ack(GROUP, &ids)
-        .await
-        .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
-    consumer.done(parsed.clicks_per_entry);
-    p.processed
-        .fetch_add(parsed.clicks as u64, Ordering::Relaxed);
-    Ok(StepOutcome::Processed(parsed.clicks))
+    acknowledge(p, consumer, &ids, parsed.clicks, parsed.clicks_per_entry).await
 }
 
 /// Deletes raw events older than the retention period, in short batches. Rollups stay.

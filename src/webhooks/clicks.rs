@@ -6,17 +6,16 @@
 //! entries are acknowledged only after the statement committed, so a batch read again after a
 //! crash stages nothing twice.
 
-use std::sync::atomic::Ordering;
-
 use anyhow::anyhow;
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
 
-use crate::clicks::consumer::{Consumer, StepOutcome};
+use super::Pipeline;
+use crate::clicks::consumer::Process;
+use crate::clicks::consumer::{acknowledge, Consumer, StepOutcome};
 use crate::clicks::enrich::enrich;
 use crate::clicks::event::events_of_entry;
-use crate::clicks::{ClickEvent, ClickKind, ClickLog};
-use crate::pipeline::{Pipeline, Process};
+use crate::clicks::{ClickEvent, ClickKind};
 use crate::store::StagedClick;
 
 pub const GROUP: &str = Process::Webhooks.group();
@@ -70,13 +69,7 @@ pub async fn step(p: &Pipeline, consumer: &mut Consumer) -> anyhow::Result<StepO
         }
     }
     let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-    p.stream
-        .ack(GROUP, &ids)
-        .await
-        .map_err(|e| anyhow!("acknowledging click events: {e}"))?;
-    consumer.done(clicks.div_ceil(entries.len()));
-    p.processed.fetch_add(clicks as u64, Ordering::Relaxed);
-    Ok(StepOutcome::Processed(clicks))
+    acknowledge(p, consumer, &ids, clicks, clicks.div_ceil(entries.len())).await
 }
 
 /// A click as a webhook receiver sees it: region, device class, referrer host and bot flag

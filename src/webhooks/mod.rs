@@ -29,19 +29,24 @@ pub mod clicks;
 pub mod deliver;
 pub mod signature;
 
+/// The click stream and tables as this process has them: Redis and PostgreSQL. (Named here,
+/// not taken from `crate::pipeline`, which starts this process: no import goes both ways.)
+pub type Pipeline =
+    crate::clicks::consumer::Pipeline<crate::redis::RedisHandle, crate::store::Store>;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
+use crate::clicks::consumer::Process;
 use crate::clicks::consumer::{consume, hold_singleton, prepare, spawn_periodic};
 use crate::clicks::ClickLog;
 use crate::config::Config;
 use crate::daemon::systemd::{self, NotifyState};
 use crate::daemon::Shutdown;
 use crate::metadata::{FetchPolicy, MetadataFetcher};
-use crate::pipeline::{Pipeline, Process};
 use deliver::{Counters, Sender};
 
 /// Clicks per `link.clicked` event at most.
@@ -101,16 +106,16 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
         move || {
             let store = store.clone();
             async move {
-                let before = Utc::now() - KEEP_FINISHED;
-                match store.delete_finished_webhook_events(before, 10_000).await {
+                match apply_retention(&store).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
                         webhook_events.deleted = n,
                         "removed old finished webhook events"
                     ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "webhook retention failed; retrying in an hour")
-                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "webhook retention failed; retrying in an hour"
+                    ),
                 }
             }
         }
@@ -165,4 +170,20 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
     drop(lock);
     tracing::info!("boltlink-webhooks stopped");
     Ok(())
+}
+
+/// Deletes finished events older than [`KEEP_FINISHED`] (with their attempts) in batches
+/// until none is left: a busy hour makes thousands of `link.clicked` events per key.
+pub async fn apply_retention(store: &crate::store::Store) -> Result<u64, crate::store::StoreError> {
+    const BATCH: i64 = 10_000;
+    let before = Utc::now() - KEEP_FINISHED;
+    let mut total = 0;
+    loop {
+        let n = store.delete_finished_webhook_events(before, BATCH).await?;
+        total += n;
+        if n < BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

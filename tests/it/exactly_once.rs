@@ -5,7 +5,6 @@
 //! cut for a while and, separately, paused (open but silent) for a while. Afterwards `links.clicks`, the rollup totals
 //! and the raw event count all equal the number of redirects answered 302.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,68 +14,13 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::fixtures::{database_socket_addr, database_url_via, CuttableProxy, PrivateRedis};
-use crate::support::{TestApp, TestDatabase};
+use crate::support::{Daemon, TestApp, TestDatabase};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
 const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
 const REDIRECTS: u64 = 20_000;
 const CONCURRENCY: usize = 16;
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
-
-struct Consumer {
-    bin: &'static str,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-}
-
-impl Consumer {
-    fn start(bin: &'static str, env: Vec<(String, String)>) -> Self {
-        let mut c = Consumer {
-            bin,
-            env,
-            child: None,
-        };
-        c.spawn();
-        c
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(self.bin)
-            .env_clear()
-            .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(match std::env::var("EXACTLY_ONCE_LOG") {
-                Ok(path) => Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .expect("log file"),
-                ),
-                Err(_) => Stdio::null(),
-            })
-            .spawn()
-            .expect("spawn consumer");
-        self.child = Some(child);
-    }
-
-    fn kill9_and_restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.spawn();
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outages() {
@@ -120,8 +64,9 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let mut worker = Consumer::start(WORKER_BIN, env.clone());
-    let mut aggregator = Consumer::start(AGGREGATOR_BIN, env);
+    let log = std::env::var("EXACTLY_ONCE_LOG").ok();
+    let mut worker = Daemon::start(WORKER_BIN, env.clone(), log.clone());
+    let mut aggregator = Daemon::start(AGGREGATOR_BIN, env, log);
 
     // Load: CONCURRENCY clients share a budget of REDIRECTS requests.
     let issued = Arc::new(AtomicU64::new(0));

@@ -1215,3 +1215,64 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmHWM")
 }
+
+/// A `boltlink-worker`, `boltlink-aggregator` or `boltlink-webhooks` process with exactly
+/// `env` (nothing inherited), its stderr appended to `log` if given; killed when dropped.
+pub struct Daemon {
+    bin: &'static str,
+    env: Vec<(String, String)>,
+    log: Option<String>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start(bin: &'static str, env: Vec<(String, String)>, log: Option<String>) -> Self {
+        let mut d = Daemon {
+            bin,
+            env,
+            log,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file"),
+            ),
+            None => Stdio::null(),
+        };
+        let child = Command::new(self.bin)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin));
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then a new process with the same environment.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

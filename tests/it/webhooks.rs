@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use hyper::service::service_fn;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::support::{eventually, id_of, TestApp};
+use crate::support::{eventually, id_of, Daemon, TestApp};
 
 const WEBHOOKS_BIN: &str = env!("CARGO_BIN_EXE_boltlink-webhooks");
 
@@ -171,65 +170,28 @@ fn assert_signed(r: &Received, secret: &str) {
     );
 }
 
-/// A `boltlink-webhooks` process for `app`'s database, Redis and key prefix.
-struct Sender {
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-}
-
-impl Sender {
-    fn start(app: &TestApp, extra: &[(&str, &str)]) -> Sender {
-        let mut env: Vec<(String, String)> = [
-            ("DATABASE_URL", app.database_url.as_str()),
-            ("REDIS_URL", app.redis_url.as_str()),
-            ("REDIS_KEY_PREFIX", app.prefix.as_str()),
-            ("BOLTLINK_ENV_FILE", "/dev/null"),
-            ("PUBLIC_BASE_URL", "https://bl.example"),
-            ("LOG_LEVEL", "warn"),
-            ("PIPELINE_POLL_MS", "100"),
-            ("WEBHOOK_ALLOW_PRIVATE", "true"),
-            ("WEBHOOK_RETRY_BASE_MS", "200"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
-            env.retain(|(name, _)| name != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-        let mut sender = Sender { env, child: None };
-        sender.spawn();
-        sender
+/// A `boltlink-webhooks` process for `app`'s database, Redis and key prefix; `extra`
+/// settings win over the defaults here (loopback allowed, quick retries).
+fn start_sender(app: &TestApp, extra: &[(&str, &str)]) -> Daemon {
+    let mut env: Vec<(String, String)> = [
+        ("DATABASE_URL", app.database_url.as_str()),
+        ("REDIS_URL", app.redis_url.as_str()),
+        ("REDIS_KEY_PREFIX", app.prefix.as_str()),
+        ("BOLTLINK_ENV_FILE", "/dev/null"),
+        ("PUBLIC_BASE_URL", "https://bl.example"),
+        ("LOG_LEVEL", "warn"),
+        ("PIPELINE_POLL_MS", "100"),
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_RETRY_BASE_MS", "200"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.to_string()));
     }
-
-    fn spawn(&mut self) {
-        let child = Command::new(WEBHOOKS_BIN)
-            .env_clear()
-            .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn boltlink-webhooks");
-        self.child = Some(child);
-    }
-
-    /// SIGKILL, then a new process.
-    fn kill9_and_restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.spawn();
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    Daemon::start(WEBHOOKS_BIN, env, None)
 }
 
 /// An app that accepts loopback webhook URLs (the receiver lives on 127.0.0.1).
@@ -264,6 +226,15 @@ async fn deliveries(app: &TestApp, key: &str) -> Vec<Value> {
         .clone()
 }
 
+/// The key's newest delivery, once `check` holds for it (waiting up to 20 s).
+async fn newest_delivery_once(app: &TestApp, key: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(20), || async {
+        deliveries(app, key).await.first().is_some_and(&check)
+    })
+    .await;
+    deliveries(app, key).await[0].clone()
+}
+
 /// Waits until the receiver holds requests for `n` distinct events.
 async fn wait_for_events(receiver: &Receiver, n: usize, within: Duration) {
     eventually(within, || async { receiver.by_event().len() >= n }).await;
@@ -274,7 +245,7 @@ async fn link_events_arrive_signed_with_the_event_id_and_are_listed_as_delivered
     let app = app().await;
     let receiver = Receiver::start(&[], Answer::Status(200)).await;
     let (key, secret) = key_with_webhook(&app, &receiver).await;
-    let _sender = Sender::start(&app, &[]);
+    let _sender = start_sender(&app, &[]);
 
     let link = app
         .create_link(&key, json!({"tags": ["launch"], "redirectType": 301}))
@@ -387,16 +358,10 @@ async fn a_failed_delivery_is_retried_with_the_same_event_id_after_a_growing_wai
     )
     .await;
     let (key, secret) = key_with_webhook(&app, &receiver).await;
-    let _sender = Sender::start(&app, &[("WEBHOOK_RETRY_BASE_MS", "400")]);
+    let _sender = start_sender(&app, &[("WEBHOOK_RETRY_BASE_MS", "400")]);
     app.create_link(&key, json!({})).await;
 
-    eventually(Duration::from_secs(20), || async {
-        deliveries(&app, &key)
-            .await
-            .first()
-            .is_some_and(|d| d["status"] == "delivered")
-    })
-    .await;
+    newest_delivery_once(&app, &key, |d| d["status"] == "delivered").await;
     let got = receiver.received();
     assert_eq!(got.len(), 3, "two failures, then the delivery");
     assert!(
@@ -442,7 +407,7 @@ async fn an_event_undelivered_within_the_retry_window_is_recorded_as_failed() {
     let app = app().await;
     let receiver = Receiver::start(&[], Answer::Status(500)).await;
     let (key, _) = key_with_webhook(&app, &receiver).await;
-    let _sender = Sender::start(
+    let _sender = start_sender(
         &app,
         &[
             ("WEBHOOK_RETRY_BASE_MS", "300"),
@@ -450,14 +415,7 @@ async fn an_event_undelivered_within_the_retry_window_is_recorded_as_failed() {
         ],
     );
     app.create_link(&key, json!({})).await;
-    eventually(Duration::from_secs(20), || async {
-        deliveries(&app, &key)
-            .await
-            .first()
-            .is_some_and(|d| d["status"] == "failed")
-    })
-    .await;
-    let d = &deliveries(&app, &key).await[0];
+    let d = &newest_delivery_once(&app, &key, |d| d["status"] == "failed").await;
     assert_eq!(d["lastStatusCode"], 500);
     assert_eq!(d["lastError"], "answered HTTP 500");
     assert_eq!(d["nextAttemptAt"], Value::Null);
@@ -488,7 +446,7 @@ async fn clicks_arrive_in_batches_of_the_keys_own_links_at_most_one_per_second()
         )
         .await;
     let unwatched = app.create_link(&other, json!({})).await;
-    let _sender = Sender::start(&app, &[]);
+    let _sender = start_sender(&app, &[]);
 
     let code = link["shortCode"].as_str().expect("code");
     let rule_code = rule_link["shortCode"].as_str().expect("code");
@@ -603,7 +561,7 @@ async fn a_hanging_receiver_holds_up_only_its_own_key() {
     let healthy = Receiver::start(&[], Answer::Status(200)).await;
     let (stuck_key, _) = key_with_webhook(&app, &stuck).await;
     let (key, secret) = key_with_webhook(&app, &healthy).await;
-    let _sender = Sender::start(&app, &[("WEBHOOK_CONCURRENCY", "4")]);
+    let _sender = start_sender(&app, &[("WEBHOOK_CONCURRENCY", "4")]);
     for _ in 0..6 {
         app.create_link(&stuck_key, json!({})).await;
     }
@@ -643,7 +601,7 @@ async fn no_event_is_lost_when_the_sender_is_killed_mid_delivery() {
     // come; later ones succeed.
     let receiver = Receiver::start(&[Answer::Status(500); 6], Answer::Status(200)).await;
     let (key, secret) = key_with_webhook(&app, &receiver).await;
-    let mut sender = Sender::start(&app, &[("WEBHOOK_RETRY_BASE_MS", "300")]);
+    let mut sender = start_sender(&app, &[("WEBHOOK_RETRY_BASE_MS", "300")]);
     const LINKS: usize = 30;
     let mut ids = HashSet::new();
     for i in 0..LINKS {
@@ -715,7 +673,7 @@ async fn without_allow_private_a_loopback_webhook_is_refused_at_delivery() {
     .execute(&strict.db)
     .await
     .expect("set url");
-    let _sender = Sender::start(
+    let _sender = start_sender(
         &strict,
         &[
             ("WEBHOOK_ALLOW_PRIVATE", "false"),
@@ -723,14 +681,7 @@ async fn without_allow_private_a_loopback_webhook_is_refused_at_delivery() {
         ],
     );
     strict.create_link(&key, json!({})).await;
-    eventually(Duration::from_secs(15), || async {
-        deliveries(&strict, &key)
-            .await
-            .first()
-            .is_some_and(|d| d["attempts"] == 1)
-    })
-    .await;
-    let d = &deliveries(&strict, &key).await[0];
+    let d = &newest_delivery_once(&strict, &key, |d| d["attempts"] == 1).await;
     assert_eq!(d["status"], "pending", "retried later: DNS answers change");
     assert_eq!(d["lastStatusCode"], Value::Null);
     assert_eq!(
@@ -748,7 +699,7 @@ async fn rotation_signs_the_next_deliveries_with_the_new_secret_and_a_removed_ur
     let app = app().await;
     let receiver = Receiver::start(&[], Answer::Status(200)).await;
     let (key, old_secret) = key_with_webhook(&app, &receiver).await;
-    let _sender = Sender::start(&app, &[]);
+    let _sender = start_sender(&app, &[]);
     app.create_link(&key, json!({})).await;
     wait_for_events(&receiver, 1, Duration::from_secs(15)).await;
     assert_signed(&receiver.received()[0], &old_secret);
@@ -821,25 +772,12 @@ async fn pending_events_of_a_removed_webhook_url_are_recorded_as_failed() {
     let app = app().await;
     let receiver = Receiver::start(&[], Answer::Status(500)).await;
     let (key, _) = key_with_webhook(&app, &receiver).await;
-    let _sender = Sender::start(&app, &[("WEBHOOK_RETRY_BASE_MS", "500")]);
+    let _sender = start_sender(&app, &[("WEBHOOK_RETRY_BASE_MS", "500")]);
     app.create_link(&key, json!({})).await;
-    eventually(Duration::from_secs(15), || async {
-        deliveries(&app, &key)
-            .await
-            .first()
-            .is_some_and(|d| d["attempts"] == 1)
-    })
-    .await;
+    newest_delivery_once(&app, &key, |d| d["attempts"] == 1).await;
     let resp = app.set_webhook(&key, json!({"url": ""})).await;
     assert_eq!(resp.status(), 200);
-    eventually(Duration::from_secs(15), || async {
-        deliveries(&app, &key)
-            .await
-            .first()
-            .is_some_and(|d| d["status"] == "failed")
-    })
-    .await;
-    let d = &deliveries(&app, &key).await[0];
+    let d = &newest_delivery_once(&app, &key, |d| d["status"] == "failed").await;
     assert_eq!(d["lastError"], "the API key has no webhook URL any more");
     assert_eq!(d["attempts"], 2);
     assert_eq!(
@@ -847,4 +785,46 @@ async fn pending_events_of_a_removed_webhook_url_are_recorded_as_failed() {
         1,
         "nothing sent after the URL was removed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_finished_events_older_than_a_week_and_keeps_pending_ones() {
+    let app = app().await;
+    let receiver = Receiver::start(&[], Answer::Status(200)).await;
+    let (key, _) = key_with_webhook(&app, &receiver).await;
+    for _ in 0..3 {
+        app.create_link(&key, json!({})).await;
+    }
+    // Two finished long ago (one delivered, one failed, with an attempt each), one pending.
+    sqlx::query(
+        "WITH old AS (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM webhook_events) \
+         UPDATE webhook_events e SET status = CASE WHEN old.n = 1 THEN 'delivered' ELSE 'failed' END, \
+             finished_at = now() - interval '8 days', attempts = 1 \
+         FROM old WHERE e.id = old.id AND old.n <= 2",
+    )
+    .execute(&app.db)
+    .await
+    .expect("age events");
+    sqlx::query(
+        "INSERT INTO webhook_attempts (event_id, attempt, at, status_code, duration_ms) \
+         SELECT id, 1, now() - interval '8 days', 200, 5 FROM webhook_events WHERE status <> 'pending'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("attempts");
+    let removed = boltlink::webhooks::apply_retention(&app.store)
+        .await
+        .expect("retention");
+    assert_eq!(removed, 2);
+    let left: Vec<(String,)> = sqlx::query_as("SELECT status FROM webhook_events")
+        .fetch_all(&app.db)
+        .await
+        .expect("left");
+    assert_eq!(left, [("pending".to_string(),)]);
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(attempts, 0, "attempts go with their events");
+    assert_eq!(deliveries(&app, &key).await.len(), 1);
 }
