@@ -115,8 +115,9 @@ fn terminate(child: &Child) {
 
 /// Runs the suite in the foreground until SIGINT/SIGTERM: `instances` API processes on one
 /// socket bound to `BIND_ADDR`, plus each background service (`boltlink-worker`,
-/// `boltlink-aggregator`, `boltlink-webhooks`) whose binary exists. A process that exits is restarted after a second, except on exit 78
-/// (configuration error), which stops everything: restarting cannot fix configuration.
+/// `boltlink-aggregator`, `boltlink-webhooks`) whose binary exists. A process that exits is
+/// restarted after a second, except on exit 78 (configuration error), which stops everything:
+/// restarting cannot fix configuration.
 pub fn run_suite(config: &Config, instances: usize, stop: &AtomicBool) -> anyhow::Result<i32> {
     let listener = crate::daemon::systemd::bind(config.http.bind_addr)
         .with_context(|| format!("binding BIND_ADDR {}", config.http.bind_addr))?;
