@@ -347,6 +347,15 @@ async fn link_events_arrive_signed_with_the_event_id_and_are_listed_as_delivered
         .collect();
     let sent: HashSet<&str> = got.iter().map(|r| r.event_id.as_str()).collect();
     assert_eq!(ids, sent);
+
+    // The sender's lag and deliveries reach /metrics through its heartbeat.
+    eventually(Duration::from_secs(10), || async {
+        let text = app.metrics_text().await;
+        text.contains("boltlink_consumer_lag_events{group=\"webhooks\"} 0")
+            && text.contains("boltlink_webhook_deliveries_pending 0")
+            && text.contains("boltlink_webhook_attempts_total{result=\"delivered\"} 3")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
