@@ -891,7 +891,8 @@ async fn busy_connection(app: &TestApp) -> TcpStream {
     s
 }
 
-/// Whether the server answers a request on `s` (`false`: it closed the connection). The whole
+/// Whether the server answers a request on `s` (`false`: it closed the connection, or gave no
+/// answer within 20 s, a bound against a hang generous enough for a stalled CI host). The whole
 /// answer is read: a partial read once left the rest of a response in the socket, the next call
 /// on that connection took it for its own answer, and the server handled that request after the
 /// test had moved on (its end then stamped the connection younger than a newer one).
@@ -902,7 +903,7 @@ async fn answers(s: &mut TcpStream) -> bool {
     {
         return false;
     }
-    try_read_response(s, Duration::from_secs(5))
+    try_read_response(s, Duration::from_secs(20))
         .await
         .is_some_and(|r| r.starts_with("HTTP/1.1 "))
 }
@@ -936,7 +937,7 @@ async fn over_a_connection_cap_the_oldest_idle_connection_is_shed_and_busy_ones_
             "{cap}: a new connection is admitted"
         );
         assert!(
-            read_until_closed(&mut oldest, Duration::from_secs(5))
+            read_until_closed(&mut oldest, Duration::from_secs(20))
                 .await
                 .is_some(),
             "{cap}: the oldest idle connection was shed"
@@ -949,7 +950,7 @@ async fn over_a_connection_cap_the_oldest_idle_connection_is_shed_and_busy_ones_
             busy.push(busy_connection(&app).await);
         }
         // Each was dispatched (its 100 Continue came), so all three are busy now.
-        crate::support::eventually(Duration::from_secs(5), || async {
+        crate::support::eventually(Duration::from_secs(30), || async {
             let mut extra = TcpStream::connect(app.addr).await.expect("connect");
             !answers(&mut extra).await
         })
@@ -960,7 +961,7 @@ async fn over_a_connection_cap_the_oldest_idle_connection_is_shed_and_busy_ones_
                 .expect("still open: busy connections are never shed");
         }
         drop(busy);
-        crate::support::eventually(Duration::from_secs(5), || async {
+        crate::support::eventually(Duration::from_secs(30), || async {
             let mut again = TcpStream::connect(app.addr).await.expect("connect");
             answers(&mut again).await
         })
