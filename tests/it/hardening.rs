@@ -540,10 +540,19 @@ async fn the_per_link_cap_holds_exactly_across_instances_and_never_allows_after_
 
     // At once: still exactly three.
     let burst = (0..30).map(|_| client.get(suite.url(&format!("/{burst_code}"))).send());
-    let statuses: Vec<u16> = join_all(burst)
-        .await
+    let (answers, failures): (Vec<_>, Vec<_>) =
+        join_all(burst).await.into_iter().partition(Result::is_ok);
+    let failures: Vec<String> = failures
         .into_iter()
-        .map(|r| r.expect("redirect").status().as_u16())
+        .map(|e| format!("{:?}", e.expect_err("a failure")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "every visit is answered: {failures:#?}"
+    );
+    let statuses: Vec<u16> = answers
+        .into_iter()
+        .map(|r| r.expect("an answer").status().as_u16())
         .collect();
     let t = tally(&statuses);
     assert_eq!(t.get(&302), Some(&3), "exactly the cap: {t:?}");
