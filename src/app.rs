@@ -57,7 +57,10 @@ pub struct ResolveError(pub StoreError);
 impl AppState {
     /// Builds the state without touching the network: PostgreSQL and Redis connect lazily.
     pub fn build(config: Config, route_names: Vec<&'static str>) -> anyhow::Result<App> {
-        let store = Store::connect_lazy(&config.database.url, config.database.pool_size)?;
+        let mut store = Store::connect_lazy(&config.database.url, config.database.pool_size)?;
+        if let Some(replica) = &config.database.read_replica {
+            store = store.with_replica(replica)?;
+        }
         Self::build_with_store(config, store, route_names)
     }
 
@@ -114,6 +117,53 @@ impl AppState {
             }
         });
         geo.as_ref()?.country(ip)
+    }
+
+    /// Runs a list or analytics `read` for `key_id`'s caller on the read replica when it may
+    /// serve that caller (usable, and caught up past the caller's last write), else on the
+    /// primary. A read the replica fails is run again on the primary: the replica only ever
+    /// takes load off, it never adds an error.
+    pub async fn read_for<T, F, Fut>(&self, key_id: uuid::Uuid, read: F) -> Result<T, StoreError>
+    where
+        F: Fn(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        if let (Some(replica), Some(on_replica)) = (self.store.replica(), self.store.on_replica()) {
+            // A missing fence answer (Redis down) cannot rule a recent write out: primary.
+            if replica.usable_now() {
+                if let Ok(written) = self.redis.read_fence(&key_id).await {
+                    if replica.may_serve(written) {
+                        match read(on_replica).await {
+                            Ok(v) => {
+                                replica.count_read(true);
+                                return Ok(v);
+                            }
+                            Err(e) => replica.mark_failed(&e.to_string()),
+                        }
+                    }
+                }
+            }
+            replica.count_read(false);
+        }
+        read(self.store.clone()).await
+    }
+
+    /// After `key_id`'s caller changed something: with a read replica, its reads stay on the
+    /// primary until the replica has replayed the change (see [`crate::redis::fence`]).
+    pub async fn wrote(&self, key_id: uuid::Uuid) {
+        let Some(replica) = self.store.replica() else {
+            return;
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        // Past this, a replica still behind the write is lagging and serves nobody anyway.
+        let keep = replica.max_lag() + crate::store::replica::CHECK_INTERVAL * 4;
+        if !self.redis.set_read_fence(&key_id, now_ms, keep).await {
+            tracing::warn!(
+                key.id = %key_id,
+                "Redis did not take a read fence: this key's next list reads may miss its write \
+                 while the replica catches up"
+            );
+        }
     }
 
     /// Local cache, then Redis, then PostgreSQL. A cache hit touches neither Redis nor
@@ -279,6 +329,9 @@ impl AppState {
             ),
         ];
         let mut extra = extra;
+        if let Some(replica) = self.store.replica() {
+            extra.extend(replica.samples());
+        }
         for (cap, n) in self.connections.refused() {
             extra.push(Sample::new(
                 "boltlink_http_connections_refused_total",
@@ -353,6 +406,11 @@ pub fn spawn_background(
         flush_stop.wait(),
         drain_deadline,
     ));
+    let replica_watch = app.store.replica().cloned().map(|replica| {
+        let stop_replica = shutdown.wait();
+        let primary = app.store.pool().clone();
+        tokio::spawn(async move { replica.watch(primary, stop_replica).await })
+    });
     let heartbeat = {
         let app = app.clone();
         let stop = shutdown.wait();
@@ -370,6 +428,9 @@ pub fn spawn_background(
     };
     tokio::spawn(async move {
         let _ = flusher.await;
+        if let Some(watch) = replica_watch {
+            let _ = watch.await;
+        }
         let _ = heartbeat.await;
         let _ = listener.await;
         let _ = supervisor.await;

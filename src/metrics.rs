@@ -108,6 +108,21 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Link lookups that went to PostgreSQL.",
     ),
     (
+        "boltlink_database_reads_total",
+        "counter",
+        "List and analytics reads with DATABASE_READ_URL set, by the server that ran them (replica, or primary when the replica was not usable or behind the caller's own write).",
+    ),
+    (
+        "boltlink_database_replica_usable",
+        "gauge",
+        "1 when the read replica answers and is at most DATABASE_READ_MAX_LAG_MS behind.",
+    ),
+    (
+        "boltlink_database_replica_lag_seconds",
+        "gauge",
+        "How far the read replica is behind the primary (resolution 0.5 s).",
+    ),
+    (
         "boltlink_redis_up",
         "gauge",
         "1 when this instance reaches Redis.",

@@ -3,7 +3,12 @@
 use url::Url;
 
 use super::read::Reader;
-use super::vars::{DATABASE_URL, DB_POOL_SIZE, REDIS_KEY_PREFIX, REDIS_URL};
+use std::time::Duration;
+
+use super::vars::{
+    DATABASE_READ_MAX_LAG_MS, DATABASE_READ_URL, DATABASE_URL, DB_POOL_SIZE, REDIS_KEY_PREFIX,
+    REDIS_URL,
+};
 use super::ConfigError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +17,16 @@ pub struct DatabaseConfig {
     pub url: String,
     /// PostgreSQL connections per API process.
     pub pool_size: u32,
+    /// The streaming replica list and analytics reads may use.
+    pub read_replica: Option<ReadReplicaConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReplicaConfig {
+    /// `postgres://…` of a hot standby streaming from the primary.
+    pub url: String,
+    /// Further behind than this, the replica serves nothing.
+    pub max_lag: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +37,19 @@ pub struct RedisConfig {
 }
 
 pub(super) fn database(r: &Reader<'_>) -> Result<DatabaseConfig, ConfigError> {
+    let url = parse_database_url(DATABASE_URL.name, r.required(DATABASE_URL)?)?;
+    // Checked even without a replica, so a typo shows before the day one is added.
+    let max_lag = r.millis(DATABASE_READ_MAX_LAG_MS)?;
     Ok(DatabaseConfig {
-        url: parse_database_url(r.required(DATABASE_URL)?)?,
+        url,
         pool_size: r.number(DB_POOL_SIZE)?,
+        read_replica: match r.set(DATABASE_READ_URL) {
+            None => None,
+            Some(url) => Some(ReadReplicaConfig {
+                url: parse_database_url(DATABASE_READ_URL.name, url)?,
+                max_lag,
+            }),
+        },
     })
 }
 
@@ -43,8 +68,7 @@ pub(super) fn redis(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
     Ok(RedisConfig { url, key_prefix })
 }
 
-fn parse_database_url(value: &str) -> Result<String, ConfigError> {
-    let var = DATABASE_URL.name;
+fn parse_database_url(var: &str, value: &str) -> Result<String, ConfigError> {
     let url = Url::parse(value).map_err(|e| {
         ConfigError::new(
             var,

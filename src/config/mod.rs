@@ -11,10 +11,10 @@
 //! - [`vars`]: every variable declared once — name, section, type and range, default, doc.
 //! - `read`: typed reads of a declared variable (range checks, one message shape).
 //! - one builder per section, each making its struct from the declared variables:
-//!   `connections` ([`DatabaseConfig`], [`RedisConfig`]), `serving` ([`HttpConfig`] with
-//!   [`HttpLimits`]), `rate_limits` ([`RateLimits`]), `caches` ([`CacheConfig`]), `process`
-//!   ([`ProcessConfig`]), `metadata` ([`MetadataConfig`]), `pipeline` ([`PipelineConfig`]),
-//!   `webhooks` ([`WebhookConfig`]).
+//!   `connections` ([`DatabaseConfig`] with [`ReadReplicaConfig`], [`RedisConfig`]),
+//!   `serving` ([`HttpConfig`] with [`HttpLimits`]), `rate_limits` ([`RateLimits`]), `caches`
+//!   ([`CacheConfig`]), `process` ([`ProcessConfig`]), `metadata` ([`MetadataConfig`]),
+//!   `pipeline` ([`PipelineConfig`]), `webhooks` ([`WebhookConfig`]).
 //! - `env_files`: the env files and their layering ([`Layers`]).
 //! - `explain`: effective values and their sources, redacted, for `boltlinkctl config`.
 //!
@@ -42,7 +42,7 @@ mod tests;
 use std::collections::HashMap;
 
 pub use caches::CacheConfig;
-pub use connections::{DatabaseConfig, RedisConfig};
+pub use connections::{DatabaseConfig, ReadReplicaConfig, RedisConfig};
 pub use env_files::{
     env_file_for, parse_env_file, read_env_file_for, setup_env_file_beside, with_env_files, Layers,
     DEFAULT_ENV_FILE, SETUP_ENV_FILE_NAME,

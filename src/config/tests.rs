@@ -66,6 +66,28 @@ fn malformed_database_url_is_rejected() {
 }
 
 #[test]
+fn a_read_replica_is_configured_by_its_url_with_a_lag_bound() {
+    assert_eq!(with(&[]).expect("ok").database.read_replica, None);
+    let config = with(&[
+        ("DATABASE_READ_URL", "postgres://u:p@replica:5432/boltlink"),
+        ("DATABASE_READ_MAX_LAG_MS", "2500"),
+    ])
+    .expect("ok");
+    assert_eq!(
+        config.database.read_replica,
+        Some(crate::config::ReadReplicaConfig {
+            url: "postgres://u:p@replica:5432/boltlink".into(),
+            max_lag: std::time::Duration::from_millis(2500),
+        })
+    );
+    let default = with(&[("DATABASE_READ_URL", "postgres://u:p@replica/boltlink")]).expect("ok");
+    assert_eq!(
+        default.database.read_replica.map(|r| r.max_lag),
+        Some(std::time::Duration::from_secs(5))
+    );
+}
+
+#[test]
 fn bad_values_name_their_variable() {
     let cases = [
         ("BIND_ADDR", "localhost"),
@@ -92,6 +114,10 @@ fn bad_values_name_their_variable() {
         ("AGGREGATOR_BATCH_SIZE", "0"),
         ("AGGREGATOR_WINDOW_MS", "10001"),
         ("RUNTIME_DIRECTORY", "/nonexistent/run/boltlink-api"),
+        ("DATABASE_READ_URL", "mysql://x@h/db"),
+        ("DATABASE_READ_URL", "postgres://"),
+        ("DATABASE_READ_MAX_LAG_MS", "50"),
+        ("DATABASE_READ_MAX_LAG_MS", "soon"),
     ];
     for (var, value) in cases {
         let err = with(&[(var, value)]).expect_err(var);

@@ -151,6 +151,10 @@ declare! {
     REDIS_KEY_PREFIX: Connections, Text("no blanks or control characters"), Value("boltlink:");
     /// PostgreSQL connections per process.
     DB_POOL_SIZE: Connections, Number { min: 1, max: 500 }, Value("10");
+    /// A streaming replica of DATABASE_URL for link lists and analytics (unset: all on the primary).
+    DATABASE_READ_URL: Connections, Text("postgres://user:password@host:port/database"), Unset;
+    /// Replica further behind than this: its reads go to the primary.
+    DATABASE_READ_MAX_LAG_MS: Connections, Number { min: 100, max: 3_600_000 }, Value("5000");
 
     /// Address to bind when no socket is passed by systemd.
     BIND_ADDR: Http, Text("IP:PORT, for example 127.0.0.1:5000"), Value("127.0.0.1:5000");

@@ -92,13 +92,23 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
         out.push_str(&format!(
             "{:<17} {}\n",
             d.name,
-            if d.ok {
-                format!("ok ({:.2} ms)", d.latency_ms.unwrap_or(0.0))
-            } else {
-                format!(
+            match (d.ok, d.lag_seconds) {
+                (true, None) => format!("ok ({:.2} ms)", d.latency_ms.unwrap_or(0.0)),
+                (true, Some(lag)) => format!(
+                    "ok ({:.2} ms, {} behind)",
+                    d.latency_ms.unwrap_or(0.0),
+                    human_duration(lag)
+                ),
+                (false, Some(_)) => {
+                    format!(
+                        "!! lagging: {}",
+                        d.error.as_deref().unwrap_or("too far behind")
+                    )
+                }
+                (false, None) => format!(
                     "!! unreachable: {}",
                     d.error.as_deref().unwrap_or("no answer")
-                )
+                ),
             }
         ));
     }

@@ -11,8 +11,9 @@ use super::units::{
     api_instance_number, api_unit, background, ensure_installed, loaded_api_instances, show,
     wanted_api_instances, UnitState, BACKGROUND, SOCKET, TARGET,
 };
-use crate::config::Config;
+use crate::config::{Config, ReadReplicaConfig};
 use crate::redis::RedisHandle;
+use crate::store::replica::probe;
 use crate::store::Store;
 
 /// A consumer's heartbeat older than this means it is stopped or stuck.
@@ -38,6 +39,9 @@ pub struct DependencyReport {
     pub ok: bool,
     pub latency_ms: Option<f64>,
     pub error: Option<String>,
+    /// The read replica only: how far behind the primary (present when it answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,9 +174,17 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
     match config {
         Err(e) => problems.push(format!("configuration: {e}")),
         Ok(config) => {
-            let (pg, redis) = tokio::join!(check_postgres(config), connect_redis(config));
+            let replica = async {
+                match &config.database.read_replica {
+                    Some(replica) => Some(check_replica(config, replica).await),
+                    None => None,
+                }
+            };
+            let (pg, replica, redis) =
+                tokio::join!(check_postgres(config), replica, connect_redis(config));
             let (redis_report, redis) = redis;
             dependencies.push(pg);
+            dependencies.extend(replica);
             dependencies.push(redis_report);
             if let Some(redis) = redis {
                 click_stream_length = redis.click_stream_len().await;
@@ -191,8 +203,13 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
             for d in &dependencies {
                 if !d.ok {
                     problems.push(format!(
-                        "{} is unreachable: {}",
+                        "{} {}: {}",
                         d.name,
+                        if d.lag_seconds.is_some() {
+                            "is lagging"
+                        } else {
+                            "is unreachable"
+                        },
                         d.error.as_deref().unwrap_or("no answer")
                     ));
                 }
@@ -276,6 +293,42 @@ async fn check_postgres(config: &Config) -> DependencyReport {
             .is_ok()
             .then(|| started.elapsed().as_secs_f64() * 1000.0),
         error: result.err(),
+        lag_seconds: None,
+    }
+}
+
+/// `DATABASE_READ_URL`'s standby: answering, replaying, and within `DATABASE_READ_MAX_LAG_MS`.
+async fn check_replica(config: &Config, replica: &ReadReplicaConfig) -> DependencyReport {
+    let started = Instant::now();
+    let result = match (
+        Store::connect_lazy(&config.database.url, 1),
+        Store::connect_lazy(&replica.url, 1),
+    ) {
+        (Ok(primary), Ok(standby)) => probe(primary.pool(), standby.pool()).await,
+        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+    };
+    let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    match result {
+        Ok(lag) => DependencyReport {
+            name: "postgresql-replica",
+            ok: lag <= replica.max_lag,
+            latency_ms,
+            error: (lag > replica.max_lag).then(|| {
+                format!(
+                    "{} behind the primary, over DATABASE_READ_MAX_LAG_MS={}: the API reads from the primary",
+                    human_duration(lag.as_secs_f64()),
+                    replica.max_lag.as_millis()
+                )
+            }),
+            lag_seconds: Some(lag.as_secs_f64()),
+        },
+        Err(e) => DependencyReport {
+            name: "postgresql-replica",
+            ok: false,
+            latency_ms: None,
+            error: Some(e),
+            lag_seconds: None,
+        },
     }
 }
 
@@ -289,6 +342,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
                     ok: false,
                     latency_ms: None,
                     error: Some(e.to_string()),
+                    lag_seconds: None,
                 },
                 None,
             )
@@ -301,6 +355,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
                 ok: false,
                 latency_ms: None,
                 error: Some("no answer within 2 s".to_string()),
+                lag_seconds: None,
             },
             None,
         );
@@ -312,6 +367,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
                 ok: true,
                 latency_ms: Some(rtt.as_secs_f64() * 1000.0),
                 error: None,
+                lag_seconds: None,
             },
             Some(handle),
         ),
@@ -321,6 +377,7 @@ pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<
                 ok: false,
                 latency_ms: None,
                 error: Some(e.to_string()),
+                lag_seconds: None,
             },
             None,
         ),

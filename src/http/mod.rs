@@ -119,6 +119,7 @@ where
         parts,
         client_ip,
         now_ms: chrono::Utc::now().timestamp_millis(),
+        caller: std::sync::OnceLock::new(),
     };
 
     let mut resp = match matched {

@@ -25,6 +25,8 @@ pub struct RequestCtx {
     pub parts: Parts,
     pub client_ip: IpAddr,
     pub now_ms: i64,
+    /// The API key the request authenticated with, once [`authenticate`] has accepted it.
+    pub caller: std::sync::OnceLock<uuid::Uuid>,
 }
 
 impl RequestCtx {
@@ -314,6 +316,7 @@ pub async fn authenticate(app: &App, ctx: &RequestCtx) -> Result<Caller, ApiErro
     let subject = key.id.to_string();
     let [(min, min_refusal), (hour, hour_refusal)] = key_limits(&key, &subject);
     check_limits(app, ctx, [min, hour], [min_refusal, hour_refusal]).await?;
+    let _ = ctx.caller.set(key.id);
     Ok(Caller { key })
 }
 
@@ -343,6 +346,7 @@ pub async fn authenticate_and_limit(
         [min_refusal, hour_refusal, route.refusal],
     )
     .await?;
+    let _ = ctx.caller.set(key.id);
     Ok((Caller { key }, decision))
 }
 

@@ -71,7 +71,7 @@ macro_rules! routes {
             route: Route,
             method: &::http::Method,
             $app: &$crate::app::App,
-            $ctx: $crate::http::request::RequestCtx,
+            $ctx: &$crate::http::request::RequestCtx,
             $param: String,
             $body: ::bytes::Bytes,
             $started: ::std::time::Instant,

@@ -453,6 +453,18 @@ pub enum HealthChecksRedis {
     Failing,
 }
 
+#[derive(ToSchema)]
+pub enum HealthChecksDatabaseReplica {
+    #[schema(rename = "ok")]
+    Ok,
+    #[schema(rename = "lagging")]
+    Lagging,
+    #[schema(rename = "failing")]
+    Failing,
+    #[schema(rename = "unknown")]
+    Unknown,
+}
+
 /// `ok` per dependency, `failing` for a dependency that is down (its failure is in `errors`).
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
@@ -461,9 +473,15 @@ pub struct HealthChecks {
     pub database: HealthChecksDatabase,
     #[schema(inline)]
     pub redis: HealthChecksRedis,
+    /// Only with `DATABASE_READ_URL` set. The replica is never needed: while it is `lagging`
+    /// (further behind than `DATABASE_READ_MAX_LAG_MS`), `failing` or `unknown` (not checked
+    /// yet), reads go to the primary and the status stays `healthy`; `errors` says why.
+    #[schema(inline, required = false)]
+    pub database_replica: HealthChecksDatabaseReplica,
 }
 
-/// Present only when a check fails: what went wrong, per failing dependency.
+/// Present only when a check fails (or the read replica is not `ok`): what went wrong, per
+/// dependency.
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct HealthErrors {
@@ -471,6 +489,8 @@ pub struct HealthErrors {
     pub database: String,
     #[schema(required = false)]
     pub redis: String,
+    #[schema(required = false)]
+    pub database_replica: String,
 }
 
 #[derive(ToSchema)]

@@ -38,6 +38,12 @@ impl Keys {
         format!("{}clicks:dead", self.prefix)
     }
 
+    /// When an API key last changed something (wall-clock ms), while a read replica may not
+    /// have replayed it yet: that key's reads stay on the primary until it has.
+    pub fn read_fence(&self, key_id: &uuid::Uuid) -> String {
+        format!("{}readfence:{key_id}", self.prefix)
+    }
+
     /// Pub/sub channel carrying short codes whose cached state changed.
     pub fn invalidation_channel(&self) -> String {
         format!("{}invalidate", self.prefix)

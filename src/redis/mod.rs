@@ -19,11 +19,13 @@
 //! - [`stream`]: the consuming side: [`crate::clicks::ports::ClickLog`] for [`RedisHandle`]
 //!   (consumer groups, reads, claims, acknowledgements, dead letters, lag, trimming).
 //! - [`heartbeat`]: instance and process heartbeats, metrics snapshots.
+//! - [`fence`]: read-your-writes fences for a read replica.
 //!
 //! The in-process link cache is not Redis and lives in [`crate::local_cache`]. This adapter
 //! depends on [`crate::clicks`] (it implements its ports), never the other way round.
 
 pub mod error;
+pub mod fence;
 pub mod heartbeat;
 pub mod keys;
 pub mod limiter;

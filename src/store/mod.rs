@@ -9,8 +9,10 @@ pub mod campaigns;
 pub mod keys;
 pub mod links;
 pub mod pipeline;
+pub mod replica;
 pub mod webhooks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -23,6 +25,9 @@ pub use keys::*;
 pub use links::*;
 pub use pipeline::*;
 pub use webhooks::*;
+
+use crate::config::ReadReplicaConfig;
+use replica::Replica;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -83,6 +88,8 @@ pub struct Scope {
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// `DATABASE_READ_URL`'s standby, when configured.
+    replica: Option<Arc<Replica>>,
 }
 
 impl Store {
@@ -97,15 +104,44 @@ impl Store {
             .acquire_timeout(Duration::from_secs(2))
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            replica: None,
+        })
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            replica: None,
+        }
+    }
+
+    /// Adds the read replica ([`replica`]); its pool is as large as the primary's.
+    pub fn with_replica(mut self, config: &ReadReplicaConfig) -> anyhow::Result<Self> {
+        let size = self.pool.options().get_max_connections();
+        self.replica = Some(Arc::new(Replica::connect_lazy(
+            &config.url,
+            size,
+            config.max_lag,
+        )?));
+        Ok(self)
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub fn replica(&self) -> Option<&Arc<Replica>> {
+        self.replica.as_ref()
+    }
+
+    /// The same queries, run on the replica (when there is one).
+    pub fn on_replica(&self) -> Option<Store> {
+        self.replica.as_ref().map(|r| Store {
+            pool: r.pool().clone(),
+            replica: None,
+        })
     }
 
     /// Applies pending migrations. sqlx takes a PostgreSQL advisory lock around the run, so

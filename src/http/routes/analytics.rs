@@ -1,5 +1,6 @@
 //! Analytics routes: answered from the all-time and daily rollups (never raw click rows),
-//! owner-scoped; each route's independent queries run concurrently.
+//! owner-scoped; each route's independent queries run concurrently, on the read replica when
+//! one may serve the caller ([`crate::app::AppState::read_for`]).
 
 use chrono::Utc;
 use http::{Response, StatusCode};
@@ -18,18 +19,23 @@ const LINK_HISTORY_DAYS: i64 = 30;
 
 pub async fn link(app: &App, ctx: &RequestCtx, code: &str) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
-    let link = app
-        .store
-        .get_link_by_code(caller.scope(), code)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("Link not found".to_string()))?;
+    let scope = caller.scope();
     let now = Utc::now();
-    let filter = RollupFilter::Link(link.id);
-    let (totals, daily) = tokio::try_join!(
-        app.store.rollup_totals(filter),
-        app.store
-            .rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1)),
-    )?;
+    let found = app
+        .read_for(caller.key.id, |store| async move {
+            let Some(link) = store.get_link_by_code(scope, code).await? else {
+                return Ok(None);
+            };
+            let filter = RollupFilter::Link(link.id);
+            let (totals, daily) = tokio::try_join!(
+                store.rollup_totals(filter),
+                store.rollup_daily(filter, day_start(now, LINK_HISTORY_DAYS - 1)),
+            )?;
+            Ok(Some((link, totals, daily)))
+        })
+        .await?;
+    let (link, totals, daily) =
+        found.ok_or_else(|| ApiError::NotFound("Link not found".to_string()))?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -50,12 +56,16 @@ pub async fn global(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiEr
     let now = Utc::now();
     let filter = RollupFilter::Owner(scope);
     let first_day = day_start(now, 6);
-    let (totals, daily, counts, last_updated) = tokio::try_join!(
-        app.store.rollup_totals(filter),
-        app.store.rollup_daily(filter, first_day),
-        app.store.owner_link_counts(scope),
-        app.store.rollups_last_updated(scope),
-    )?;
+    let (totals, daily, counts, last_updated) = app
+        .read_for(caller.key.id, |store| async move {
+            tokio::try_join!(
+                store.rollup_totals(filter),
+                store.rollup_daily(filter, first_day),
+                store.owner_link_counts(scope),
+                store.rollups_last_updated(scope),
+            )
+        })
+        .await?;
     let last_updated = last_updated.unwrap_or(now);
     Ok(json(
         StatusCode::OK,
@@ -76,15 +86,17 @@ pub async fn overview(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, Api
     let now = Utc::now();
     let filter = RollupFilter::Owner(scope);
     let tomorrow = day_start(now, -1);
-    let (daily, active_now, active_before, counts, totals) = tokio::try_join!(
-        app.store.rollup_daily(filter, day_start(now, 13)),
-        app.store
-            .links_clicked_between(scope, day_start(now, 6), tomorrow),
-        app.store
-            .links_clicked_between(scope, day_start(now, 13), day_start(now, 6)),
-        app.store.owner_link_counts(scope),
-        app.store.rollup_totals(filter),
-    )?;
+    let (daily, active_now, active_before, counts, totals) = app
+        .read_for(caller.key.id, |store| async move {
+            tokio::try_join!(
+                store.rollup_daily(filter, day_start(now, 13)),
+                store.links_clicked_between(scope, day_start(now, 6), tomorrow),
+                store.links_clicked_between(scope, day_start(now, 13), day_start(now, 6)),
+                store.owner_link_counts(scope),
+                store.rollup_totals(filter),
+            )
+        })
+        .await?;
     let this_week_start = day_start(now, 6).date_naive();
     let (this_week, last_week): (Vec<_>, Vec<_>) = daily
         .iter()

@@ -269,13 +269,21 @@ const EXPORT_COLUMNS: &[&str] = &[
 const EXPORT_PAGE: i64 = 500;
 
 /// Every link of the caller as CSV, oldest first, streamed page by page: the memory it holds
-/// is a page and a few chunks, whatever the number of links.
+/// is a page and a few chunks, whatever the number of links. Pages come from the read replica
+/// when it may serve the caller.
 pub async fn export(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let scope = caller.scope();
     // The first page is read before answering, so that an unavailable database is a 503,
     // not a 200 that breaks off.
-    let first = app.store.export_page(scope, None, EXPORT_PAGE).await?;
+    let key_id = caller.key.id;
+    let page_after = move |app: App, after: Option<(DateTime<Utc>, Uuid)>| async move {
+        app.read_for(key_id, |store| async move {
+            store.export_page(scope, after, EXPORT_PAGE).await
+        })
+        .await
+    };
+    let first = page_after(app.clone(), None).await?;
     let (tx, body) = chunks(4);
     let app = app.clone();
     tokio::spawn(async move {
@@ -298,7 +306,7 @@ pub async fn export(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiEr
                 return;
             }
             let after: (DateTime<Utc>, Uuid) = (last.created_at, last.id);
-            page = match app.store.export_page(scope, Some(after), EXPORT_PAGE).await {
+            page = match page_after(app.clone(), Some(after)).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "link export stopped");

@@ -94,7 +94,12 @@ pub async fn create(app: &App, ctx: &RequestCtx, body: &[u8]) -> Result<Response
 
 pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
-    let campaigns = app.store.list_campaigns(caller.scope()).await?;
+    let scope = caller.scope();
+    let campaigns = app
+        .read_for(caller.key.id, |store| async move {
+            store.list_campaigns(scope).await
+        })
+        .await?;
     let views: Vec<CampaignView<'_>> = campaigns.iter().map(CampaignView::from).collect();
     Ok(json(StatusCode::OK, &views))
 }

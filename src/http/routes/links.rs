@@ -316,9 +316,12 @@ pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiErro
             Some(q) => Some(q.to_string()),
         },
     };
+    let scope = caller.scope();
+    let filter = &filter;
     let (links, total) = app
-        .store
-        .list_links(caller.scope(), &filter, limit, offset)
+        .read_for(caller.key.id, |store| async move {
+            store.list_links(scope, filter, limit, offset).await
+        })
         .await?;
     let views: Vec<LinkView<'_>> = links.iter().map(|l| LinkView::new(app, l)).collect();
     let mut resp = json(StatusCode::OK, &views);
@@ -330,7 +333,12 @@ pub async fn list(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiErro
 pub async fn top(app: &App, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
     let caller = authenticate(app, ctx).await?;
     let limit = ctx.query_int("limit", 10, 1, 100)?;
-    let links = app.store.top_links(caller.scope(), limit).await?;
+    let scope = caller.scope();
+    let links = app
+        .read_for(caller.key.id, |store| async move {
+            store.top_links(scope, limit).await
+        })
+        .await?;
     let views: Vec<LinkView<'_>> = links.iter().map(|l| LinkView::new(app, l)).collect();
     Ok(json(StatusCode::OK, &views))
 }

@@ -18,6 +18,7 @@ use crate::http::error::{json, ApiError, Body};
 use crate::http::request::{authenticate, RequestCtx};
 use crate::metrics::{render, Sample, Snapshot};
 use crate::redis::Heartbeat;
+use crate::store::replica::ReplicaState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A consumer this far behind is reported as a warning.
@@ -53,6 +54,14 @@ pub async fn health(app: &App) -> Result<Response<Body>, ApiError> {
             "redis": if redis.is_ok() { "ok" } else { "failing" },
         },
     });
+    // The replica only takes load off the primary: named when degraded, never unhealthy.
+    if let Some(replica) = app.store.replica() {
+        let health = replica.health();
+        body["checks"]["databaseReplica"] = health.state.word().into();
+        if let Some(problem) = health.problem() {
+            errors.insert("databaseReplica".into(), problem.into());
+        }
+    }
     if !errors.is_empty() {
         body["errors"] = serde_json::Value::Object(errors);
     }
@@ -87,7 +96,8 @@ pub async fn ready(app: &App) -> Result<Response<Body>, ApiError> {
 #[serde(rename_all = "camelCase")]
 #[schema(as = SystemHealthEntry)]
 pub struct ServiceHealth {
-    /// API instance, database, cache, analytics worker or aggregator.
+    /// API instance, database, database replica (with `DATABASE_READ_URL`), cache, analytics
+    /// worker or aggregator.
     service: String,
     #[schema(value_type = crate::http::schema::SystemHealthEntryStatus, inline)]
     status: &'static str,
@@ -180,6 +190,28 @@ pub async fn system_health(app: &App, ctx: &RequestCtx) -> Result<Response<Body>
         Err(_) => error_entry("database", "timed out".into(), now),
     };
     out.push(db);
+    if let (Some(replica), Some(on_replica)) = (app.store.replica(), app.store.on_replica()) {
+        let health = replica.health();
+        let problem = health.problem();
+        let uptime = match health.state {
+            ReplicaState::Down(_) => None,
+            _ => tokio::time::timeout(CHECK_TIMEOUT, on_replica.server_uptime_secs())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        out.push(ServiceHealth {
+            service: "database-replica".into(),
+            status: match health.state {
+                ReplicaState::Usable => "healthy",
+                ReplicaState::Lagging | ReplicaState::Unknown => "warning",
+                ReplicaState::Down(_) => "error",
+            },
+            uptime,
+            last_check: timestamp(now),
+            detail: problem,
+        });
+    }
 
     let cache = match app.redis.ping().await {
         Ok(rtt) => ServiceHealth {
