@@ -11,6 +11,8 @@
 #   bl_ensure_packages                  apt-get install whatever system packages are missing
 #   bl_start_services DIR PGPORT RPORT  start (or reuse) private servers, export their URLs
 #   bl_stop_services DIR                stop what bl_start_services started in this process
+#   bl_start_replica DIR PORT           a streaming replica of that PostgreSQL (for the tests
+#                                       of DATABASE_READ_URL), URL in BOLTLINK_TEST_REPLICA_URL
 #
 # The servers are private on purpose: tests create and drop data freely, so they must never
 # touch a database someone cares about, and CI machines start with nothing running.
@@ -259,6 +261,8 @@ unix_socket_directories = '$run'
 fsync = ${BL_PG_FSYNC:-on}
 max_connections = 300
 shared_buffers = 128MB
+# A streaming replica (bl_start_replica) that falls behind can still catch up from here.
+wal_keep_size = 256MB
 EOF
 
     if _bl_port_busy "$port"; then
@@ -468,6 +472,84 @@ bl_start_services() {
     fi
 }
 
+# bl_start_replica <state-dir> <port>
+# A hot standby streaming from the PostgreSQL bl_start_services started (none when DATABASE_URL
+# came from the environment: then there is no replica, and the tests that need one say so).
+# Exports BOLTLINK_TEST_REPLICA_URL, the replica's URL of the boltlink database.
+bl_start_replica() {
+    if (($# != 2)); then
+        _bl_err "usage: bl_start_replica <state-dir> <port>"
+        return 1
+    fi
+    local state port=$2
+    state=$(cd "$1" && pwd -P) || return 1
+    if [[ -z ${_BL_PG_DATA:-} || -z ${_BL_PG_PORT:-} ]]; then
+        _bl_log "no read replica: PostgreSQL comes from DATABASE_URL, not from bl_start_services"
+        return 0
+    fi
+    local pgbin=$BOLTLINK_PG_BIN primary_run superuser=postgres
+    [[ $EUID -eq 0 ]] || superuser=$(id -un)
+    primary_run=$(dirname "$_BL_PG_DATA")/run
+    local root
+    root=$(dirname "$_BL_PG_DATA")-replica
+    local data=$root/data run=$root/run log=$root/postgres.log
+
+    if [[ -f $data/PG_VERSION ]] && _bl_as_pg "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        port=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)
+        _bl_log "reusing the PostgreSQL replica on 127.0.0.1:$port ($data)"
+    else
+        # A standby left stopped may be a copy of an older cluster: copying afresh takes
+        # seconds and cannot be wrong.
+        rm -rf "$root"
+        mkdir -p "$root"
+        if [[ $EUID -eq 0 ]]; then
+            chown postgres:postgres "$root"
+        fi
+        _bl_as_pg mkdir -p "$run"
+        if _bl_port_busy "$port"; then
+            _bl_err "127.0.0.1:$port is already in use by another process"
+            return 1
+        fi
+        _bl_log "pg_basebackup of 127.0.0.1:$_BL_PG_PORT into $data"
+        # -R: standby.signal and primary_conninfo (the primary's socket, peer authentication).
+        if ! _bl_as_pg "$pgbin/pg_basebackup" -h "$primary_run" -p "$_BL_PG_PORT" -U "$superuser" \
+            -D "$data" -R -X stream -c fast >"$state/basebackup.log" 2>&1; then
+            _bl_err "pg_basebackup failed"
+            _bl_show_log "$state/basebackup.log"
+            return 1
+        fi
+        # The copy brought the primary's boltlink.conf along; this one is the replica's.
+        _bl_as_pg tee "$data/boltlink.conf" >/dev/null <<EOF
+# Written by scripts/lib/services.sh (bl_start_replica); edits are overwritten.
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$run'
+fsync = ${BL_PG_FSYNC:-on}
+max_connections = 300
+shared_buffers = 128MB
+hot_standby = on
+EOF
+        _bl_log "starting the PostgreSQL replica on 127.0.0.1:$port ($data)"
+        if ! _bl_as_pg "$pgbin/pg_ctl" -D "$data" -l "$log" -W start >"$state/pg_ctl-replica.log" 2>&1; then
+            _bl_err "pg_ctl start failed for the replica"
+            _bl_show_log "$state/pg_ctl-replica.log"
+            _bl_show_log "$log"
+            return 1
+        fi
+        _BL_STARTED["$state:replica"]="$pgbin|$data"
+    fi
+    local deadline=$((SECONDS + BL_SERVICE_TIMEOUT))
+    until "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            _bl_err "the PostgreSQL replica did not answer on 127.0.0.1:$port within ${BL_SERVICE_TIMEOUT}s"
+            _bl_show_log "$log"
+            return 1
+        fi
+        sleep 0.2
+    done
+    export BOLTLINK_TEST_REPLICA_URL="postgres://boltlink:boltlink@127.0.0.1:$port/boltlink"
+}
+
 # bl_stop_services <state-dir>
 # Safe to call from an EXIT trap at any point, including after a partial or failed start.
 bl_stop_services() {
@@ -501,6 +583,18 @@ bl_stop_services() {
             fi
         fi
         unset '_BL_STARTED[$state:redis]'
+    fi
+
+    rec=${_BL_STARTED["$state:replica"]:-}
+    if [[ -n $rec ]]; then
+        local pgbin=${rec%%|*} data=${rec##*|}
+        _bl_log "stopping the PostgreSQL replica ($data)"
+        if ! _bl_as_pg "$pgbin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 &&
+            _bl_as_pg "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+            _bl_err "pg_ctl stop failed for $data"
+            rc=1
+        fi
+        unset '_BL_STARTED[$state:replica]'
     fi
 
     rec=${_BL_STARTED["$state:pg"]:-}

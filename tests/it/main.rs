@@ -24,6 +24,7 @@ mod ops;
 mod pipeline;
 mod processes;
 mod redirect;
+mod replica;
 mod resilience;
 mod setup;
 mod units;
