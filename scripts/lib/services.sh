@@ -13,6 +13,8 @@
 #   bl_stop_services DIR                stop what bl_start_services started in this process
 #   bl_start_replica DIR PORT           a streaming replica of that PostgreSQL (for the tests
 #                                       of DATABASE_READ_URL), URL in BOLTLINK_TEST_REPLICA_URL
+#   bl_start_redis_cluster DIR PORT     a Redis Cluster of 3 masters with a replica each on
+#                                       PORT..PORT+5, URLs in BOLTLINK_TEST_REDIS_CLUSTER_URL
 #
 # The servers are private on purpose: tests create and drop data freely, so they must never
 # touch a database someone cares about, and CI machines start with nothing running.
@@ -585,6 +587,16 @@ bl_stop_services() {
         unset '_BL_STARTED[$state:redis]'
     fi
 
+    rec=${_BL_STARTED["$state:cluster"]:-}
+    if [[ -n $rec ]]; then
+        _bl_log "stopping the Redis Cluster nodes on ports $rec"
+        local port
+        for port in $rec; do
+            redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+        done
+        unset '_BL_STARTED[$state:cluster]'
+    fi
+
     rec=${_BL_STARTED["$state:replica"]:-}
     if [[ -n $rec ]]; then
         local pgbin=${rec%%|*} data=${rec##*|}
@@ -619,6 +631,103 @@ bl_stop_services() {
         unset '_BL_STARTED[$state:pg]'
     fi
     return "$rc"
+}
+
+# Whether every node says cluster_state:ok and the cluster has three masters.
+_bl_cluster_ok() {
+    local first=$1 port
+    shift
+    for port in "$@"; do
+        redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+    done
+    [[ $(redis-cli -h 127.0.0.1 -p "$first" cluster nodes 2>/dev/null | grep -c master) -eq 3 ]]
+}
+
+# bl_start_redis_cluster <state-dir> <first-port>
+# A Redis Cluster of 3 masters, each with one replica: six servers on 127.0.0.1, ports
+# first-port..first-port+5, formed with `redis-cli --cluster create` (or reused when they
+# already run). A short cluster-node-timeout (2 s) so that a failover in a test takes seconds.
+# first-port + 5 must stay at or below 55535: each node also listens on its port + 10000.
+# Exports BOLTLINK_TEST_REDIS_CLUSTER_URL, the six nodes' URLs comma-separated, as REDIS_URL
+# takes them. bl_stop_services stops what this started.
+bl_start_redis_cluster() {
+    if (($# != 2)); then
+        _bl_err "usage: bl_start_redis_cluster <state-dir> <first-port>"
+        return 1
+    fi
+    local state server
+    mkdir -p "$1/redis-cluster" && state=$(cd "$1" && pwd -P) || return 1
+    server=$(command -v redis-server 2>/dev/null) || {
+        _bl_err "redis-server not found (run bl_ensure_packages)"
+        return 1
+    }
+    local first=$2 i port dir pid started=() nodes=() urls=()
+    for ((i = 0; i < 6; i++)); do
+        port=$((first + i))
+        dir=$state/redis-cluster/$port
+        mkdir -p "$dir"
+        nodes+=("127.0.0.1:$port")
+        urls+=("redis://127.0.0.1:$port/")
+        pid=
+        [[ -f $dir/redis.pid ]] && pid=$(<"$dir/redis.pid")
+        if _bl_pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server* ]]; then
+            continue
+        fi
+        rm -f "$dir/redis.pid"
+        if _bl_port_busy "$port"; then
+            _bl_err "127.0.0.1:$port is already in use by another process"
+            return 1
+        fi
+        if ! "$server" --bind 127.0.0.1 --port "$port" --protected-mode yes \
+            --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+            --cluster-node-timeout 2000 \
+            --dir "$dir" --appendonly yes --appendfsync everysec --save '' \
+            --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+            </dev/null >"$dir/start.log" 2>&1; then
+            _bl_err "redis-server (cluster node $port) failed to start"
+            _bl_show_log "$dir/start.log"
+            _bl_show_log "$dir/redis.log"
+            return 1
+        fi
+        started+=("$port")
+    done
+    if ((${#started[@]})); then
+        _BL_STARTED["$state:cluster"]="${started[*]}"
+        _bl_log "started Redis Cluster nodes on ports ${started[*]}"
+    else
+        _bl_log "reusing the Redis Cluster on ports $first..$((first + 5))"
+    fi
+    local deadline=$((SECONDS + BL_SERVICE_TIMEOUT))
+    for port in "${nodes[@]##*:}"; do
+        until redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; do
+            if ((SECONDS > deadline)); then
+                _bl_err "Redis Cluster node $port does not answer"
+                _bl_show_log "$state/redis-cluster/$port/redis.log"
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+    # Nodes restarted from their nodes.conf find each other again; new ones are introduced.
+    if ! redis-cli -h 127.0.0.1 -p "$first" cluster info 2>/dev/null | grep -q '^cluster_known_nodes:6'; then
+        _bl_log "forming the Redis Cluster (3 masters, 1 replica each)"
+        if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+            >"$state/redis-cluster/create.log" 2>&1; then
+            _bl_err "redis-cli --cluster create failed"
+            _bl_show_log "$state/redis-cluster/create.log"
+            return 1
+        fi
+    fi
+    until _bl_cluster_ok "$first" "${nodes[@]##*:}"; do
+        if ((SECONDS > deadline)); then
+            _bl_err "the Redis Cluster did not reach cluster_state:ok with 3 masters"
+            redis-cli -h 127.0.0.1 -p "$first" cluster nodes >&2 || true
+            return 1
+        fi
+        sleep 0.2
+    done
+    local IFS=,
+    export BOLTLINK_TEST_REDIS_CLUSTER_URL="${urls[*]}"
 }
 
 # The CC0 country database of ip-location-db (the npm package

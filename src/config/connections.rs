@@ -54,7 +54,12 @@ pub(super) fn database(r: &Reader<'_>) -> Result<DatabaseConfig, ConfigError> {
 }
 
 pub(super) fn redis(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
-    let url = parse_redis_url(r.required(REDIS_URL)?)?;
+    let value = r.required(REDIS_URL)?;
+    let nodes: Vec<&str> = value.split(',').map(str::trim).collect();
+    let cluster = nodes.len() > 1;
+    for node in &nodes {
+        parse_redis_url(node, cluster)?;
+    }
     let key_prefix = r.required(REDIS_KEY_PREFIX)?.to_string();
     if key_prefix
         .chars()
@@ -65,7 +70,16 @@ pub(super) fn redis(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
             "must not contain whitespace or control characters",
         ));
     }
-    Ok(RedisConfig { url, key_prefix })
+    if cluster && key_prefix.contains(['{', '}']) {
+        return Err(ConfigError::new(
+            REDIS_KEY_PREFIX.name,
+            "must not contain { or } with a Redis Cluster: braces mark the hash tags that keep keys used together in one slot",
+        ));
+    }
+    Ok(RedisConfig {
+        url: nodes.join(","),
+        key_prefix,
+    })
 }
 
 fn parse_database_url(var: &str, value: &str) -> Result<String, ConfigError> {
@@ -92,27 +106,49 @@ fn parse_database_url(var: &str, value: &str) -> Result<String, ConfigError> {
     Ok(value.to_string())
 }
 
-fn parse_redis_url(value: &str) -> Result<String, ConfigError> {
+/// One URL of `REDIS_URL`; in a list (`cluster`), a node of a Redis Cluster: TCP only, and
+/// database 0, the only one a cluster has.
+fn parse_redis_url(value: &str, cluster: bool) -> Result<(), ConfigError> {
     let var = REDIS_URL.name;
+    let what = if cluster {
+        "a comma-separated list of the cluster's nodes, redis://host:port/ each"
+    } else {
+        "redis://host:port/, or several of them, comma-separated, for a Redis Cluster"
+    };
+    if value.is_empty() {
+        return Err(ConfigError::new(
+            var,
+            format!("has an empty entry; expected {what}"),
+        ));
+    }
     let url = Url::parse(value).map_err(|e| {
         ConfigError::new(
             var,
-            format!("is not a valid URL ({e}); expected redis://host:port/"),
+            format!("{value:?} is not a valid URL ({e}); expected {what}"),
         )
     })?;
     match url.scheme() {
         "redis" | "rediss" => {
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(ConfigError::new(var, "has no host"));
+                return Err(ConfigError::new(var, format!("{value:?} has no host")));
             }
         }
-        "unix" | "redis+unix" => {}
+        "unix" | "redis+unix" if !cluster => {}
         other => {
             return Err(ConfigError::new(
                 var,
-                format!("scheme {other:?} is not supported; expected redis://"),
+                format!("{value:?}: scheme {other:?} is not supported; expected {what}"),
             ))
         }
     }
-    Ok(value.to_string())
+    if cluster && !matches!(url.path().trim_matches('/'), "" | "0") {
+        return Err(ConfigError::new(
+            var,
+            format!(
+                "{value:?} names database {}, but a Redis Cluster has only database 0",
+                url.path().trim_matches('/')
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -88,6 +88,39 @@ fn a_read_replica_is_configured_by_its_url_with_a_lag_bound() {
 }
 
 #[test]
+fn several_redis_urls_are_the_nodes_of_a_cluster() {
+    let one = with(&[("REDIS_URL", "redis://127.0.0.1:6379/2")]).expect("ok");
+    assert_eq!(one.redis.url, "redis://127.0.0.1:6379/2");
+    let nodes = with(&[(
+        "REDIS_URL",
+        "redis://10.0.0.1:7000/, redis://10.0.0.2:7000,redis://10.0.0.3:7000/0",
+    )])
+    .expect("ok");
+    assert_eq!(
+        nodes.redis.url,
+        "redis://10.0.0.1:7000/,redis://10.0.0.2:7000,redis://10.0.0.3:7000/0"
+    );
+    for (bad, says) in [
+        ("redis://a:7000/,redis://b:7000/3", "has only database 0"),
+        ("redis://a:7000/,unix:///run/redis.sock", "scheme \"unix\""),
+        ("redis://a:7000/,", "empty entry"),
+        ("redis://a:7000/,nonsense", "is not a valid URL"),
+    ] {
+        let err = with(&[("REDIS_URL", bad)]).expect_err(bad);
+        assert_eq!(err.var, "REDIS_URL", "{bad}");
+        assert!(err.to_string().contains(says), "{bad}: {err}");
+    }
+    let err = with(&[
+        ("REDIS_URL", "redis://a:7000/,redis://b:7000/"),
+        ("REDIS_KEY_PREFIX", "{bl}:"),
+    ])
+    .expect_err("braces");
+    assert_eq!(err.var, "REDIS_KEY_PREFIX");
+    // A standalone server has no slots: braces stay allowed there.
+    with(&[("REDIS_KEY_PREFIX", "{bl}:")]).expect("ok");
+}
+
+#[test]
 fn bad_values_name_their_variable() {
     let cases = [
         ("BIND_ADDR", "localhost"),

@@ -145,8 +145,8 @@ use Kind::{AutoNumber, Bool, Number, Text};
 declare! {
     /// PostgreSQL URL.
     DATABASE_URL: Connections, Text("postgres://user:password@host:port/database"), Required;
-    /// Redis URL (redis://, rediss://, unix://).
-    REDIS_URL: Connections, Text("redis://host:port/"), Value("redis://127.0.0.1:6379/");
+    /// Redis URL (redis://, rediss://, unix://); several, comma-separated: the seed nodes of a Redis Cluster.
+    REDIS_URL: Connections, Text("redis://host:port/[,redis://host:port/...]"), Value("redis://127.0.0.1:6379/");
     /// Prefix of every Redis key (several installations can share a Redis).
     REDIS_KEY_PREFIX: Connections, Text("no blanks or control characters"), Value("boltlink:");
     /// PostgreSQL connections per process.

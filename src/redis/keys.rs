@@ -1,15 +1,33 @@
 //! Every Redis key and channel name, built in one place from the configured prefix, so tests
 //! can isolate themselves with a prefix and operators can read the key space from this file.
+//!
+//! On a Redis Cluster, keys that one command or script touches together must hash to one slot,
+//! so they carry the same hash tag (the part in `{}`, which alone decides the slot): the click
+//! stream with its producer sequences and dead letters (`{prefix}{clicks}`…), the two windows
+//! of one rate-limit counter (`{prefix}rl:{name:subject}:window`). On a standalone server the
+//! names stay as they always were, so an upgrade finds its stream and counters where it left
+//! them. The prefix itself may not contain braces in cluster mode (config refuses it).
 
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    cluster: bool,
 }
 
 impl Keys {
-    pub fn new(prefix: &str) -> Self {
+    pub fn new(prefix: &str, cluster: bool) -> Self {
         Self {
             prefix: prefix.to_string(),
+            cluster,
+        }
+    }
+
+    /// `{prefix}clicks`, as a hash tag on a cluster: what the stream's keys start with.
+    fn clicks(&self) -> String {
+        if self.cluster {
+            format!("{}{{clicks}}", self.prefix)
+        } else {
+            format!("{}clicks", self.prefix)
         }
     }
 
@@ -24,18 +42,22 @@ impl Keys {
 
     /// The click stream the API appends to and the worker/aggregator consume.
     pub fn click_stream(&self) -> String {
-        format!("{}clicks", self.prefix)
+        self.clicks()
     }
 
     /// The sequence number of the last click batch a producer (one API process) appended;
     /// makes resends idempotent. One key per process start, not per batch.
     pub fn click_producer(&self, producer: &str) -> String {
-        format!("{}clickproducer:{producer}", self.prefix)
+        if self.cluster {
+            format!("{}:producer:{producer}", self.clicks())
+        } else {
+            format!("{}clickproducer:{producer}", self.prefix)
+        }
     }
 
     /// Where entries that are not valid click events are moved, with the reason.
     pub fn dead_letters(&self) -> String {
-        format!("{}clicks:dead", self.prefix)
+        format!("{}:dead", self.clicks())
     }
 
     /// When an API key last changed something (wall-clock ms), while a read replica may not
@@ -50,8 +72,14 @@ impl Keys {
     }
 
     /// One fixed window of a rate-limit counter: `{prefix}rl:{name}:{subject}:{window index}`.
+    /// On a cluster the counter's name is its hash tag, unless the subject brings its own
+    /// (the password throttle tags every key of an attempt with the link).
     pub fn rate_window(&self, name: &str, subject: &str, window: i64) -> String {
-        format!("{}rl:{name}:{subject}:{window}", self.prefix)
+        if self.cluster && !subject.contains('{') {
+            format!("{}rl:{{{name}:{subject}}}:{window}", self.prefix)
+        } else {
+            format!("{}rl:{name}:{subject}:{window}", self.prefix)
+        }
     }
 
     /// The lock that allows one attempt in flight for `subject` (e.g. a password check per
@@ -84,5 +112,52 @@ impl Keys {
     /// Heartbeat hash of a background process (`worker`, `aggregator`).
     pub fn process_heartbeat(&self, process: &str) -> String {
         format!("{}heartbeat:{process}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(key: &str) -> u16 {
+        ::redis::cluster_routing::get_slot(key.as_bytes())
+    }
+
+    #[test]
+    fn standalone_names_are_unchanged() {
+        let k = Keys::new("bl:", false);
+        assert_eq!(k.click_stream(), "bl:clicks");
+        assert_eq!(k.click_producer("p1"), "bl:clickproducer:p1");
+        assert_eq!(k.dead_letters(), "bl:clicks:dead");
+        assert_eq!(
+            k.rate_window("redirect", "1.2.3.4", 7),
+            "bl:rl:redirect:1.2.3.4:7"
+        );
+    }
+
+    #[test]
+    fn on_a_cluster_keys_used_together_share_a_slot() {
+        let k = Keys::new("bl:", true);
+        let stream = slot(&k.click_stream());
+        assert_eq!(slot(&k.click_producer("p1")), stream);
+        assert_eq!(slot(&k.dead_letters()), stream);
+        let w = |name: &str, subject: &str, i| slot(&k.rate_window(name, subject, i));
+        assert_eq!(w("linkcap", "a", 7), w("linkcap", "a", 6));
+        // Different counters spread over the slots.
+        let spread: std::collections::HashSet<u16> = (0..50)
+            .map(|i| w("redirect", &format!("10.0.0.{i}"), 7))
+            .collect();
+        assert!(spread.len() > 40, "{spread:?}");
+        // A subject with its own tag keeps it: every key of a password attempt in one slot.
+        let link = "{0b4f}";
+        let client = format!("{link}:1.2.3.4");
+        assert_eq!(
+            slot(&k.rate_window("verifyfail", &client, 7)),
+            slot(&k.rate_window("verifyfail", link, 6))
+        );
+        assert_eq!(
+            slot(&k.attempt_lock(&format!("verify:{client}"))),
+            slot(&k.rate_window("verifyfail", link, 7))
+        );
     }
 }

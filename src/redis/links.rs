@@ -112,7 +112,7 @@ impl RedisHandle {
             let subscribed = async {
                 let mut pubsub = tokio::time::timeout(
                     Duration::from_secs(2),
-                    self.inner.client.get_async_pubsub(),
+                    self.subscription_client().get_async_pubsub(),
                 )
                 .await
                 .map_err(|_| Error::Timeout)?

@@ -10,6 +10,8 @@
 //!
 //! - `mod.rs`: [`RedisHandle`]: the connection, its supervisor, health, the bounded command
 //!   calls everything else goes through, leases.
+//! - [`conn`]: [`conn::Conn`], a standalone server's or a Redis Cluster's connection, and how
+//!   a pipeline crosses the cluster's slots.
 //! - [`error`]: [`Error`], what a Redis call can fail with (one type for the adapter).
 //! - [`keys`]: every key and channel name.
 //! - [`links`]: the link cache and its invalidation (`DEL` + pub/sub) and listener.
@@ -24,6 +26,7 @@
 //! The in-process link cache is not Redis and lives in [`crate::local_cache`]. This adapter
 //! depends on [`crate::clicks`] (it implements its ports), never the other way round.
 
+pub mod conn;
 pub mod error;
 pub mod fence;
 pub mod heartbeat;
@@ -39,7 +42,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::FromRedisValue;
+
+use conn::Conn;
 
 pub use error::Error;
 pub use heartbeat::{Heartbeat, InstanceHeartbeat};
@@ -80,9 +86,22 @@ pub struct RedisHandle {
     inner: Arc<RedisInner>,
 }
 
+/// Where Redis is: one server, or the seed nodes of a cluster.
+enum Target {
+    Single(::redis::Client),
+    Cluster {
+        client: ClusterClient,
+        /// One client per seed node, for the invalidation subscription: a message published
+        /// on any node of a cluster reaches the subscribers of every node.
+        nodes: Vec<::redis::Client>,
+    },
+}
+
 struct RedisInner {
-    client: ::redis::Client,
-    conn: RwLock<Option<ConnectionManager>>,
+    target: Target,
+    /// Which seed node the next subscription attempt uses (cluster mode).
+    next_node: AtomicU64,
+    conn: RwLock<Option<Conn>>,
     healthy: AtomicBool,
     keys: Keys,
     /// Upper bound on one call (longer for blocking stream reads).
@@ -97,7 +116,8 @@ struct RedisInner {
 
 impl RedisHandle {
     /// Parses the URL; connecting happens in [`RedisHandle::run_supervisor`] (or
-    /// [`RedisHandle::connect_now`]), so the process starts even when Redis is down.
+    /// [`RedisHandle::connect_now`]), so the process starts even when Redis is down. Several
+    /// URLs, comma-separated, are the seed nodes of a Redis Cluster.
     pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
         Self::with_timeout(url, prefix, OP_TIMEOUT)
     }
@@ -105,12 +125,33 @@ impl RedisHandle {
     /// Like [`RedisHandle::new`] with a different per-call bound; the stream consumers need
     /// room for blocking reads.
     pub fn with_timeout(url: &str, prefix: &str, op_timeout: Duration) -> anyhow::Result<Self> {
+        let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+        let target = if urls.len() > 1 {
+            let nodes = urls
+                .iter()
+                .map(|u| ::redis::Client::open(*u))
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = ClusterClientBuilder::new(urls.clone())
+                .connection_timeout(OP_TIMEOUT)
+                .response_timeout(op_timeout)
+                // A failover takes seconds: commands in the meantime fail fast (and are
+                // counted as an outage) instead of piling up behind retries.
+                .retries(2)
+                .min_retry_wait(50)
+                .max_retry_wait(200)
+                .build()?;
+            Target::Cluster { client, nodes }
+        } else {
+            Target::Single(::redis::Client::open(url)?)
+        };
+        let cluster = matches!(target, Target::Cluster { .. });
         Ok(Self {
             inner: Arc::new(RedisInner {
-                client: ::redis::Client::open(url)?,
+                target,
+                next_node: AtomicU64::new(0),
                 conn: RwLock::new(None),
                 healthy: AtomicBool::new(false),
-                keys: Keys::new(prefix),
+                keys: Keys::new(prefix, cluster),
                 op_timeout,
                 errors_total: AtomicU64::new(0),
                 flushed_total: AtomicU64::new(0),
@@ -133,8 +174,21 @@ impl RedisHandle {
         &self.inner.keys
     }
 
-    pub fn client(&self) -> &::redis::Client {
-        &self.inner.client
+    /// Whether `REDIS_URL` named the nodes of a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.target, Target::Cluster { .. })
+    }
+
+    /// A client for a subscription: the server, or the next seed node of a cluster in turn
+    /// (so that a node that is down is not tried forever).
+    fn subscription_client(&self) -> &::redis::Client {
+        match &self.inner.target {
+            Target::Single(client) => client,
+            Target::Cluster { nodes, .. } => {
+                let i = self.inner.next_node.fetch_add(1, Ordering::Relaxed) as usize;
+                &nodes[i % nodes.len()]
+            }
+        }
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -145,7 +199,7 @@ impl RedisHandle {
         self.inner.errors_total.load(Ordering::Relaxed)
     }
 
-    fn conn(&self) -> Option<ConnectionManager> {
+    fn conn(&self) -> Option<Conn> {
         self.inner
             .conn
             .read()
@@ -165,17 +219,24 @@ impl RedisHandle {
     /// Tries once to connect (bounded by a short timeout). Returns whether Redis answered.
     pub async fn connect_now(&self) -> bool {
         if self.conn().is_none() {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(OP_TIMEOUT)
-                .set_response_timeout(self.inner.op_timeout)
-                .set_number_of_retries(1)
-                .set_max_delay(200);
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(2),
-                ConnectionManager::new_with_config(self.inner.client.clone(), config),
-            )
-            .await;
-            match attempt {
+            let connect = async {
+                match &self.inner.target {
+                    Target::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(OP_TIMEOUT)
+                            .set_response_timeout(self.inner.op_timeout)
+                            .set_number_of_retries(1)
+                            .set_max_delay(200);
+                        ConnectionManager::new_with_config(client.clone(), config)
+                            .await
+                            .map(Conn::Single)
+                    }
+                    Target::Cluster { client, .. } => {
+                        client.get_async_connection().await.map(Conn::Cluster)
+                    }
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(2), connect).await {
                 Ok(Ok(c)) => *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(c),
                 _ => {
                     self.set_healthy(false);
@@ -308,12 +369,21 @@ impl RedisHandle {
             .map(|reply| reply.is_some())
     }
 
-    /// Seconds since the Redis server started.
+    /// Seconds since the Redis server started; of a cluster, since its youngest master did.
     pub async fn server_uptime_secs(&self) -> Option<u64> {
         let cmd = ::redis::cmd("INFO").arg("server").clone();
-        let info: String = self.query_cmd(&cmd).await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
-            .and_then(|v| v.trim().parse().ok())
+        let uptime = |info: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if self.is_cluster() {
+            // Asked of every master; the answer maps each node's address to its text.
+            let infos: std::collections::HashMap<String, String> = self.query_cmd(&cmd).await?;
+            infos.values().filter_map(|i| uptime(i)).min()
+        } else {
+            let info: String = self.query_cmd(&cmd).await?;
+            uptime(&info)
+        }
     }
 }

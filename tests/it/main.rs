@@ -24,6 +24,7 @@ mod ops;
 mod pipeline;
 mod processes;
 mod redirect;
+mod redis_cluster;
 mod replica;
 mod resilience;
 mod setup;

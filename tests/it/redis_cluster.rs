@@ -1,0 +1,334 @@
+//! `REDIS_URL` naming the nodes of a Redis Cluster (3 masters with a replica each, started by
+//! `scripts/test` with `bl_start_redis_cluster`): the whole suite — two API processes on one
+//! socket, the worker and the aggregator — serves, caches, invalidates, limits and counts
+//! every click exactly once with its keys spread over the masters.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::cluster::ClusterClient;
+use serde_json::{json, Value};
+
+use crate::support::{code_of, create_key, id_of, new_prefix, Daemon, Suite, TestDatabase};
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
+const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
+const TARGET: &str = "https://example.com/cluster";
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
+
+/// The cluster's nodes, as `REDIS_URL` takes them.
+fn cluster_url() -> String {
+    std::env::var("BOLTLINK_TEST_REDIS_CLUSTER_URL").expect(
+        "BOLTLINK_TEST_REDIS_CLUSTER_URL must list the nodes of a Redis Cluster \
+         (scripts/test starts one with bl_start_redis_cluster in scripts/lib/services.sh)",
+    )
+}
+
+async fn cluster_connection() -> redis::cluster_async::ClusterConnection {
+    ClusterClient::new(cluster_url().split(',').collect::<Vec<_>>())
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("cluster connection")
+}
+
+/// Which master serves each key (by `CLUSTER KEYSLOT` and `CLUSTER SHARDS`-free arithmetic:
+/// the cluster's slot ranges from `CLUSTER SLOTS`).
+async fn masters_of(keys: &[String]) -> HashSet<String> {
+    let mut c = cluster_connection().await;
+    let slots: Vec<(i64, i64, Vec<Value>)> = {
+        let raw: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut c)
+            .await
+            .expect("cluster slots");
+        let redis::Value::Array(ranges) = raw else {
+            panic!("CLUSTER SLOTS: {raw:?}")
+        };
+        ranges
+            .into_iter()
+            .map(|r| {
+                let redis::Value::Array(parts) = r else {
+                    panic!("range {r:?}")
+                };
+                let num = |v: &redis::Value| match v {
+                    redis::Value::Int(n) => *n,
+                    other => panic!("slot bound {other:?}"),
+                };
+                let master = match &parts[2] {
+                    redis::Value::Array(node) => match (&node[0], &node[1]) {
+                        (redis::Value::BulkString(host), redis::Value::Int(port)) => {
+                            json!(format!("{}:{port}", String::from_utf8_lossy(host)))
+                        }
+                        other => panic!("node {other:?}"),
+                    },
+                    other => panic!("master {other:?}"),
+                };
+                (num(&parts[0]), num(&parts[1]), vec![master])
+            })
+            .collect()
+    };
+    keys.iter()
+        .map(|k| {
+            let slot = i64::from(redis::cluster_routing::get_slot(k.as_bytes()));
+            let (_, _, m) = slots
+                .iter()
+                .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
+                .expect("every slot is served");
+            m[0].as_str().expect("addr").to_string()
+        })
+        .collect()
+}
+
+async fn shorten(client: &reqwest::Client, suite: &Suite, key: &str, body: Value) -> Value {
+    let resp = client
+        .post(suite.url("/api/shorten"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("shorten");
+    assert_eq!(resp.status(), 201);
+    resp.json().await.expect("json")
+}
+
+fn daemon_env(database: &TestDatabase, prefix: &str) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", database.url().to_string()),
+        ("REDIS_URL", cluster_url()),
+        ("REDIS_KEY_PREFIX", prefix.to_string()),
+        ("BOLTLINK_ENV_FILE", "/dev/null".to_string()),
+        ("LOG_LEVEL", "warn".to_string()),
+        ("PIPELINE_POLL_MS", "100".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_on_a_redis_cluster_caches_invalidates_limits_and_counts_every_click_once() {
+    let database = TestDatabase::create().await;
+    let prefix = new_prefix();
+    let cluster = cluster_url();
+    let suite = Suite::start_with(
+        2,
+        &database,
+        &prefix,
+        &[
+            ("REDIS_URL", cluster.as_str()),
+            ("RATE_LIMIT_REDIRECT_PER_MIN", "100000"),
+        ],
+    );
+    suite.wait_until_all_serve().await;
+    let _worker = Daemon::start(WORKER_BIN, daemon_env(&database, &prefix), None);
+    let _aggregator = Daemon::start(AGGREGATOR_BIN, daemon_env(&database, &prefix), None);
+    // A browser's User-Agent: clicks of bots are stored but not counted (COUNT_BOTS).
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .user_agent(BROWSER)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+
+    let (_, health) = {
+        let resp = client
+            .get(suite.url("/health"))
+            .send()
+            .await
+            .expect("health");
+        (resp.status(), resp.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(health["checks"]["redis"], "ok", "{health}");
+
+    let key = create_key(database.url()).await;
+    let mut codes = Vec::new();
+    for i in 0..24 {
+        let link = shorten(
+            &client,
+            &suite,
+            &key,
+            json!({"url": format!("{TARGET}/{i}")}),
+        )
+        .await;
+        codes.push(code_of(&link));
+    }
+
+    // Every link redirects, from either instance, several times over (the second and later
+    // visits from the cache).
+    let mut answered = 0u64;
+    for round in 0..3 {
+        let visits = codes
+            .iter()
+            .map(|code| client.get(suite.url(&format!("/{code}"))).send());
+        for (i, resp) in join_all(visits).await.into_iter().enumerate() {
+            let resp = resp.expect("redirect");
+            assert_eq!(resp.status(), 302, "round {round}, {}", codes[i]);
+            assert_eq!(
+                resp.headers()["location"],
+                format!("{TARGET}/{i}").as_str(),
+                "round {round}"
+            );
+            answered += 1;
+        }
+    }
+    // The cached links live on more than one master.
+    let cached: Vec<String> = codes.iter().map(|c| format!("{prefix}link:{c}")).collect();
+    let mut conn = cluster_connection().await;
+    let mut present = Vec::new();
+    for k in &cached {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .expect("exists");
+        if exists {
+            present.push(k.clone());
+        }
+    }
+    assert!(!present.is_empty(), "links are cached in the cluster");
+    assert!(
+        masters_of(&present).await.len() >= 2,
+        "cached links spread over the masters"
+    );
+
+    // A PATCH through one instance reaches both instances' caches (pub/sub over the cluster).
+    let first = &codes[0];
+    let links: Value = client
+        .get(suite.url("/api/links"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let id = links
+        .as_array()
+        .or_else(|| links["links"].as_array())
+        .expect("links")
+        .iter()
+        .find(|l| l["shortCode"] == first.as_str())
+        .map(id_of)
+        .expect("listed");
+    let resp = client
+        .patch(suite.url(&format!("/api/links/{id}")))
+        .header("x-api-key", &key)
+        .json(&json!({"originalUrl": format!("{TARGET}/moved")}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    loop {
+        let visits = (0..8).map(|_| client.get(suite.url(&format!("/{first}"))).send());
+        let locations: Vec<String> = join_all(visits)
+            .await
+            .into_iter()
+            .map(|r| {
+                let r = r.expect("redirect");
+                r.headers()["location"].to_str().unwrap_or("").to_string()
+            })
+            .collect();
+        answered += 8;
+        if locations.iter().all(|l| l == &format!("{TARGET}/moved")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both instances redirect to the new URL within 1.5 s: {locations:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The per-link cap holds exactly across both instances.
+    let capped = shorten(
+        &client,
+        &suite,
+        &key,
+        json!({"url": TARGET, "isRateLimited": true, "maxClicksPerMin": 3}),
+    )
+    .await;
+    crate::support::wait_for_room_in_window(60).await;
+    let burst = (0..20).map(|_| {
+        client
+            .get(suite.url(&format!("/{}", code_of(&capped))))
+            .send()
+    });
+    let mut tally: HashMap<u16, u64> = HashMap::new();
+    for r in join_all(burst).await {
+        *tally
+            .entry(r.expect("answer").status().as_u16())
+            .or_default() += 1;
+    }
+    assert_eq!(tally.get(&302), Some(&3), "{tally:?}");
+    assert_eq!(tally.get(&429), Some(&17), "{tally:?}");
+    answered += 3;
+
+    // Every answered redirect is counted once: links.clicks and the rollups.
+    let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (clicks, rolled): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(sum(clicks), 0)::bigint FROM links), \
+                    (SELECT COALESCE(sum(clicks), 0)::bigint FROM click_rollups_total)",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("totals");
+        assert!(
+            clicks <= answered as i64,
+            "never more than answered: {clicks}"
+        );
+        if (clicks, rolled) == (answered as i64, answered as i64) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let events: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
+                .fetch_one(&pool)
+                .await
+                .expect("events");
+            let offsets: Vec<(String, String)> =
+                sqlx::query_as("SELECT consumer, last_ms::text FROM stream_offsets")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+            panic!("{answered} answered, after 60 s {clicks} counted in links and {rolled} in rollups; {events} events; offsets {offsets:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events WHERE kind = 'click'")
+        .fetch_one(&pool)
+        .await
+        .expect("events");
+    assert_eq!(
+        events, answered as i64,
+        "one stored click per answered redirect"
+    );
+
+    // The stream, its producers' sequences and its dead letters share one slot, and both
+    // consumer groups have finished everything.
+    let stream = format!("{prefix}{{clicks}}");
+    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .expect("xinfo groups");
+    let names: HashSet<String> = groups
+        .iter()
+        .filter_map(|g| match g.get("name") {
+            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        names.contains("worker") && names.contains("aggregator"),
+        "{names:?}"
+    );
+    for g in &groups {
+        assert_eq!(g.get("pending"), Some(&redis::Value::Int(0)), "{g:?}");
+    }
+}
