@@ -112,6 +112,9 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
             }
         ));
     }
+    if let Some(cluster) = &report.redis_cluster {
+        out.push_str(&render_cluster(cluster));
+    }
     out.push('\n');
     if report.healthy {
         out.push_str("healthy\n");
@@ -120,6 +123,48 @@ pub fn render_status(report: &StatusReport, now_unix: i64) -> String {
         for p in &report.problems {
             out.push_str(&format!("  - {p}\n"));
         }
+    }
+    out
+}
+
+/// The cluster's summary line and one line per node, masters first, each followed by its
+/// replicas.
+fn render_cluster(c: &crate::redis::cluster::ClusterView) -> String {
+    use crate::redis::cluster::SLOTS;
+    let mut out = format!(
+        "{:<17} {} masters, {} replicas, {} of {SLOTS} slots served{}\n",
+        "redis cluster",
+        c.masters,
+        c.replicas,
+        c.slots_served,
+        if c.problems().is_empty() { "" } else { "  !!" }
+    );
+    let mut masters: Vec<_> = c.nodes.iter().filter(|n| n.role == "master").collect();
+    masters.sort_by(|a, b| a.addr.cmp(&b.addr));
+    let line = |n: &crate::redis::cluster::ClusterNode, what: String| {
+        format!(
+            "  {:<21} {what}{}\n",
+            n.addr,
+            if n.failing { "  !! failing" } else { "" }
+        )
+    };
+    for m in &masters {
+        out.push_str(&line(m, format!("master, {} slots", m.slots)));
+        for r in c
+            .nodes
+            .iter()
+            .filter(|r| r.role == "replica" && r.replica_of.as_deref() == Some(&m.addr))
+        {
+            out.push_str(&line(r, "  replica".to_string()));
+        }
+    }
+    for r in c.nodes.iter().filter(|r| {
+        r.role == "replica"
+            && !masters
+                .iter()
+                .any(|m| r.replica_of.as_deref() == Some(&m.addr))
+    }) {
+        out.push_str(&line(r, "replica of an unknown master".to_string()));
     }
     out
 }
@@ -235,6 +280,7 @@ mod tests {
                 ),
             ],
             dependencies: Vec::new(),
+            redis_cluster: None,
         };
         let text = render_status(&report, 1_060);
         let line = |start: &str| {
@@ -255,6 +301,77 @@ mod tests {
         assert_eq!(
             line("worker "),
             "worker            lag 1 stream entries, 0.2 s; last heartbeat 1.00s ago"
+        );
+    }
+
+    #[test]
+    fn status_shows_the_replica_lag_and_the_redis_cluster_node_by_node() {
+        let dependency = |name, ok, lag_seconds: Option<f64>, error: Option<&str>| {
+            crate::ctl::status::DependencyReport {
+                name,
+                ok,
+                latency_ms: Some(1.5),
+                error: error.map(str::to_string),
+                lag_seconds,
+            }
+        };
+        let cluster = crate::redis::cluster::parse_cluster_nodes(
+            "\
+m1 10.0.0.1:6379@16379 master - 0 0 1 connected 0-5460
+m2 10.0.0.2:6379@16379 master,fail - 0 0 2 disconnected 5461-10922
+m3 10.0.0.3:6379@16379 myself,master - 0 0 3 connected 10923-16383
+r1 10.0.0.4:6379@16379 slave m1 0 0 1 connected
+r2 10.0.0.5:6379@16379 slave m2 0 0 2 connected
+r3 10.0.0.6:6379@16379 slave m3 0 0 3 connected
+",
+        )
+        .expect("parses");
+        let report = StatusReport {
+            healthy: false,
+            problems: cluster.problems(),
+            units: Vec::new(),
+            click_stream_length: Some(0),
+            consumers: Vec::new(),
+            dependencies: vec![
+                dependency("postgresql-replica", true, Some(0.25), None),
+                dependency(
+                    "postgresql-replica",
+                    false,
+                    Some(12.0),
+                    Some("12s behind the primary"),
+                ),
+            ],
+            redis_cluster: Some(cluster),
+        };
+        let text = render_status(&report, 1_060);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&"postgresql-replica ok (1.50 ms, 0.25s behind)"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"postgresql-replica !! lagging: 12s behind the primary"),
+            "{text}"
+        );
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("redis cluster "))
+            .unwrap_or_else(|| panic!("no cluster line in:\n{text}"));
+        assert_eq!(
+            &lines[at..at + 7],
+            [
+                "redis cluster     3 masters, 3 replicas, 10922 of 16384 slots served  !!",
+                "  10.0.0.1:6379         master, 5461 slots",
+                "  10.0.0.4:6379           replica",
+                "  10.0.0.2:6379         master, 5462 slots  !! failing",
+                "  10.0.0.5:6379           replica",
+                "  10.0.0.3:6379         master, 5461 slots",
+                "  10.0.0.6:6379           replica",
+            ]
+        );
+        assert!(
+            text.contains("  - redis cluster node 10.0.0.2:6379 (master) is failing"),
+            "{text}"
         );
     }
 

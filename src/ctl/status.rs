@@ -70,6 +70,9 @@ pub struct StatusReport {
     pub click_stream_length: Option<u64>,
     pub consumers: Vec<ConsumerReport>,
     pub dependencies: Vec<DependencyReport>,
+    /// With a Redis Cluster: its nodes as the cluster sees them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cluster: Option<crate::redis::cluster::ClusterView>,
 }
 
 /// Judges units: which are expected, which are healthy, and why not.
@@ -171,6 +174,7 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
     let mut dependencies = Vec::new();
     let mut consumers = Vec::new();
     let mut click_stream_length = None;
+    let mut redis_cluster = None;
     match config {
         Err(e) => problems.push(format!("configuration: {e}")),
         Ok(config) => {
@@ -187,6 +191,14 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
             dependencies.extend(replica);
             dependencies.push(redis_report);
             if let Some(redis) = redis {
+                match redis.cluster_view().await {
+                    None => {}
+                    Some(Ok(view)) => {
+                        problems.extend(view.problems());
+                        redis_cluster = Some(view);
+                    }
+                    Some(Err(e)) => problems.push(format!("redis cluster: {e}")),
+                }
                 click_stream_length = redis.click_stream_len().await;
                 let now_ms = chrono::Utc::now().timestamp_millis();
                 for b in BACKGROUND {
@@ -232,6 +244,7 @@ pub async fn status(config: Result<&Config, String>) -> anyhow::Result<StatusRep
         click_stream_length,
         consumers,
         dependencies,
+        redis_cluster,
     })
 }
 

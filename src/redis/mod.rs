@@ -10,6 +10,7 @@
 //!
 //! - `mod.rs`: [`RedisHandle`]: the connection, its supervisor, health, the bounded command
 //!   calls everything else goes through, leases.
+//! - [`cluster`]: a Redis Cluster's own view of its nodes, for `boltlinkctl status`.
 //! - [`conn`]: [`conn::Conn`], a standalone server's or a Redis Cluster's connection, and how
 //!   a pipeline crosses the cluster's slots.
 //! - [`error`]: [`Error`], what a Redis call can fail with (one type for the adapter).
@@ -26,6 +27,7 @@
 //! The in-process link cache is not Redis and lives in [`crate::local_cache`]. This adapter
 //! depends on [`crate::clicks`] (it implements its ports), never the other way round.
 
+pub mod cluster;
 pub mod conn;
 pub mod error;
 pub mod fence;

@@ -124,6 +124,22 @@ async fn the_suite_on_a_redis_cluster_caches_invalidates_limits_and_counts_every
     suite.wait_until_all_serve().await;
     let _worker = Daemon::start(WORKER_BIN, daemon_env(&database, &prefix), None);
     let _aggregator = Daemon::start(AGGREGATOR_BIN, daemon_env(&database, &prefix), None);
+    // The cluster's own view, as `boltlinkctl status` shows it: every slot served, each
+    // master with a replica.
+    let handle = boltlink::redis::RedisHandle::new(&cluster, &prefix).expect("handle");
+    assert!(handle.connect_now().await, "the cluster answers");
+    let view = handle
+        .cluster_view()
+        .await
+        .expect("a cluster")
+        .expect("CLUSTER NODES parses");
+    assert_eq!(
+        (view.masters, view.replicas, view.slots_served),
+        (3, 3, 16_384),
+        "{view:?}"
+    );
+    assert_eq!(view.problems(), Vec::<String>::new());
+
     // A browser's User-Agent: clicks of bots are stored but not counted (COUNT_BOTS).
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
