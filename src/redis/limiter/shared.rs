@@ -117,20 +117,10 @@ impl SharedLimiterInner {
             names.push(keys.rate_window(l.name, l.subject, idx - 1));
             args.extend([l.limit as i64, window_ms, now_ms.rem_euclid(window_ms)]);
         }
-        let counts = match self
-            .redis
-            .run_script::<Vec<u64>>(&WINDOWS, &names, &args)
-            .await
-        {
-            Some(reply) => match reply.as_slice() {
-                [1, counts @ ..] if counts.len() == limits.len() * 2 => Ok(counts.to_vec()),
-                &[0, i, cur, prev] if (1..=limits.len() as u64).contains(&i) => {
-                    Err((i as usize - 1, cur, prev))
-                }
-                // Not the script's reply shape: decide in memory rather than guess.
-                _ => self.local_hit_all(&names, limits, now_ms),
-            },
-            None => self.local_hit_all(&names, limits, now_ms),
+        let counts = if self.redis.is_cluster() && limits.len() > 1 {
+            self.hit_each(&names, &args, limits, now_ms).await
+        } else {
+            self.hit_together(&names, &args, limits, now_ms).await
         };
         match counts {
             Ok(counts) => Verdict::Allowed(std::array::from_fn(|i| {
@@ -146,6 +136,75 @@ impl SharedLimiterInner {
                 }
             }
         }
+    }
+
+    /// Every limit in one script: all counted or none, in one round trip.
+    async fn hit_together(
+        &self,
+        names: &[String],
+        args: &[i64],
+        limits: &[Limit<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<u64>, (usize, u64, u64)> {
+        match self
+            .redis
+            .run_script::<Vec<u64>>(&WINDOWS, names, args)
+            .await
+        {
+            Some(reply) => match reply.as_slice() {
+                [1, counts @ ..] if counts.len() == limits.len() * 2 => Ok(counts.to_vec()),
+                &[0, i, cur, prev] if (1..=limits.len() as u64).contains(&i) => {
+                    Err((i as usize - 1, cur, prev))
+                }
+                // Not the script's reply shape: decide in memory rather than guess.
+                _ => self.local_hit_all(names, limits, now_ms),
+            },
+            None => self.local_hit_all(names, limits, now_ms),
+        }
+    }
+
+    /// On a Redis Cluster the limits' counters are in different slots, which one script may
+    /// not touch: each limit is checked and counted by its own script, in order, and when one
+    /// refuses, the counts already taken are given back (`DECR`). Until then a concurrent
+    /// request may see them: near a limit the cluster errs on refusing, never on allowing.
+    async fn hit_each(
+        &self,
+        names: &[String],
+        args: &[i64],
+        limits: &[Limit<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<u64>, (usize, u64, u64)> {
+        let mut counts = Vec::with_capacity(names.len());
+        for i in 0..limits.len() {
+            let reply = self
+                .redis
+                .run_script::<Vec<u64>>(&WINDOWS, &names[2 * i..2 * i + 2], &args[3 * i..3 * i + 3])
+                .await;
+            match reply.as_deref() {
+                Some(&[1, cur, prev]) => counts.extend([cur, prev]),
+                Some(&[0, 1, cur, prev]) => {
+                    self.give_back(&names[..2 * i]).await;
+                    return Err((i, cur, prev));
+                }
+                _ => {
+                    self.give_back(&names[..2 * i]).await;
+                    return self.local_hit_all(names, limits, now_ms);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Takes back one count from each current window among `pairs` (current, previous names).
+    async fn give_back(&self, pairs: &[String]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let mut pipe = ::redis::pipe();
+        for pair in pairs.chunks_exact(2) {
+            pipe.cmd("DECR").arg(&pair[0]).ignore();
+        }
+        let _: Option<()> = self.redis.query_pipe(&pipe).await;
     }
 
     /// The fallback of [`Self::hit_all`], with the same all-or-none rule, on this process's
