@@ -131,10 +131,28 @@ fn redact(var: &Var, value: &str) -> String {
     if var.secret {
         return "(hidden)".to_string();
     }
-    match Url::parse(value) {
-        Ok(url) if value.contains("://") => redact_url(&url).unwrap_or_else(|| value.to_string()),
-        _ => value.to_string(),
+    redact_urls(value).unwrap_or_else(|| value.to_string())
+}
+
+/// [`redact_url`] for a value that is a URL or a comma-separated list of them (a Redis
+/// Cluster's nodes): every URL's password hidden. `None` when it is no URL or hides nothing.
+pub fn redact_urls(value: &str) -> Option<String> {
+    if !value.contains("://") {
+        return None;
     }
+    let mut hidden = false;
+    let mut parts = Vec::new();
+    for part in value.split(',') {
+        let url = Url::parse(part.trim()).ok()?;
+        match redact_url(&url) {
+            Some(r) => {
+                hidden = true;
+                parts.push(r);
+            }
+            None => parts.push(part.to_string()),
+        }
+    }
+    hidden.then(|| parts.join(","))
 }
 
 /// `url` with its password and secret-looking query parameters (`password=`,

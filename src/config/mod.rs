@@ -48,7 +48,7 @@ pub use env_files::{
     DEFAULT_ENV_FILE, SETUP_ENV_FILE_NAME,
 };
 pub use explain::{
-    explain, looks_secret, redact_url, source_of, Explained, Setting, Source, Unknown,
+    explain, looks_secret, redact_url, redact_urls, source_of, Explained, Setting, Source, Unknown,
 };
 pub use metadata::MetadataConfig;
 pub use pipeline::PipelineConfig;

@@ -487,6 +487,26 @@ fn explain_refuses_a_bad_configuration_like_the_services_and_says_where_it_is_se
 }
 
 #[test]
+fn every_password_of_a_list_of_cluster_nodes_is_redacted() {
+    assert_eq!(
+        crate::config::redact_urls(
+            "redis://:s3cret@10.0.0.11:6379/, redis://:s3cret@10.0.0.12:6379/"
+        )
+        .as_deref(),
+        Some("redis://:***@10.0.0.11:6379/,redis://:***@10.0.0.12:6379/")
+    );
+    assert_eq!(
+        crate::ctl::setup::redacted("redis://10.0.0.11:6379/,redis://:pw@10.0.0.12:6379/"),
+        "redis://10.0.0.11:6379/,redis://:***@10.0.0.12:6379/"
+    );
+    assert_eq!(
+        crate::config::redact_urls("redis://10.0.0.11:6379/,redis://10.0.0.12:6379/"),
+        None
+    );
+    assert_eq!(crate::ctl::setup::redacted("not a url"), "(unparsable URL)");
+}
+
+#[test]
 fn url_passwords_and_secret_parameters_are_redacted() {
     let redacted = |u: &str| redact_url(&url::Url::parse(u).expect("url"));
     assert_eq!(

@@ -147,9 +147,10 @@ fn say(out: &mut impl Write, line: &str) {
 
 /// A URL with its password replaced, for messages.
 pub fn redacted(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(u) => config::redact_url(&u).unwrap_or_else(|| u.to_string()),
-        Err(_) => "(unparsable URL)".to_string(),
+    match config::redact_urls(url) {
+        Some(r) => r,
+        None if url.split(',').all(|u| Url::parse(u.trim()).is_ok()) => url.to_string(),
+        None => "(unparsable URL)".to_string(),
     }
 }
 
