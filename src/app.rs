@@ -69,7 +69,8 @@ impl AppState {
         store: Store,
         route_names: Vec<&'static str>,
     ) -> anyhow::Result<App> {
-        let redis = RedisHandle::new(&config.redis.url, &config.redis.key_prefix)?;
+        let redis = RedisHandle::new(&config.redis.url, &config.redis.key_prefix)?
+            .with_click_stream_shards(config.redis.click_stream_shards);
         let metadata = MetadataFetcher::new(FetchPolicy {
             allowed_addrs: config.metadata.allowlist.clone(),
             ..FetchPolicy::default()

@@ -29,7 +29,8 @@ pub fn build(config: &Config) -> anyhow::Result<Pipeline> {
     )?
     .with_outage_note(
         "reconnecting; stream entries wait in Redis, nothing is acknowledged meanwhile",
-    );
+    )
+    .with_click_stream_shards(config.redis.click_stream_shards);
     let geo = config
         .pipeline
         .geoip_db

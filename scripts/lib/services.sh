@@ -14,7 +14,8 @@
 #   bl_start_replica DIR PORT           a streaming replica of that PostgreSQL (for the tests
 #                                       of DATABASE_READ_URL), URL in BOLTLINK_TEST_REPLICA_URL
 #   bl_start_redis_cluster DIR PORT     a Redis Cluster of 3 masters with a replica each on
-#                                       PORT..PORT+5, URLs in BOLTLINK_TEST_REDIS_CLUSTER_URL
+#                                       PORT..PORT+5 (bus +1000), URLs in
+#                                       BOLTLINK_TEST_REDIS_CLUSTER_URL
 #
 # The servers are private on purpose: tests create and drop data freely, so they must never
 # touch a database someone cares about, and CI machines start with nothing running.
@@ -647,7 +648,9 @@ _bl_cluster_ok() {
 # A Redis Cluster of 3 masters, each with one replica: six servers on 127.0.0.1, ports
 # first-port..first-port+5, formed with `redis-cli --cluster create` (or reused when they
 # already run). A short cluster-node-timeout (2 s) so that a failover in a test takes seconds.
-# first-port + 5 must stay at or below 55535: each node also listens on its port + 10000.
+# Each node's cluster bus listens on its port + 1000 (not Redis's default + 10000), so that a
+# first-port below 31768 keeps both out of the kernel's ephemeral range, where a client
+# socket of the tests could hold a port when a node starts.
 # Exports BOLTLINK_TEST_REDIS_CLUSTER_URL, the six nodes' URLs comma-separated, as REDIS_URL
 # takes them. bl_stop_services stops what this started.
 bl_start_redis_cluster() {
@@ -680,6 +683,7 @@ bl_start_redis_cluster() {
         fi
         if ! "$server" --bind 127.0.0.1 --port "$port" --protected-mode yes \
             --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+            --cluster-port $((port + 1000)) \
             --cluster-node-timeout 2000 \
             --dir "$dir" --appendonly yes --appendfsync everysec --save '' \
             --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::consumer::{
-    acknowledge, consume, hold_singleton, parse_batch, prepare, spawn_periodic, Consumer, Pipeline,
-    Process, StepOutcome,
+    acknowledge, consume, consumer_name, hold_singleton, parse_batch, prepare, spawn_periodic,
+    Consumer, Pipeline, Process, StepOutcome,
 };
 use super::enrich::{enrich, Enriched};
 use super::offset::StreamId;
@@ -26,7 +26,8 @@ use crate::daemon::systemd::{self, NotifyState};
 use crate::daemon::Shutdown;
 
 pub const GROUP: &str = Process::Aggregator.group();
-/// The offset row in `stream_offsets`.
+/// The offset row in `stream_offsets` of shard 0 (and of the one stream before there were
+/// shards); shard N's is `aggregator.N` ([`consumer_name`]).
 pub const OFFSET_NAME: &str = "aggregator";
 
 /// Additions to one hourly rollup row.
@@ -177,9 +178,10 @@ pub async fn apply<L: ClickLog, S: ClickStore>(
     if entries.is_empty() {
         return Ok(Applied::default());
     }
+    let offset_name = consumer_name(GROUP, p.stream.shard());
     let offset = p
         .store
-        .stream_offset(OFFSET_NAME)
+        .stream_offset(&offset_name)
         .await
         .map_err(|e| anyhow!("reading the aggregator offset: {e}"))?
         .unwrap_or_default();
@@ -206,7 +208,7 @@ pub async fn apply<L: ClickLog, S: ClickStore>(
     if upto > offset {
         let (rollups, links) = aggregate(&fresh, p.config.count_bots);
         p.store
-            .apply_aggregates(OFFSET_NAME, upto, &rollups, &links)
+            .apply_aggregates(&offset_name, upto, &rollups, &links)
             .await
             .map_err(|e| anyhow!("committing counts: {e}"))?;
     }
@@ -260,10 +262,19 @@ pub async fn run<L: ClickLog, S: ClickStore>(
         move || {
             let p = p.clone();
             async move {
-                match p.stream.trim_consumed().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(stream.trimmed = n, "trimmed consumed click events"),
-                    Err(e) => tracing::debug!(error = %e, "stream trim skipped"),
+                let Some(shards) = p.stream.shards_in_use().await else {
+                    return;
+                };
+                for shard in shards {
+                    match p.stream.for_shard(shard).trim_consumed().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(
+                            shard,
+                            stream.trimmed = n,
+                            "trimmed consumed click events"
+                        ),
+                        Err(e) => tracing::debug!(shard, error = %e, "stream trim skipped"),
+                    }
                 }
             }
         }

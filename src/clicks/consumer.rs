@@ -15,7 +15,7 @@ use chrono::Utc;
 
 use super::enrich::Geo;
 use super::event::{events_of_entry, ClickEvent};
-use super::offset::{StreamEntry, StreamId};
+use super::offset::{GroupLag, StreamEntry, StreamId};
 use super::ports::{ClickLog, ClickStore, LogError};
 use crate::config::PipelineConfig;
 use crate::daemon::systemd::{self, LoopHeartbeat};
@@ -46,6 +46,16 @@ impl Process {
             Process::Aggregator => "aggregator",
             Process::Webhooks => "webhooks",
         }
+    }
+}
+
+/// The name of a group's consumer of `shard` (also the aggregator's offset row): the group's
+/// own name for shard 0, as before there were shards, `{group}.{shard}` for the others. Stable
+/// across restarts: a restarted process must find its own pending entries.
+pub fn consumer_name(group: &str, shard: u16) -> String {
+    match shard {
+        0 => group.to_string(),
+        n => format!("{group}.{n}"),
     }
 }
 
@@ -88,6 +98,14 @@ impl<L: ClickLog, S: ClickStore> Pipeline<L, S> {
             processed: Arc::new(AtomicU64::new(0)),
             liveness: Arc::new(LoopHeartbeat::new()),
             migrations_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// This pipeline on one shard of the stream (same store, counters and liveness).
+    pub fn for_shard(&self, shard: u16) -> Self {
+        Self {
+            stream: self.stream.for_shard(shard),
+            ..self.clone()
         }
     }
 
@@ -433,6 +451,25 @@ pub async fn run_loop<L: ClickLog, S: ClickStore>(
     }
 }
 
+/// `group`'s lag over every shard in use: entries summed, the oldest of all.
+pub async fn total_lag<L: ClickLog>(stream: &L, group: &str) -> Result<GroupLag, LogError> {
+    let shards = stream
+        .shards_in_use()
+        .await
+        .ok_or_else(|| LogError::Failed("Redis unreachable".into()))?;
+    let mut total = GroupLag::default();
+    for shard in shards {
+        let lag = stream.for_shard(shard).group_lag(group).await?;
+        total.events += lag.events;
+        total.pending += lag.pending;
+        total.oldest_ms = match (total.oldest_ms, lag.oldest_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(total)
+}
+
 /// Publishes `process`'s heartbeat with its group's lag every 2 s until `shutdown`.
 pub async fn run_heartbeat<L: ClickLog, S: ClickStore>(
     p: Pipeline<L, S>,
@@ -450,7 +487,7 @@ pub async fn run_heartbeat<L: ClickLog, S: ClickStore>(
             ("pid", std::process::id().to_string()),
             ("processed_total", processed.to_string()),
         ];
-        match p.stream.group_lag(group).await {
+        match total_lag(&p.stream, group).await {
             Ok(lag) => {
                 let age = lag
                     .oldest_ms
@@ -501,8 +538,10 @@ pub async fn prepare<L: ClickLog, S: ClickStore>(p: &Pipeline<L, S>, migrate: bo
         tracing::warn!("Redis unreachable at start; waiting for it");
     }
     p.liveness.beat();
-    if let Err(e) = p.stream.ensure_groups().await {
-        tracing::warn!(error = %e, "consumer groups not created yet; will retry");
+    for shard in p.stream.shards_in_use().await.unwrap_or_else(|| vec![0]) {
+        if let Err(e) = p.stream.for_shard(shard).ensure_groups().await {
+            tracing::warn!(error = %e, shard, "consumer groups not created yet; will retry");
+        }
     }
 }
 
@@ -516,9 +555,30 @@ pub async fn consume<L: ClickLog, S: ClickStore>(
 ) {
     let group = process.group();
     let heartbeat = tokio::spawn(run_heartbeat(p.clone(), group, group, shutdown.clone()));
-    // A stable consumer name: a restarted process must find its own pending entries.
-    let mut consumer = Consumer::new(group, group);
-    run_loop(process.binary(), shutdown.clone(), p, &mut consumer, step).await;
+    // Every shard in use, each by its own consumer and loop. Which shards those are is known
+    // once Redis answers: until then, wait (an outage at start is waited out like any other).
+    let shards = loop {
+        if let Some(shards) = p.stream.shards_in_use().await {
+            break Some(shards);
+        }
+        if !p.backoff(Duration::from_secs(1), shutdown).await {
+            break None;
+        }
+    };
+    if let Some(shards) = shards {
+        if shards.len() > 1 {
+            tracing::info!(shards = ?shards, "consuming the click stream's shards");
+        }
+        let loops = shards.into_iter().map(|shard| {
+            let p = p.for_shard(shard);
+            let shutdown = shutdown.clone();
+            async move {
+                let mut consumer = Consumer::new(group, &consumer_name(group, shard));
+                run_loop(process.binary(), shutdown, &p, &mut consumer, step).await;
+            }
+        });
+        futures_util::future::join_all(loops).await;
+    }
     systemd::notify(&[systemd::NotifyState::Stopping]);
     let _ = heartbeat.await;
 }

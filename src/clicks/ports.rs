@@ -26,10 +26,19 @@ pub enum LogError {
     Failed(String),
 }
 
-/// The click stream as its consumers use it.
+/// The click stream as its consumers use it: one shard of it (`CLICK_STREAM_SHARDS`); every
+/// operation below is on that shard, [`ClickLog::for_shard`] gives the others.
 pub trait ClickLog: Clone + Send + Sync + 'static {
     /// Connects now if not connected; whether the stream is reachable.
     fn connect_now(&self) -> impl Future<Output = bool> + Send;
+    /// The shard this handle reads.
+    fn shard(&self) -> u16;
+    /// The same stream, on `shard`.
+    fn for_shard(&self, shard: u16) -> Self;
+    /// The shards to consume: the configured ones, and any beyond them that still hold
+    /// entries (left by a larger setting: drained, never written to again). `None` when the
+    /// stream cannot be asked.
+    fn shards_in_use(&self) -> impl Future<Output = Option<Vec<u16>>> + Send;
     /// Creates the consumer groups (from the start of the stream) where they are missing.
     fn ensure_groups(&self) -> impl Future<Output = Result<(), LogError>> + Send;
     /// Up to `count` entries for `consumer` of `group`: its own unacknowledged ones when

@@ -6,8 +6,8 @@ use super::read::Reader;
 use std::time::Duration;
 
 use super::vars::{
-    DATABASE_READ_MAX_LAG_MS, DATABASE_READ_URL, DATABASE_URL, DB_POOL_SIZE, REDIS_KEY_PREFIX,
-    REDIS_URL,
+    CLICK_STREAM_SHARDS, DATABASE_READ_MAX_LAG_MS, DATABASE_READ_URL, DATABASE_URL, DB_POOL_SIZE,
+    REDIS_KEY_PREFIX, REDIS_URL,
 };
 use super::ConfigError;
 
@@ -34,6 +34,8 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix of every Redis key.
     pub key_prefix: String,
+    /// Keys the click stream is spread over.
+    pub click_stream_shards: u16,
 }
 
 pub(super) fn database(r: &Reader<'_>) -> Result<DatabaseConfig, ConfigError> {
@@ -79,6 +81,7 @@ pub(super) fn redis(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
     Ok(RedisConfig {
         url: nodes.join(","),
         key_prefix,
+        click_stream_shards: r.number(CLICK_STREAM_SHARDS)?,
     })
 }
 

@@ -149,6 +149,8 @@ declare! {
     REDIS_URL: Connections, Text("redis://host:port/[,redis://host:port/...]"), Value("redis://127.0.0.1:6379/");
     /// Prefix of every Redis key (several installations can share a Redis).
     REDIS_KEY_PREFIX: Connections, Text("no blanks or control characters"), Value("boltlink:");
+    /// Keys the click stream is spread over (the same on every host and process; on a Redis Cluster, as many as masters or more). Lowering it is safe: the consumers drain the shards beyond it.
+    CLICK_STREAM_SHARDS: Connections, Number { min: 1, max: 64 }, Value("1");
     /// PostgreSQL connections per process.
     DB_POOL_SIZE: Connections, Number { min: 1, max: 500 }, Value("10");
     /// A streaming replica of DATABASE_URL for link lists and analytics (unset: all on the primary).

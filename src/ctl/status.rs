@@ -347,7 +347,7 @@ async fn check_replica(config: &Config, replica: &ReadReplicaConfig) -> Dependen
 
 pub(crate) async fn connect_redis(config: &Config) -> (DependencyReport, Option<RedisHandle>) {
     let handle = match RedisHandle::new(&config.redis.url, &config.redis.key_prefix) {
-        Ok(h) => h,
+        Ok(h) => h.with_click_stream_shards(config.redis.click_stream_shards),
         Err(e) => {
             return (
                 DependencyReport {

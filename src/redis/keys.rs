@@ -12,6 +12,8 @@
 pub struct Keys {
     prefix: String,
     cluster: bool,
+    /// Which shard of the click stream the stream's keys name (`CLICK_STREAM_SHARDS`).
+    shard: u16,
 }
 
 impl Keys {
@@ -19,15 +21,34 @@ impl Keys {
         Self {
             prefix: prefix.to_string(),
             cluster,
+            shard: 0,
         }
     }
 
-    /// `{prefix}clicks`, as a hash tag on a cluster: what the stream's keys start with.
+    /// The same keys, with the stream's keys naming `shard`.
+    pub fn for_shard(&self, shard: u16) -> Self {
+        Self {
+            shard,
+            ..self.clone()
+        }
+    }
+
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// What the shard's stream keys start with: `{prefix}clicks` for shard 0 (the name of the
+    /// one stream before there were shards), `{prefix}clicks.N` for shard N; in braces on a
+    /// cluster, so that each shard's keys share a slot and the shards spread over the slots.
     fn clicks(&self) -> String {
+        let name = match self.shard {
+            0 => "clicks".to_string(),
+            n => format!("clicks.{n}"),
+        };
         if self.cluster {
-            format!("{}{{clicks}}", self.prefix)
+            format!("{}{{{name}}}", self.prefix)
         } else {
-            format!("{}clicks", self.prefix)
+            format!("{}{name}", self.prefix)
         }
     }
 
@@ -48,10 +69,10 @@ impl Keys {
     /// The sequence number of the last click batch a producer (one API process) appended;
     /// makes resends idempotent. One key per process start, not per batch.
     pub fn click_producer(&self, producer: &str) -> String {
-        if self.cluster {
-            format!("{}:producer:{producer}", self.clicks())
-        } else {
-            format!("{}clickproducer:{producer}", self.prefix)
+        match (self.cluster, self.shard) {
+            (true, _) => format!("{}:producer:{producer}", self.clicks()),
+            (false, 0) => format!("{}clickproducer:{producer}", self.prefix),
+            (false, n) => format!("{}clickproducer.{n}:{producer}", self.prefix),
         }
     }
 
@@ -121,6 +142,28 @@ mod tests {
 
     fn slot(key: &str) -> u16 {
         ::redis::cluster_routing::get_slot(key.as_bytes())
+    }
+
+    #[test]
+    fn every_shard_has_its_own_stream_producers_and_dead_letters() {
+        let k = Keys::new("bl:", false).for_shard(2);
+        assert_eq!(k.click_stream(), "bl:clicks.2");
+        assert_eq!(k.click_producer("p1"), "bl:clickproducer.2:p1");
+        assert_eq!(k.dead_letters(), "bl:clicks.2:dead");
+        let c = Keys::new("bl:", true).for_shard(2);
+        assert_eq!(c.click_stream(), "bl:{clicks.2}");
+        assert_eq!(slot(&c.click_producer("p1")), slot(&c.click_stream()));
+        assert_eq!(slot(&c.dead_letters()), slot(&c.click_stream()));
+        // Shards spread over the slots (of a cluster's masters, as far as hashing goes).
+        let slots: std::collections::HashSet<u16> = (0..8)
+            .map(|i| slot(&Keys::new("bl:", true).for_shard(i).click_stream()))
+            .collect();
+        assert_eq!(slots.len(), 8);
+        // Shard 0 keeps the names of the one stream before there were shards.
+        assert_eq!(
+            Keys::new("bl:", true).for_shard(0).click_stream(),
+            "bl:{clicks}"
+        );
     }
 
     #[test]

@@ -86,6 +86,9 @@ impl LuaScript {
 #[derive(Clone)]
 pub struct RedisHandle {
     inner: Arc<RedisInner>,
+    /// Key names; the click stream's those of this handle's shard (see
+    /// [`RedisHandle::for_shard`]; shard 0 unless asked).
+    keys: Arc<Keys>,
 }
 
 /// Where Redis is: one server, or the seed nodes of a cluster.
@@ -105,7 +108,8 @@ struct RedisInner {
     next_node: AtomicU64,
     conn: RwLock<Option<Conn>>,
     healthy: AtomicBool,
-    keys: Keys,
+    /// Shards of the click stream (`CLICK_STREAM_SHARDS`).
+    shards: u16,
     /// Upper bound on one call (longer for blocking stream reads).
     op_timeout: Duration,
     errors_total: AtomicU64,
@@ -153,13 +157,14 @@ impl RedisHandle {
                 next_node: AtomicU64::new(0),
                 conn: RwLock::new(None),
                 healthy: AtomicBool::new(false),
-                keys: Keys::new(prefix, cluster),
+                shards: 1,
                 op_timeout,
                 errors_total: AtomicU64::new(0),
                 flushed_total: AtomicU64::new(0),
                 pending_invalidations: Mutex::new(HashSet::new()),
                 outage_note: "serving from PostgreSQL and local caches, buffering clicks",
             }),
+            keys: Arc::new(Keys::new(prefix, cluster)),
         })
     }
 
@@ -172,8 +177,38 @@ impl RedisHandle {
         self
     }
 
+    /// The key names, the stream's those of this handle's shard.
     pub fn keys(&self) -> &Keys {
-        &self.inner.keys
+        &self.keys
+    }
+
+    /// Spreads the click stream over `shards` keys (`CLICK_STREAM_SHARDS`). Only before the
+    /// handle is cloned.
+    pub fn with_click_stream_shards(mut self, shards: u16) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.shards = shards.max(1);
+        }
+        self
+    }
+
+    /// How many shards the click stream has.
+    pub fn click_stream_shards(&self) -> u16 {
+        self.inner.shards
+    }
+
+    /// This handle (same connection, health and settings), with its stream operations on
+    /// `shard`, which may lie beyond [`Self::click_stream_shards`] (a shard left over from a
+    /// larger setting, being drained).
+    pub fn for_shard(&self, shard: u16) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            keys: Arc::new(self.keys.for_shard(shard)),
+        }
+    }
+
+    /// The shard this handle's stream operations use.
+    pub fn shard(&self) -> u16 {
+        self.keys.shard()
     }
 
     /// Whether `REDIS_URL` named the nodes of a Redis Cluster.

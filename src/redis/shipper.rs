@@ -39,11 +39,16 @@ impl RedisHandle {
         }
         let mut pipe = ::redis::pipe();
         if let Some(batch) = &batch {
+            // A batch's shard follows from its sequence number: a resend goes where the first
+            // send went, whose producer sequence makes it idempotent.
+            let keys = self
+                .keys()
+                .for_shard((batch.seq % u64::from(self.click_stream_shards())) as u16);
             let mut cmd = ::redis::cmd("EVAL");
             cmd.arg(APPEND_SCRIPT)
                 .arg(2)
-                .arg(self.keys().click_stream())
-                .arg(self.keys().click_producer(&queue.producer().to_string()))
+                .arg(keys.click_stream())
+                .arg(keys.click_producer(&queue.producer().to_string()))
                 .arg(batch.seq)
                 .arg("v")
                 .arg(PACKED_VERSION)

@@ -10,9 +10,39 @@ use crate::clicks::consumer::GROUPS;
 use crate::clicks::offset::{GroupLag, StreamEntry, StreamId};
 use crate::clicks::ports::{ClickLog, LogError};
 
+/// Shards a stream may have (`CLICK_STREAM_SHARDS`); the consumers look this far for shards
+/// left over from a larger setting.
+pub const MAX_SHARDS: u16 = 64;
+
+/// With several shards, how long a consumer waits after a read found its shard empty (a
+/// read with several shards does not block in Redis: see `read_group`).
+const SHARD_IDLE_WAIT: Duration = Duration::from_millis(50);
+
 impl ClickLog for RedisHandle {
     async fn connect_now(&self) -> bool {
         RedisHandle::connect_now(self).await
+    }
+
+    fn shard(&self) -> u16 {
+        RedisHandle::shard(self)
+    }
+
+    fn for_shard(&self, shard: u16) -> Self {
+        RedisHandle::for_shard(self, shard)
+    }
+
+    async fn shards_in_use(&self) -> Option<Vec<u16>> {
+        let configured = self.click_stream_shards();
+        let mut shards: Vec<u16> = (0..configured).collect();
+        for shard in configured..MAX_SHARDS {
+            let cmd = ::redis::cmd("XLEN")
+                .arg(self.for_shard(shard).keys().click_stream())
+                .clone();
+            if self.query_cmd::<u64>(&cmd).await? > 0 {
+                shards.push(shard);
+            }
+        }
+        Some(shards)
     }
 
     /// Creates the consumer groups (from id 0, creating the stream if needed); existing
@@ -53,7 +83,11 @@ impl ClickLog for RedisHandle {
             .arg(consumer)
             .arg("COUNT")
             .arg(count);
-        if !pending {
+        // One connection carries every shard's reads: a read blocking in Redis would hold up
+        // the other shards' reads and acknowledgements behind it. With several shards an empty
+        // read waits here instead, a little, without holding the connection.
+        let wait_here = self.click_stream_shards() > 1 || self.shard() > 0;
+        if !pending && !wait_here {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
         cmd.arg("STREAMS")
@@ -62,7 +96,11 @@ impl ClickLog for RedisHandle {
         let mut pipe = ::redis::pipe();
         pipe.add_command(cmd);
         let (reply,): (::redis::Value,) = self.try_pipe(&pipe).await?;
-        Ok(stream_entries(reply)?)
+        let entries = stream_entries(reply)?;
+        if entries.is_empty() && !pending && wait_here {
+            tokio::time::sleep(block.min(SHARD_IDLE_WAIT)).await;
+        }
+        Ok(entries)
     }
 
     /// Moves every pending entry of `group` (whichever consumer it was delivered to) to
@@ -228,10 +266,17 @@ impl ClickLog for RedisHandle {
 }
 
 impl RedisHandle {
-    /// Number of entries in the click stream (`XLEN`), `None` if Redis is down.
+    /// Number of entries in the click stream (`XLEN`, summed over its shards), `None` if
+    /// Redis is down.
     pub async fn click_stream_len(&self) -> Option<u64> {
-        let cmd = ::redis::cmd("XLEN").arg(self.keys().click_stream()).clone();
-        self.query_cmd(&cmd).await
+        let mut total = 0;
+        for shard in 0..self.click_stream_shards() {
+            let cmd = ::redis::cmd("XLEN")
+                .arg(self.for_shard(shard).keys().click_stream())
+                .clone();
+            total += self.query_cmd::<u64>(&cmd).await?;
+        }
+        Some(total)
     }
 
     async fn groups(&self) -> Result<StreamInfoGroupsReply, Error> {

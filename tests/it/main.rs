@@ -28,5 +28,6 @@ mod redis_cluster;
 mod replica;
 mod resilience;
 mod setup;
+mod shards;
 mod units;
 mod webhooks;
