@@ -179,6 +179,8 @@ pub struct Consumer {
     clicks_per_entry: usize,
     /// The last read of new entries got fewer than it asked for: the stream is caught up.
     caught_up: bool,
+    /// When this consumer last looked for entries another reader left unfinished.
+    last_takeover_check: std::time::Instant,
 }
 
 impl Consumer {
@@ -192,6 +194,7 @@ impl Consumer {
             // Until a read says otherwise, assume the largest entries a flush writes.
             clicks_per_entry: super::queue::FLUSH_BATCH,
             caught_up: false,
+            last_takeover_check: std::time::Instant::now(),
         }
     }
 
@@ -298,6 +301,26 @@ impl Consumer {
                 return Ok(pending);
             }
             self.recovering = false;
+        }
+        // Entries another reader took and never finished (its host died; several hosts' workers
+        // share this consumer name) would otherwise wait for a restart: a few times per
+        // takeover period, take those idle for a whole period. Only here, between batches:
+        // this consumer's own batch in flight is never among them.
+        let takeover = p.config.takeover_after;
+        if self.last_takeover_check.elapsed() >= takeover / 3 {
+            self.last_takeover_check = std::time::Instant::now();
+            let left = p
+                .stream
+                .claim_idle(self.group, &self.name, takeover, count)
+                .await?;
+            if !left.is_empty() {
+                tracing::warn!(
+                    entries = left.len(),
+                    idle_ms = takeover.as_millis() as u64,
+                    "taking over stream entries another reader left unfinished"
+                );
+                return Ok(left);
+            }
         }
         let entries = p
             .stream

@@ -58,6 +58,15 @@ pub trait ClickLog: Clone + Send + Sync + 'static {
         group: &str,
         consumer: &str,
     ) -> impl Future<Output = Result<(), LogError>> + Send;
+    /// Up to `count` entries of `group` that were delivered at least `min_idle` ago and are
+    /// still not acknowledged (their reader died), now delivered to `consumer`.
+    fn claim_idle(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<StreamEntry>, LogError>> + Send;
     /// Acknowledges entries for `group`.
     fn ack(
         &self,

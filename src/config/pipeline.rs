@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::read::Reader;
 use super::vars::{
     AGGREGATOR_BATCH_SIZE, AGGREGATOR_WINDOW_MS, CLICK_RETENTION_DAYS, COUNT_BOTS, GEOIP_DB,
-    PIPELINE_BATCH_SIZE, PIPELINE_LINGER_MS, PIPELINE_POLL_MS,
+    PIPELINE_BATCH_SIZE, PIPELINE_LINGER_MS, PIPELINE_POLL_MS, PIPELINE_TAKEOVER_MS,
 };
 use super::ConfigError;
 
@@ -16,6 +16,8 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// How long one read waits for new entries when the stream is idle.
     pub poll_interval: Duration,
+    /// Entries of the group left pending (read, not finished) this long are taken over.
+    pub takeover_after: Duration,
     /// The worker's pace: after a step that caught up with the stream, the next one starts no
     /// sooner than this after it began, so clicks gather into fewer, larger transactions.
     pub linger: Duration,
@@ -50,6 +52,7 @@ pub(super) fn pipeline(r: &Reader<'_>) -> Result<PipelineConfig, ConfigError> {
     Ok(PipelineConfig {
         batch_size: r.number(PIPELINE_BATCH_SIZE)?,
         poll_interval: r.millis(PIPELINE_POLL_MS)?,
+        takeover_after: r.millis(PIPELINE_TAKEOVER_MS)?,
         linger: r.millis(PIPELINE_LINGER_MS)?,
         aggregate_batch_size: r.number(AGGREGATOR_BATCH_SIZE)?,
         aggregate_window: r.millis(AGGREGATOR_WINDOW_MS)?,

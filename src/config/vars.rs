@@ -241,6 +241,8 @@ declare! {
     PIPELINE_POLL_MS: Pipeline, Number { min: 1, max: 60_000 }, Value("500");
     /// Worker: a step that caught up is followed by the next one no sooner than this (ms).
     PIPELINE_LINGER_MS: Pipeline, Number { min: 0, max: 10_000 }, Value("200");
+    /// Stream entries read by a consumer of the same group but left unfinished this long (a host or process that died after reading them) are taken over (ms).
+    PIPELINE_TAKEOVER_MS: Pipeline, Number { min: 1_000, max: 3_600_000 }, Value("30000");
     /// Aggregator: most clicks folded into one transaction.
     AGGREGATOR_BATCH_SIZE: Pipeline, Number { min: 1, max: 1_000_000 }, Value("50000");
     /// Aggregator: a step that caught up is followed by the next one no sooner than this (ms).

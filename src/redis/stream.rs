@@ -134,6 +134,38 @@ impl ClickLog for RedisHandle {
         }
     }
 
+    /// `XAUTOCLAIM` from the start of the pending list: entries idle for `min_idle` and more.
+    async fn claim_idle(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, LogError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("XAUTOCLAIM")
+            .arg(self.keys().click_stream())
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count.max(1));
+        let (reply,): (::redis::Value,) = self.try_pipe(&pipe).await?;
+        // [next cursor, [[id, fields], ...], [ids of entries deleted meanwhile]]
+        let claimed = match reply {
+            ::redis::Value::Array(parts) => parts.into_iter().nth(1),
+            _ => None,
+        };
+        match claimed {
+            // Shaped like one stream of an XREADGROUP reply.
+            Some(entries) => Ok(stream_entries(::redis::Value::Array(vec![
+                ::redis::Value::Array(vec![::redis::Value::Nil, entries]),
+            ]))?),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Acknowledges entries for `group`.
     async fn ack(&self, group: &str, ids: &[StreamId]) -> Result<(), LogError> {
         if ids.is_empty() {

@@ -29,5 +29,6 @@ mod replica;
 mod resilience;
 mod setup;
 mod shards;
+mod takeover;
 mod units;
 mod webhooks;

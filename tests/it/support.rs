@@ -1260,6 +1260,17 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL, then a new process with the same environment.
     pub fn kill9_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {
