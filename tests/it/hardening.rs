@@ -11,23 +11,10 @@ use serde_json::{json, Value};
 
 use crate::support::{
     case_error, code_of, create_key, error_message, fresh_connection_client, new_prefix,
-    wait_for_room_in_window, Says, Suite, TestApp, TestDatabase,
+    shorten_on as shorten, wait_for_room_in_window, Says, Suite, TestApp, TestDatabase,
 };
 
 const TARGET: &str = "https://example.com/landing";
-
-/// Creates a link through the suite's socket and returns its JSON.
-async fn shorten(client: &reqwest::Client, suite: &Suite, key: &str, body: Value) -> Value {
-    let resp = client
-        .post(suite.url("/api/shorten"))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("shorten");
-    assert_eq!(resp.status(), 201, "shorten answers 201");
-    resp.json().await.expect("link JSON")
-}
 
 /// Two API processes on one socket with `envs`, ready, and a password-protected link
 /// (password `right-one`) made through them: the suite, a client, the link's code.

@@ -10,12 +10,12 @@ use futures_util::future::join_all;
 use redis::cluster::ClusterClient;
 use serde_json::{json, Value};
 
-use crate::support::{code_of, create_key, id_of, new_prefix, Daemon, Suite, TestDatabase};
+use crate::support::{
+    browser_client, code_of, create_key, id_of, new_prefix, pipeline_env, shorten_on as shorten,
+    Daemon, Suite, TestDatabase, AGGREGATOR_BIN, BROWSER_UA, WORKER_BIN,
+};
 
-const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
-const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
 const TARGET: &str = "https://example.com/cluster";
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
 
 /// The cluster's nodes, as `REDIS_URL` takes them.
 fn cluster_url() -> String {
@@ -81,31 +81,13 @@ async fn masters_of(keys: &[String]) -> HashSet<String> {
         .collect()
 }
 
-async fn shorten(client: &reqwest::Client, suite: &Suite, key: &str, body: Value) -> Value {
-    let resp = client
-        .post(suite.url("/api/shorten"))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("shorten");
-    assert_eq!(resp.status(), 201);
-    resp.json().await.expect("json")
-}
-
 fn daemon_env(database: &TestDatabase, prefix: &str) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", database.url().to_string()),
-        ("REDIS_URL", cluster_url()),
-        ("REDIS_KEY_PREFIX", prefix.to_string()),
-        ("BOLTLINK_ENV_FILE", "/dev/null".to_string()),
-        ("LOG_LEVEL", "warn".to_string()),
-        ("PIPELINE_POLL_MS", "100".to_string()),
-        ("CLICK_STREAM_SHARDS", "4".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    pipeline_env(
+        database.url(),
+        &cluster_url(),
+        prefix,
+        &[("CLICK_STREAM_SHARDS", "4")],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +128,7 @@ async fn the_suite_on_a_redis_cluster_caches_invalidates_limits_and_counts_every
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
-        .user_agent(BROWSER)
+        .user_agent(BROWSER_UA)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
@@ -628,20 +610,10 @@ async fn with_the_streams_master_killed_redirects_are_answered_and_counting_resu
         ],
     );
     suite.wait_until_all_serve().await;
-    let mut env = daemon_env(&database, &prefix);
-    for (k, v) in env.iter_mut() {
-        if k == "REDIS_URL" {
-            *v = url.clone();
-        }
-    }
+    let env = pipeline_env(database.url(), &url, &prefix, &[]);
     let _worker = Daemon::start(WORKER_BIN, env.clone(), None);
     let _aggregator = Daemon::start(AGGREGATOR_BIN, env, None);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(BROWSER)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let client = browser_client();
     let key = create_key(database.url()).await;
     let mut codes = Vec::new();
     for i in 0..10 {

@@ -8,48 +8,25 @@ use futures_util::future::join_all;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::support::{code_of, create_key, new_prefix, redis_url, Daemon, Suite, TestDatabase};
-
-const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
-const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
+use crate::support::{
+    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_url, shorten_on, Daemon,
+    Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
+};
 
 fn daemon_env(database: &TestDatabase, prefix: &str, shards: &str) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", database.url().to_string()),
-        ("REDIS_URL", redis_url()),
-        ("REDIS_KEY_PREFIX", prefix.to_string()),
-        ("BOLTLINK_ENV_FILE", "/dev/null".to_string()),
-        ("LOG_LEVEL", "warn".to_string()),
-        ("PIPELINE_POLL_MS", "100".to_string()),
-        ("CLICK_STREAM_SHARDS", shards.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(BROWSER)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    pipeline_env(
+        database.url(),
+        &redis_url(),
+        prefix,
+        &[("CLICK_STREAM_SHARDS", shards)],
+    )
 }
 
 async fn make_links(client: &reqwest::Client, suite: &Suite, key: &str, n: usize) -> Vec<String> {
     let mut codes = Vec::new();
     for i in 0..n {
-        let resp = client
-            .post(suite.url("/api/shorten"))
-            .header("x-api-key", key)
-            .json(&json!({"url": format!("https://example.com/shard/{i}")}))
-            .send()
-            .await
-            .expect("shorten");
-        assert_eq!(resp.status(), 201);
-        codes.push(code_of(&resp.json().await.expect("json")));
+        let body = json!({"url": format!("https://example.com/shard/{i}")});
+        codes.push(code_of(&shorten_on(client, suite, key, body).await));
     }
     codes
 }
@@ -129,7 +106,7 @@ async fn clicks_spread_over_three_shards_are_each_counted_once() {
     suite.wait_until_all_serve().await;
     let _worker = Daemon::start(WORKER_BIN, daemon_env(&database, &prefix, "3"), None);
     let _aggregator = Daemon::start(AGGREGATOR_BIN, daemon_env(&database, &prefix, "3"), None);
-    let client = browser();
+    let client = browser_client();
     let key = create_key(database.url()).await;
     let codes = make_links(&client, &suite, &key, 12).await;
     let mut answered = 0;
@@ -170,7 +147,7 @@ async fn consumers_set_to_fewer_shards_drain_the_shards_beyond() {
         ],
     );
     suite.wait_until_all_serve().await;
-    let client = browser();
+    let client = browser_client();
     let key = create_key(database.url()).await;
     let codes = make_links(&client, &suite, &key, 8).await;
     let mut answered = 0;

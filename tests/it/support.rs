@@ -795,6 +795,59 @@ impl Drop for Suite {
     }
 }
 
+/// The click pipeline's binaries, for tests that run them as processes.
+pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
+pub const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
+
+/// A desktop browser's User-Agent: its clicks are counted (bots' are stored, not counted).
+pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
+
+/// The environment of a worker or aggregator process on `database_url` and `redis_url`
+/// under `prefix`, reading every 100 ms; `extra` settings are added last.
+pub fn pipeline_env(
+    database_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", database_url),
+        ("REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("BOLTLINK_ENV_FILE", "/dev/null"),
+        ("LOG_LEVEL", "warn"),
+        ("PIPELINE_POLL_MS", "100"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A client that visits as a browser: redirects are not followed, and its clicks count.
+pub fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(BROWSER_UA)
+        // A bound against a hang, not a timing check.
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Creates a link through a suite's socket and returns its JSON.
+pub async fn shorten_on(client: &reqwest::Client, suite: &Suite, key: &str, body: Value) -> Value {
+    let resp = client
+        .post(suite.url("/api/shorten"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("shorten");
+    assert_eq!(resp.status(), 201, "shorten answers 201");
+    resp.json().await.expect("link JSON")
+}
+
 /// A client that opens a new connection per request, so the kernel spreads requests over
 /// every process accepting on the shared socket.
 pub fn fresh_connection_client() -> reqwest::Client {

@@ -7,11 +7,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::support::{code_of, create_key, new_prefix, redis_url, Daemon, Suite, TestDatabase};
-
-const WORKER_BIN: &str = env!("CARGO_BIN_EXE_boltlink-worker");
-const AGGREGATOR_BIN: &str = env!("CARGO_BIN_EXE_boltlink-aggregator");
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0 Safari/537.36";
+use crate::support::{
+    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_url, shorten_on, Daemon,
+    Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
+};
 
 async fn totals(pool: &sqlx::PgPool) -> (i64, i64) {
     sqlx::query_as(
@@ -48,34 +47,24 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
     let prefix = new_prefix();
     let suite = Suite::start_with(1, &database, &prefix, &[]);
     suite.wait_until_all_serve().await;
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", database.url().to_string()),
-        ("REDIS_URL", redis_url()),
-        ("REDIS_KEY_PREFIX", prefix.clone()),
-        ("BOLTLINK_ENV_FILE", "/dev/null".to_string()),
-        ("LOG_LEVEL", "error".to_string()),
-        ("PIPELINE_POLL_MS", "100".to_string()),
-        ("PIPELINE_TAKEOVER_MS", "1500".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = pipeline_env(
+        database.url(),
+        &redis_url(),
+        &prefix,
+        &[("LOG_LEVEL", "error"), ("PIPELINE_TAKEOVER_MS", "1500")],
+    );
     let worker = Daemon::start(WORKER_BIN, env.clone(), None);
     let _aggregator = Daemon::start(AGGREGATOR_BIN, env, None);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(BROWSER)
-        .build()
-        .expect("client");
+    let client = browser_client();
     let key = create_key(database.url()).await;
-    let resp = client
-        .post(suite.url("/api/shorten"))
-        .header("x-api-key", &key)
-        .json(&json!({"url": "https://example.com/takeover"}))
-        .send()
-        .await
-        .expect("shorten");
-    let code = code_of(&resp.json().await.expect("json"));
+    let link = shorten_on(
+        &client,
+        &suite,
+        &key,
+        json!({"url": "https://example.com/takeover"}),
+    )
+    .await;
+    let code = code_of(&link);
     let visit = |n: usize| {
         let (client, url) = (client.clone(), suite.url(&format!("/{code}")));
         async move {
