@@ -129,23 +129,23 @@ impl AppState {
         F: Fn(Store) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        if let (Some(replica), Some(on_replica)) = (self.store.replica(), self.store.on_replica()) {
-            // A missing fence answer (Redis down) cannot rule a recent write out: primary.
-            if replica.usable_now() {
-                if let Ok(written) = self.redis.read_fence(&key_id).await {
-                    if replica.may_serve(written) {
-                        match read(on_replica).await {
-                            Ok(v) => {
-                                replica.count_read(true);
-                                return Ok(v);
-                            }
-                            Err(e) => replica.mark_failed(&e.to_string()),
-                        }
-                    }
+        let (Some(replica), Some(on_replica)) = (self.store.replica(), self.store.on_replica())
+        else {
+            return read(self.store.clone()).await;
+        };
+        // A missing fence answer (Redis down) cannot rule a recent write out: primary.
+        let may_serve = replica.usable_now()
+            && matches!(self.redis.read_fence(&key_id).await, Ok(w) if replica.may_serve(w));
+        if may_serve {
+            match read(on_replica).await {
+                Ok(v) => {
+                    replica.count_read(true);
+                    return Ok(v);
                 }
+                Err(e) => replica.mark_failed(&e.to_string()),
             }
-            replica.count_read(false);
         }
+        replica.count_read(false);
         read(self.store.clone()).await
     }
 

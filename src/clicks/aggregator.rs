@@ -262,7 +262,7 @@ pub async fn run<L: ClickLog, S: ClickStore>(
         move || {
             let p = p.clone();
             async move {
-                let Some(shards) = p.stream.shards_in_use().await else {
+                let Some(shards) = p.shards().await else {
                     return;
                 };
                 for shard in shards {

@@ -85,6 +85,8 @@ pub struct Pipeline<L, S> {
     pub liveness: Arc<LoopHeartbeat>,
     /// Migrations were due at start but PostgreSQL did not take them: the step loop retries.
     migrations_pending: Arc<std::sync::atomic::AtomicBool>,
+    /// The stream's shards in use, found once Redis first answers ([`Pipeline::shards`]).
+    shards: Arc<std::sync::OnceLock<Vec<u16>>>,
 }
 
 impl<L: ClickLog, S: ClickStore> Pipeline<L, S> {
@@ -98,7 +100,19 @@ impl<L: ClickLog, S: ClickStore> Pipeline<L, S> {
             processed: Arc::new(AtomicU64::new(0)),
             liveness: Arc::new(LoopHeartbeat::new()),
             migrations_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            shards: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// The shards this process consumes ([`ClickLog::shards_in_use`]), asked of Redis once and
+    /// kept: a shard left over from a larger setting stays in the list once drained, and is
+    /// never written to again. `None` while Redis has not answered yet.
+    pub async fn shards(&self) -> Option<Vec<u16>> {
+        if let Some(shards) = self.shards.get() {
+            return Some(shards.clone());
+        }
+        let found = self.stream.shards_in_use().await?;
+        Some(self.shards.get_or_init(|| found).clone())
     }
 
     /// This pipeline on one shard of the stream (same store, counters and liveness).
@@ -474,14 +488,14 @@ pub async fn run_loop<L: ClickLog, S: ClickStore>(
     }
 }
 
-/// `group`'s lag over every shard in use: entries summed, the oldest of all.
-pub async fn total_lag<L: ClickLog>(stream: &L, group: &str) -> Result<GroupLag, LogError> {
-    let shards = stream
-        .shards_in_use()
-        .await
-        .ok_or_else(|| LogError::Failed("Redis unreachable".into()))?;
+/// `group`'s lag over `shards`: entries summed, the oldest of all.
+pub async fn total_lag<L: ClickLog>(
+    stream: &L,
+    group: &str,
+    shards: &[u16],
+) -> Result<GroupLag, LogError> {
     let mut total = GroupLag::default();
-    for shard in shards {
+    for &shard in shards {
         let lag = stream.for_shard(shard).group_lag(group).await?;
         total.events += lag.events;
         total.pending += lag.pending;
@@ -510,7 +524,9 @@ pub async fn run_heartbeat<L: ClickLog, S: ClickStore>(
             ("pid", std::process::id().to_string()),
             ("processed_total", processed.to_string()),
         ];
-        match total_lag(&p.stream, group).await {
+        // Until the shards are known (Redis not answering yet), shard 0's lag says as much.
+        let shards = p.shards.get().cloned().unwrap_or_else(|| vec![0]);
+        match total_lag(&p.stream, group, &shards).await {
             Ok(lag) => {
                 let age = lag
                     .oldest_ms
@@ -561,7 +577,7 @@ pub async fn prepare<L: ClickLog, S: ClickStore>(p: &Pipeline<L, S>, migrate: bo
         tracing::warn!("Redis unreachable at start; waiting for it");
     }
     p.liveness.beat();
-    for shard in p.stream.shards_in_use().await.unwrap_or_else(|| vec![0]) {
+    for shard in p.shards().await.unwrap_or_else(|| vec![0]) {
         if let Err(e) = p.stream.for_shard(shard).ensure_groups().await {
             tracing::warn!(error = %e, shard, "consumer groups not created yet; will retry");
         }
@@ -581,7 +597,7 @@ pub async fn consume<L: ClickLog, S: ClickStore>(
     // Every shard in use, each by its own consumer and loop. Which shards those are is known
     // once Redis answers: until then, wait (an outage at start is waited out like any other).
     let shards = loop {
-        if let Some(shards) = p.stream.shards_in_use().await {
+        if let Some(shards) = p.shards().await {
             break Some(shards);
         }
         if !p.backoff(Duration::from_secs(1), shutdown).await {
