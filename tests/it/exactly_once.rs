@@ -201,12 +201,12 @@ async fn every_answered_redirect_is_counted_exactly_once_through_kills_and_outag
                 .expect("conn");
             let groups: redis::Value = redis::cmd("XINFO")
                 .arg("GROUPS")
-                .arg(format!("{}clicks", app.prefix))
+                .arg(app.keys.click_stream())
                 .query_async(&mut c)
                 .await
                 .expect("xinfo");
             let dead: u64 = redis::cmd("XLEN")
-                .arg(format!("{}clicks:dead", app.prefix))
+                .arg(app.keys.dead_letters())
                 .query_async(&mut c)
                 .await
                 .unwrap_or(0);

@@ -433,7 +433,7 @@ async fn system_health_reports_instances_dependencies_and_background_processes_f
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut redis = app.redis.clone();
     let _: () = redis::cmd("HSET")
-        .arg(format!("{}heartbeat:worker", app.prefix))
+        .arg(app.keys.process_heartbeat("worker"))
         .arg("started_at")
         .arg(now_ms - 90_000)
         .arg("last_seen")

@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{config_map, ClickTotals, TestApp};
+use crate::support::{config_map, redis_connection, redis_server_of, ClickTotals, TestApp};
 
 const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
 
@@ -156,7 +156,7 @@ async fn app_with_one_link(url: &str) -> (TestApp, serde_json::Value, Uuid) {
 async fn pending(app: &TestApp, group: &str) -> u64 {
     let mut c = app.redis.clone();
     let reply: redis::Value = redis::cmd("XPENDING")
-        .arg(format!("{}clicks", app.prefix))
+        .arg(app.keys.click_stream())
         .arg(group)
         .query_async(&mut c)
         .await
@@ -418,7 +418,7 @@ async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
     let p = pipeline_for(&app, &[]).await;
     let mut c = app.redis.clone();
     let _: String = redis::cmd("XADD")
-        .arg(format!("{}clicks", app.prefix))
+        .arg(app.keys.click_stream())
         .arg("*")
         .arg("v")
         .arg("1")
@@ -440,14 +440,14 @@ async fn invalid_stream_entries_go_to_dead_letters_and_do_not_block_the_rest() {
         }
     );
     let dead: u64 = redis::cmd("XLEN")
-        .arg(format!("{}clicks:dead", app.prefix))
+        .arg(app.keys.dead_letters())
         .query_async(&mut c)
         .await
         .expect("xlen");
     // Each consumer dead-letters what it cannot read.
     assert_eq!(dead, 2);
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{}clicks:dead", app.prefix))
+        .arg(app.keys.dead_letters())
         .arg("-")
         .arg("+")
         .query_async(&mut c)
@@ -472,7 +472,7 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
     records.insert(1, broken.clone());
     let mut c = app.redis.clone();
     let _: String = redis::cmd("XADD")
-        .arg(format!("{}clicks", app.prefix))
+        .arg(app.keys.click_stream())
         .arg("*")
         .arg("v")
         .arg(boltlink::clicks::event::PACKED_VERSION)
@@ -487,7 +487,7 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         .expect("xadd");
     // A packed entry whose count does not match its records cannot be trusted at all.
     let _: String = redis::cmd("XADD")
-        .arg(format!("{}clicks", app.prefix))
+        .arg(app.keys.click_stream())
         .arg("*")
         .arg("v")
         .arg(boltlink::clicks::event::PACKED_VERSION)
@@ -513,7 +513,7 @@ async fn a_bad_click_inside_a_packed_entry_is_dead_lettered_alone() {
         }
     );
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{}clicks:dead", app.prefix))
+        .arg(app.keys.dead_letters())
         .arg("-")
         .arg("+")
         .query_async(&mut c)
@@ -768,24 +768,41 @@ async fn entries_delivered_by_a_read_whose_reply_was_lost_are_counted_before_any
         .arg("COUNT")
         .arg(100)
         .arg("STREAMS")
-        .arg(format!("{}clicks", app.prefix))
+        .arg(app.keys.click_stream())
         .arg(">")
         .query_async(&mut c)
         .await
         .expect("delivery");
     assert_eq!(pending(&app, "aggregator").await, 5);
-    // ... and the consumer's own connection drops (only that one: other tests share this
-    // Redis): its next read fails.
-    let id: i64 = p
-        .stream
-        .query_cmd(&redis::cmd("CLIENT").arg("ID").clone())
-        .await
-        .expect("the consumer's connection id");
+    // ... and the consumer's own connection to the stream's server drops (only that one: other
+    // tests share this Redis): its next read fails. On a cluster the consumer holds a
+    // connection per node and `CLIENT INFO` goes to any of them: asked until the stream's
+    // master answers, which then drops that connection.
+    let server = redis_server_of(&app.redis_url, &app.keys.click_stream()).await;
+    let mut id = None;
+    for _ in 0..200 {
+        let info: String = p
+            .stream
+            .query_cmd(&redis::cmd("CLIENT").arg("INFO").clone())
+            .await
+            .expect("the consumer's connection");
+        let field = |name: &str| {
+            info.split_whitespace()
+                .find_map(|f| f.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if field("laddr=").as_deref() == Some(server.as_str()) {
+            id = field("id=");
+            break;
+        }
+    }
+    let id = id.unwrap_or_else(|| panic!("the consumer's connection to {server}"));
+    let mut stream_server = redis_connection(&format!("redis://{server}/")).await;
     let _: redis::Value = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")
         .arg(id)
-        .query_async(&mut c)
+        .query_async(&mut stream_server)
         .await
         .expect("client kill");
     assert!(aggregator::step(&p, &mut consumer).await.is_err());
@@ -941,7 +958,7 @@ async fn webhook_clicks_are_staged_once_and_batched_per_key_by_the_thousand() {
     // One invalid entry among them is skipped (the worker dead-letters it), not fatal.
     let mut c = app.redis.clone();
     let _: String = redis::cmd("XADD")
-        .arg(format!("{}clicks", app.prefix))
+        .arg(app.keys.click_stream())
         .arg("*")
         .arg("v")
         .arg("99")

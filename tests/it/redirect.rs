@@ -1,7 +1,7 @@
 //! The redirect path over HTTP: `GET|HEAD /{code}`, `GET /api/{code}`, `POST
 //! /api/verify/{code}` and `GET /api/rate-limit-status/{code}`, against a real PostgreSQL and
 //! Redis. Clicks are observed where the contract puts them: in this test's click stream
-//! (`{prefix}clicks`), which the flusher fills within milliseconds of the answer.
+//! (`app.keys.click_stream()`), which the flusher fills within milliseconds of the answer.
 //!
 //! Rate-limit windows are fixed minutes (or 15 minutes for wrong passwords) with a sliding
 //! estimate; a scenario that straddles a window boundary would see part of its count fade, so

@@ -20,7 +20,7 @@ async fn redirects_survive_a_redis_outage_and_its_clicks_reach_the_stream_afterw
         .shorten(&key, json!({"url": "https://example.com/outage"}))
         .await;
     let path = format!("/{}", link["shortCode"].as_str().expect("code"));
-    let stream = format!("{}clicks", app.prefix);
+    let stream = app.keys.click_stream();
 
     let resp = app.get(&path).send().await.expect("redirect");
     assert_eq!(resp.status(), 302);

@@ -9,8 +9,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use crate::support::{
-    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_url, shorten_on, Daemon,
-    Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
+    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_connection, redis_keys,
+    redis_url, shorten_on, Daemon, Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
 };
 
 fn daemon_env(database: &TestDatabase, prefix: &str, shards: &str) -> Vec<(String, String)> {
@@ -76,15 +76,14 @@ async fn wait_until_counted(database: &TestDatabase, answered: i64) {
     }
 }
 
-async fn stream_lengths(prefix: &str, names: &[&str]) -> Vec<u64> {
-    let mut c = redis::Client::open(redis_url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+/// `XLEN` of the click stream's shards 0 to `shards - 1`.
+async fn stream_lengths(prefix: &str, shards: u16) -> Vec<u64> {
+    let mut c = redis_connection(&redis_url()).await;
+    let keys = redis_keys(&redis_url(), prefix);
     let mut out = Vec::new();
-    for name in names {
-        let len: u64 = c.xlen(format!("{prefix}{name}")).await.expect("xlen");
+    for shard in 0..shards {
+        let stream = keys.for_shard(shard).click_stream();
+        let len: u64 = c.xlen(stream).await.expect("xlen");
         out.push(len);
     }
     out
@@ -116,7 +115,7 @@ async fn clicks_spread_over_three_shards_are_each_counted_once() {
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
     wait_until_counted(&database, answered).await;
-    let lengths = stream_lengths(&prefix, &["clicks", "clicks.1", "clicks.2"]).await;
+    let lengths = stream_lengths(&prefix, 3).await;
     assert!(
         lengths.iter().filter(|&&l| l > 0).count() >= 2,
         "batches on several shards: {lengths:?}"
@@ -157,7 +156,7 @@ async fn consumers_set_to_fewer_shards_drain_the_shards_beyond() {
     }
     // The API flushes what it holds on its way out.
     assert_eq!(suite.terminate(), vec![Some(0)]);
-    let lengths = stream_lengths(&prefix, &["clicks", "clicks.1", "clicks.2", "clicks.3"]).await;
+    let lengths = stream_lengths(&prefix, 4).await;
     assert!(
         lengths[1..].iter().any(|&l| l > 0),
         "entries beyond shard 0 wait: {lengths:?}"

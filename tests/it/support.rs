@@ -14,7 +14,10 @@
 //! - [`Suite`]: real `boltlink-api` processes on one inherited socket.
 //!
 //! Needs `DATABASE_URL` (a role that may CREATE DATABASE) and `REDIS_URL`; `scripts/test`
-//! provides both from private servers.
+//! provides both from private servers, and runs the suite a second time with `REDIS_URL`
+//! naming the nodes of its Redis Cluster. So tests reach Redis only through
+//! [`redis_connection`] (`app.redis`) and name keys only through [`Keys`] (`app.keys`), which
+//! work the same on both.
 
 #![allow(dead_code)]
 
@@ -29,6 +32,8 @@ use std::time::{Duration, Instant};
 use boltlink::config::Config;
 use boltlink::daemon::Shutdown;
 use boltlink::domain::ApiKeySecret;
+use boltlink::redis::conn::Conn;
+use boltlink::redis::keys::Keys;
 use boltlink::store::{NewApiKey, Store};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
@@ -42,6 +47,78 @@ pub fn admin_database_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").expect("REDIS_URL must be set (scripts/test sets it)")
+}
+
+/// A test's own connection to a Redis as `REDIS_URL` names it: one server, or the nodes of a
+/// Redis Cluster (several URLs, comma-separated), where each command goes to the master of
+/// its key's slot. The app's own connection type, so tests inspect keys in either deployment.
+pub async fn redis_connection(url: &str) -> Conn {
+    let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+    if nodes.len() > 1 {
+        let client = redis::cluster::ClusterClient::new(nodes).expect("Redis Cluster URLs");
+        Conn::Cluster(
+            client
+                .get_async_connection()
+                .await
+                .expect("test's own Redis Cluster connection"),
+        )
+    } else {
+        let client = redis::Client::open(url).expect("redis url");
+        Conn::Single(
+            redis::aio::ConnectionManager::new(client)
+                .await
+                .expect("test's own Redis connection"),
+        )
+    }
+}
+
+/// The key names of an app on `redis_url` under `prefix`, as the app builds them (on a
+/// cluster some carry hash tags: the click stream is `{prefix}{clicks}` there).
+pub fn redis_keys(redis_url: &str, prefix: &str) -> Keys {
+    boltlink::redis::RedisHandle::new(redis_url, prefix)
+        .expect("redis url")
+        .keys()
+        .clone()
+}
+
+/// The address (`host:port`) of the Redis server that holds `key`: the one server, or on a
+/// cluster the master of the key's slot (from `CLUSTER SLOTS`). For tests that must act on
+/// one node, e.g. drop one client's connection to it (`CLIENT KILL` goes to a random node of
+/// a cluster).
+pub async fn redis_server_of(url: &str, key: &str) -> String {
+    let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+    if nodes.len() == 1 {
+        let u = url::Url::parse(url).expect("redis url");
+        let host = u.host_str().expect("redis url host");
+        return format!("{host}:{}", u.port().unwrap_or(6379));
+    }
+    let mut c = redis_connection(url).await;
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut c)
+        .await
+        .expect("CLUSTER SLOTS");
+    let slot = i64::from(redis::cluster_routing::get_slot(key.as_bytes()));
+    for range in slots {
+        let (lo, hi, master): (i64, i64, (String, i64)) = match range {
+            redis::Value::Array(parts) if parts.len() >= 3 => (
+                redis::from_redis_value(&parts[0]).expect("slot range start"),
+                redis::from_redis_value(&parts[1]).expect("slot range end"),
+                match &parts[2] {
+                    redis::Value::Array(node) => (
+                        redis::from_redis_value(&node[0]).expect("master host"),
+                        redis::from_redis_value(&node[1]).expect("master port"),
+                    ),
+                    other => panic!("CLUSTER SLOTS master: {other:?}"),
+                },
+            ),
+            other => panic!("CLUSTER SLOTS range: {other:?}"),
+        };
+        if (lo..=hi).contains(&slot) {
+            return format!("{}:{}", master.0, master.1);
+        }
+    }
+    panic!("no master serves slot {slot} of {key}")
 }
 
 /// The harness's own connections to `DATABASE_URL`: creating and dropping databases is slow
@@ -214,9 +291,11 @@ pub struct TestApp {
     pub database_url: String,
     pub redis_url: String,
     pub prefix: String,
+    /// This app's key names (`app.keys.click_stream()`), as the app builds them.
+    pub keys: Keys,
     /// The test's own connection for inspecting this test's keys (for a `degraded` app, to
     /// the harness's Redis, since the app's may be unreachable).
-    pub redis: redis::aio::MultiplexedConnection,
+    pub redis: Conn,
     server: Option<ServerThread>,
     /// Dropped after the server has stopped (see `Drop`).
     _database: Option<TestDatabase>,
@@ -373,11 +452,8 @@ impl TestAppBuilder {
             .max_connections(3)
             .connect_lazy(database.url())
             .expect("pool");
-        let redis = redis::Client::open(inspect_redis_url)
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("test's own Redis connection");
+        let redis = redis_connection(&inspect_redis_url).await;
+        let keys = redis_keys(&redis_url, &prefix);
         let app = TestApp {
             addr,
             base: format!("http://{addr}"),
@@ -387,6 +463,7 @@ impl TestAppBuilder {
             database_url,
             redis_url,
             prefix,
+            keys,
             redis,
             server: Some(server),
             _database: Some(database),
@@ -540,7 +617,7 @@ impl TestApp {
     pub async fn stream_entry_count(&self) -> u64 {
         let mut c = self.redis.clone();
         redis::cmd("XLEN")
-            .arg(format!("{}clicks", self.prefix))
+            .arg(self.keys.click_stream())
             .query_async(&mut c)
             .await
             .unwrap_or(0)
@@ -556,7 +633,7 @@ impl TestApp {
     pub async fn stream_clicks(&self) -> Vec<HashMap<String, String>> {
         let mut c = self.redis.clone();
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(format!("{}clicks", self.prefix))
+            .arg(self.keys.click_stream())
             .arg("-")
             .arg("+")
             .query_async(&mut c)

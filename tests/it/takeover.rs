@@ -8,8 +8,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::support::{
-    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_url, shorten_on, Daemon,
-    Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
+    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_connection, redis_keys,
+    redis_url, shorten_on, Daemon, Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
 };
 
 async fn totals(pool: &sqlx::PgPool) -> (i64, i64) {
@@ -90,11 +90,7 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
         "counted, not stored",
     )
     .await;
-    let mut redis = redis::Client::open(redis_url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut redis = redis_connection(&redis_url()).await;
     let taken: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg("worker")
@@ -102,7 +98,7 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
         .arg("COUNT")
         .arg(1000)
         .arg("STREAMS")
-        .arg(format!("{prefix}clicks"))
+        .arg(redis_keys(&redis_url(), &prefix).click_stream())
         .arg(">")
         .query_async(&mut redis)
         .await
