@@ -22,7 +22,7 @@ pub type Pipeline = crate::clicks::consumer::Pipeline<RedisHandle, Store>;
 pub fn build(config: &Config) -> anyhow::Result<Pipeline> {
     let store = Store::connect_lazy(&config.database.url, 4)?;
     // Blocking reads wait up to the poll interval: leave room beyond it.
-    let redis = RedisHandle::with_timeout(
+    let redis = RedisHandle::for_stream_consumers(
         &config.redis.url,
         &config.redis.key_prefix,
         config.pipeline.poll_interval + Duration::from_secs(5),

@@ -125,12 +125,32 @@ impl RedisHandle {
     /// [`RedisHandle::connect_now`]), so the process starts even when Redis is down. Several
     /// URLs, comma-separated, are the seed nodes of a Redis Cluster.
     pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        Self::with_timeout(url, prefix, OP_TIMEOUT)
+        Self::build(url, prefix, OP_TIMEOUT, 2)
     }
 
-    /// Like [`RedisHandle::new`] with a different per-call bound; the stream consumers need
-    /// room for blocking reads.
-    pub fn with_timeout(url: &str, prefix: &str, op_timeout: Duration) -> anyhow::Result<Self> {
+    /// The stream consumers' handle: [`RedisHandle::new`] with a different per-call bound
+    /// (room for blocking reads), and on a cluster without the client's own retries. The
+    /// cluster client sends a command again when its connection broke, and an `XREADGROUP`
+    /// whose reply was lost already delivered its entries: sent again it reads newer ones, and
+    /// the consumer, never told that a read failed, would count them before the lost batch
+    /// (its offset past entries it never counted). Failing instead puts it into recovery, which
+    /// re-reads its pending entries first, as on a standalone server, where nothing is resent.
+    pub fn for_stream_consumers(
+        url: &str,
+        prefix: &str,
+        op_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        Self::build(url, prefix, op_timeout, 0)
+    }
+
+    /// `cluster_retries`: how often the cluster client sends a command again (after a
+    /// redirect, a broken connection or a failover in progress) before it fails the call.
+    fn build(
+        url: &str,
+        prefix: &str,
+        op_timeout: Duration,
+        cluster_retries: u32,
+    ) -> anyhow::Result<Self> {
         let urls: Vec<&str> = url.split(',').map(str::trim).collect();
         let target = if urls.len() > 1 {
             let nodes = urls
@@ -142,7 +162,7 @@ impl RedisHandle {
                 .response_timeout(op_timeout)
                 // A failover takes seconds: commands in the meantime fail fast (and are
                 // counted as an outage) instead of piling up behind retries.
-                .retries(2)
+                .retries(cluster_retries)
                 .min_retry_wait(50)
                 .max_retry_wait(200)
                 .build()?;
