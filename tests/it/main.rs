@@ -22,6 +22,7 @@ mod links;
 mod offline_queries;
 mod ops;
 mod pipeline;
+mod primary_restart;
 mod processes;
 mod redirect;
 mod redis_cluster;
