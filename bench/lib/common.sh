@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 #
-# What bench/drain and bench/analytics share: private servers, the release build, the Python
+# What the benchmarks share: private servers, the release build, the Python
 # venv for the load generators, psql, process bookkeeping and the machine description.
 #
 # Sourced after `cd` to the repository root with `set -euo pipefail` in force.
@@ -8,11 +8,13 @@
 # shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
 
-# One state directory for both benchmarks: the servers (and their data) are reused between runs
-# of either script, but never shared with scripts/test (target/test-services) or scripts/run.
-readonly BENCH_STATE=target/bench-services
-readonly BENCH_PG_PORT=55434
-readonly BENCH_REDIS_PORT=56381
+# One state directory for the benchmarks: the servers (and their data) are reused between runs
+# of any script, but never shared with scripts/test (target/test-services) or scripts/run. A
+# script that must not share them (bench/cluster, so that it can run beside bench/performance)
+# sets all three before sourcing this file.
+readonly BENCH_STATE=${BENCH_STATE:-target/bench-services}
+readonly BENCH_PG_PORT=${BENCH_PG_PORT:-55434}
+readonly BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-56381}
 readonly BENCH_VENV=target/bench-venv
 readonly BENCH_PREFIX=bench:
 # Results and logs of the latest run of each script.
@@ -107,8 +109,10 @@ bench_psql() {
     psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 "$@"
 }
 
+# redis-cli against the benchmark's Redis: the standalone server, or the node of a Redis
+# Cluster in BENCH_REDIS_NODE (a port; -c follows the cluster's redirections to a key's master).
 bench_redis() {
-    redis-cli -h 127.0.0.1 -p "$_BL_REDIS_PORT" "$@"
+    redis-cli -c -h 127.0.0.1 -p "${BENCH_REDIS_NODE:-$_BL_REDIS_PORT}" "$@"
 }
 
 # Pid of this benchmark's postmaster and redis-server (for CPU accounting).
