@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -177,6 +177,22 @@ pub async fn apply<L: ClickLog, S: ClickStore>(
         .map_err(|e| anyhow!("reading the click stream: {e}"))?;
     if entries.is_empty() {
         return Ok(Applied::default());
+    }
+    // Entries older than the batch that are still pending were read by another aggregator
+    // (one that lost the lock to this one without knowing yet: a PostgreSQL restart ends its
+    // session silently). Committing this batch would move the offset past them, and they
+    // would never be counted: count them first, in order, by re-reading every pending entry.
+    // Any such read came before this batch's (Redis hands out new entries in order), so
+    // asking after the read cannot miss one.
+    let first = entries.iter().map(|e| e.id).min().unwrap_or_default();
+    let oldest = p
+        .stream
+        .oldest_pending(GROUP)
+        .await
+        .map_err(|e| anyhow!("reading the oldest pending entry: {e}"))?;
+    if oldest.is_some_and(|oldest| oldest < first) {
+        consumer.reread();
+        bail!("entries older than the batch are pending (another aggregator read them): re-reading them first");
     }
     let offset_name = consumer_name(GROUP, p.stream.shard());
     let offset = p

@@ -219,6 +219,13 @@ impl Consumer {
         self.recovering = true;
     }
 
+    /// Drops the batch in hand and recovers: the next read takes every pending entry again,
+    /// in order, this batch's among them (the aggregator, when older entries are pending).
+    pub fn reread(&mut self) {
+        self.in_flight = None;
+        self.recovering = true;
+    }
+
     pub fn is_recovering(&self) -> bool {
         self.recovering
     }

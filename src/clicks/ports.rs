@@ -87,6 +87,11 @@ pub trait ClickLog: Clone + Send + Sync + 'static {
         reason: &str,
         record: &str,
     ) -> impl Future<Output = Result<(), LogError>> + Send;
+    /// The oldest entry delivered to `group` and not yet acknowledged, if any.
+    fn oldest_pending(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Option<StreamId>, LogError>> + Send;
     /// How far `group` is behind.
     fn group_lag(&self, group: &str) -> impl Future<Output = Result<GroupLag, LogError>> + Send;
     /// Removes the entries every group has finished; how many.

@@ -219,6 +219,10 @@ impl ClickLog for RedisHandle {
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
+    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, LogError> {
+        Ok(self.first_pending(group).await?)
+    }
+
     /// How far `group` is behind.
     async fn group_lag(&self, group: &str) -> Result<GroupLag, LogError> {
         let groups = self.groups().await?;
@@ -240,7 +244,7 @@ impl ClickLog for RedisHandle {
                 r.ids.len() as u64
             }
         };
-        let oldest = match self.oldest_pending(group).await? {
+        let oldest = match self.first_pending(group).await? {
             Some(id) => Some(id),
             None => {
                 self.first_after(info.last_delivered_id.parse().unwrap_or_default())
@@ -268,7 +272,7 @@ impl ClickLog for RedisHandle {
         let mut bound: Option<StreamId> = None;
         for info in &groups.groups {
             let last: StreamId = info.last_delivered_id.parse().unwrap_or_default();
-            let needed = match self.oldest_pending(&info.name).await? {
+            let needed = match self.first_pending(&info.name).await? {
                 Some(id) => id,
                 None => StreamId {
                     ms: last.ms,
@@ -322,7 +326,7 @@ impl RedisHandle {
 
     /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
     /// a mistake here would let the trimmer delete entries a consumer still has to finish).
-    async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, Error> {
+    async fn first_pending(&self, group: &str) -> Result<Option<StreamId>, Error> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("XPENDING")
             .arg(self.keys().click_stream())

@@ -90,6 +90,8 @@ pub struct Store {
     pool: PgPool,
     /// `DATABASE_READ_URL`'s standby, when configured.
     replica: Option<Arc<Replica>>,
+    /// The session holding the aggregator's lock, in the aggregator (`pipeline.rs`).
+    aggregator: pipeline::SharedAggregatorSession,
 }
 
 impl Store {
@@ -104,16 +106,14 @@ impl Store {
             .acquire_timeout(Duration::from_secs(2))
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self {
-            pool,
-            replica: None,
-        })
+        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
             replica: None,
+            aggregator: Default::default(),
         }
     }
 
@@ -136,12 +136,15 @@ impl Store {
         self.replica.as_ref()
     }
 
+    fn aggregator_session(&self) -> &pipeline::SharedAggregatorSession {
+        &self.aggregator
+    }
+
     /// The same queries, run on the replica (when there is one).
     pub fn on_replica(&self) -> Option<Store> {
-        self.replica.as_ref().map(|r| Store {
-            pool: r.pool().clone(),
-            replica: None,
-        })
+        self.replica
+            .as_ref()
+            .map(|r| Store::from_pool(r.pool().clone()))
     }
 
     /// Applies pending migrations. sqlx takes a PostgreSQL advisory lock around the run, so

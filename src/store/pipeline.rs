@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -12,10 +14,52 @@ use crate::clicks::enrich::Enriched;
 use crate::clicks::offset::StreamId;
 use crate::clicks::ports::ClickStore;
 
-/// Holds a session-level advisory lock for as long as it lives (one aggregator, one webhook
-/// sender at a time).
+/// Holds a session-level advisory lock for as long as it lives (one webhook sender at a time).
 pub struct SingletonLock {
     _conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+}
+
+/// The session holding the aggregator's advisory lock, kept in the [`Store`] because the
+/// aggregator's commits run on it: the lock is only as good as its session, and a session
+/// ends without a word when PostgreSQL restarts (or a connection breaks). A commit on the
+/// lock's own session cannot outlive the lock, so two aggregators never both count, whatever
+/// happened in between (a standby takes the lock as soon as the session is gone).
+#[derive(Default)]
+pub(super) enum AggregatorSession {
+    /// This store never took the lock.
+    #[default]
+    None,
+    Held(LockSession),
+    /// It had the lock, and the session ended: whatever it read since may have been counted
+    /// by another aggregator.
+    Lost,
+}
+
+pub(super) type SharedAggregatorSession = std::sync::Arc<tokio::sync::Mutex<AggregatorSession>>;
+
+/// A connection holding a session-level lock, closed when dropped: handed back to the pool,
+/// it would keep the lock.
+pub(super) struct LockSession(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for LockSession {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// The aggregator's singleton lock, for as long as it lives.
+pub struct AggregatorLock {
+    session: SharedAggregatorSession,
+}
+
+impl Drop for AggregatorLock {
+    fn drop(&mut self) {
+        if let Ok(mut session) = self.session.try_lock() {
+            *session = AggregatorSession::None;
+        }
+    }
 }
 
 /// Key of the aggregator's advisory lock (`pg_advisory_lock` takes a bigint).
@@ -23,7 +67,7 @@ const AGGREGATOR_LOCK: i64 = 0x0042_6f6c_7441_6767; // "BoltAgg"
 
 impl ClickStore for Store {
     type Error = StoreError;
-    type AggregatorLock = SingletonLock;
+    type AggregatorLock = AggregatorLock;
 
     async fn migrate(&self) -> StoreResult<()> {
         Store::migrate(self).await
@@ -77,10 +121,10 @@ impl ClickStore for Store {
     /// skipped), and moves `consumer`'s offset to `upto`. Either all of it is committed or
     /// none, which is what makes a recount after a crash impossible.
     ///
-    /// Two statements: the first updates (or, for links with gated visits only, share-locks)
-    /// the links and answers which still exist, with their owners; the second writes the
-    /// three rollups and the offset together. Every counter update can stay HOT (see the
-    /// migration `counted_click_costs`).
+    /// Only the holder of the aggregator's lock commits, on the lock's own session
+    /// ([`AggregatorLock`]). When that session has ended, the batch is refused and the lock
+    /// taken again if it is free; either way the caller starts over from the stored offset
+    /// (the consumer's recovery), since another aggregator may have counted meanwhile.
     async fn apply_aggregates(
         &self,
         consumer: &str,
@@ -88,113 +132,56 @@ impl ClickStore for Store {
         rollups: &[RollupDelta],
         link_clicks: &[(Uuid, i64)],
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
-        let mut owners: HashMap<Uuid, Uuid> = HashMap::with_capacity(link_clicks.len());
-        if !link_clicks.is_empty() {
-            let ids: Vec<Uuid> = link_clicks.iter().map(|(id, _)| *id).collect();
-            let deltas: Vec<i64> = link_clicks.iter().map(|(_, d)| *d).collect();
-            let live = sqlx::query!(
-                r#"WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::int8[]) AS u(id, delta)),
-                   counted AS (
-                       UPDATE links SET clicks = links.clicks + u.delta FROM u
-                       WHERE links.id = u.id AND u.delta <> 0
-                       RETURNING links.id, links.owner_key_id),
-                   gated AS (
-                       SELECT l.id, l.owner_key_id FROM links l JOIN u ON l.id = u.id
-                       WHERE u.delta = 0 FOR KEY SHARE OF l)
-                   SELECT id AS "id!", owner_key_id AS "owner_key_id!" FROM counted
-                   UNION ALL SELECT id, owner_key_id FROM gated"#,
-                &ids,
-                &deltas,
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            owners.extend(live.into_iter().map(|r| (r.id, r.owner_key_id)));
+        let mut session = self.aggregator_session().lock().await;
+        match *session {
+            AggregatorSession::Held(_) => {}
+            // Not through the aggregator's start (tests, fixtures): take it now, waiting a
+            // little for a lock just let go.
+            AggregatorSession::None => {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                loop {
+                    if let Some(lock) = self.try_advisory_lock(AGGREGATOR_LOCK).await? {
+                        *session = AggregatorSession::Held(LockSession(Some(lock._conn)));
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::Conflict(
+                            "another aggregator holds the aggregator lock".to_string(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            AggregatorSession::Lost => {
+                let why = match self.try_advisory_lock(AGGREGATOR_LOCK).await? {
+                    Some(lock) => {
+                        *session = AggregatorSession::Held(LockSession(Some(lock._conn)));
+                        "the aggregator lock's session had ended; the lock is taken again, and the batch goes again from the stored offset"
+                    }
+                    None => "the aggregator lock's session had ended and another aggregator holds the lock now",
+                };
+                return Err(StoreError::Conflict(why.to_string()));
+            }
         }
-        let hourly: Vec<&RollupDelta> = rollups
-            .iter()
-            .filter(|r| owners.contains_key(&r.link_id))
-            .collect();
-        let owner = |link: &Uuid| owners[link];
-        let h_links: Vec<Uuid> = hourly.iter().map(|r| r.link_id).collect();
-        let h_owners: Vec<Uuid> = h_links.iter().map(owner).collect();
-        let h_buckets: Vec<DateTime<Utc>> = hourly.iter().map(|r| r.bucket).collect();
-        let h_regions: Vec<&str> = hourly.iter().map(|r| r.region.as_str()).collect();
-        let h_devices: Vec<&str> = hourly.iter().map(|r| r.device_class.as_str()).collect();
-        let h_clicks: Vec<i64> = hourly.iter().map(|r| r.clicks).collect();
-        let h_gated: Vec<i64> = hourly.iter().map(|r| r.gated).collect();
-        let h_latency: Vec<i64> = hourly.iter().map(|r| r.latency_us_sum).collect();
-        let totals = aggregator::totals(hourly.iter().copied());
-        let t_links: Vec<Uuid> = totals.iter().map(|r| r.link_id).collect();
-        let t_owners: Vec<Uuid> = t_links.iter().map(owner).collect();
-        let t_regions: Vec<&str> = totals.iter().map(|r| r.region.as_str()).collect();
-        let t_devices: Vec<&str> = totals.iter().map(|r| r.device_class.as_str()).collect();
-        let t_clicks: Vec<i64> = totals.iter().map(|r| r.clicks).collect();
-        let t_gated: Vec<i64> = totals.iter().map(|r| r.gated).collect();
-        let t_latency: Vec<i64> = totals.iter().map(|r| r.latency_us_sum).collect();
-        let daily = aggregator::daily(hourly.iter().copied());
-        let d_links: Vec<Uuid> = daily.iter().map(|r| r.link_id).collect();
-        let d_owners: Vec<Uuid> = d_links.iter().map(owner).collect();
-        let d_days: Vec<chrono::NaiveDate> = daily.iter().map(|r| r.day).collect();
-        let d_regions: Vec<&str> = daily.iter().map(|r| r.region.as_str()).collect();
-        let d_clicks: Vec<i64> = daily.iter().map(|r| r.clicks).collect();
-        // One statement, one round trip: data-modifying CTEs all run, whatever the final
-        // SELECT reads. Empty arrays insert nothing.
-        sqlx::query!(
-            "WITH hourly AS ( \
-                 INSERT INTO click_rollups_hourly AS r (link_id, owner_key_id, bucket, region, device_class, clicks, \
-                     gated, latency_us_sum) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::int8[], \
-                     $7::int8[], $8::int8[]) \
-                 ON CONFLICT (link_id, bucket, region, device_class) DO UPDATE SET \
-                     clicks = r.clicks + EXCLUDED.clicks, gated = r.gated + EXCLUDED.gated, \
-                     latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum), \
-             total AS ( \
-                 INSERT INTO click_rollups_total AS r (link_id, owner_key_id, region, device_class, clicks, gated, \
-                     latency_us_sum) \
-                 SELECT * FROM UNNEST($9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::int8[], $14::int8[], \
-                     $15::int8[]) \
-                 ON CONFLICT (link_id, region, device_class) DO UPDATE SET \
-                     clicks = r.clicks + EXCLUDED.clicks, gated = r.gated + EXCLUDED.gated, \
-                     latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum, updated_at = now()), \
-             daily AS ( \
-                 INSERT INTO click_rollups_daily AS r (link_id, owner_key_id, day, region, clicks) \
-                 SELECT * FROM UNNEST($16::uuid[], $17::uuid[], $18::date[], $19::text[], $20::int8[]) \
-                 ON CONFLICT (link_id, day, region) DO UPDATE SET clicks = r.clicks + EXCLUDED.clicks) \
-             INSERT INTO stream_offsets (consumer, last_ms, last_seq) VALUES ($21, $22, $23) \
-             ON CONFLICT (consumer) DO UPDATE SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, \
-             updated_at = now() \
-             WHERE (stream_offsets.last_ms, stream_offsets.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq)",
-            &h_links,
-            &h_owners,
-            &h_buckets,
-            // sqlx's compile-time check knows only `String` for text[]; the casts name the
-            // borrowed form it encodes just the same, without copying every string.
-            &h_regions[..] as &[&str],
-            &h_devices[..] as &[&str],
-            &h_clicks,
-            &h_gated,
-            &h_latency,
-            &t_links,
-            &t_owners,
-            &t_regions[..] as &[&str],
-            &t_devices[..] as &[&str],
-            &t_clicks,
-            &t_gated,
-            &t_latency,
-            &d_links,
-            &d_owners,
-            &d_days,
-            &d_regions[..] as &[&str],
-            &d_clicks,
-            consumer,
-            upto.ms as i64,
-            upto.seq as i64,
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let AggregatorSession::Held(LockSession(Some(conn))) = &mut *session else {
+            return Err(StoreError::Conflict(
+                "the aggregator lock's session is gone".to_string(),
+            ));
+        };
+        let applied = apply_aggregates_on(conn, consumer, upto, rollups, link_clicks).await;
+        if applied.is_err() {
+            let alive =
+                tokio::time::timeout(Duration::from_secs(2), sqlx::Connection::ping(&mut **conn))
+                    .await
+                    .is_ok_and(|ping| ping.is_ok());
+            if !alive {
+                tracing::warn!(
+                    "the aggregator lock's PostgreSQL session has ended; the lock is lost"
+                );
+                *session = AggregatorSession::Lost;
+            }
+        }
+        applied
     }
 
     /// Deletes up to `batch` raw events older than `before`; returns how many went.
@@ -215,9 +202,19 @@ impl ClickStore for Store {
     }
 
     /// Takes the aggregator's singleton lock if no other aggregator holds it (`None` then).
-    /// The lock lives as long as the returned guard's connection.
-    async fn try_lock_aggregator(&self) -> StoreResult<Option<SingletonLock>> {
-        self.try_advisory_lock(AGGREGATOR_LOCK).await
+    /// Its session stays in this store, where [`ClickStore::apply_aggregates`] commits on it,
+    /// until the returned guard is dropped.
+    async fn try_lock_aggregator(&self) -> StoreResult<Option<AggregatorLock>> {
+        let mut session = self.aggregator_session().lock().await;
+        if !matches!(*session, AggregatorSession::Held(_)) {
+            match self.try_advisory_lock(AGGREGATOR_LOCK).await? {
+                Some(lock) => *session = AggregatorSession::Held(LockSession(Some(lock._conn))),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(AggregatorLock {
+            session: self.aggregator_session().clone(),
+        }))
     }
 }
 
@@ -357,4 +354,126 @@ fn copy_rows(events: &[Enriched]) -> Vec<u8> {
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
     out
+}
+
+/// [`ClickStore::apply_aggregates`]'s transaction, on the aggregator lock's session.
+///
+/// Two statements: the first updates (or, for links with gated visits only, share-locks)
+/// the links and answers which still exist, with their owners; the second writes the
+/// three rollups and the offset together. Every counter update can stay HOT (see the
+/// migration `counted_click_costs`).
+async fn apply_aggregates_on(
+    conn: &mut sqlx::PgConnection,
+    consumer: &str,
+    upto: StreamId,
+    rollups: &[RollupDelta],
+    link_clicks: &[(Uuid, i64)],
+) -> StoreResult<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut owners: HashMap<Uuid, Uuid> = HashMap::with_capacity(link_clicks.len());
+    if !link_clicks.is_empty() {
+        let ids: Vec<Uuid> = link_clicks.iter().map(|(id, _)| *id).collect();
+        let deltas: Vec<i64> = link_clicks.iter().map(|(_, d)| *d).collect();
+        let live = sqlx::query!(
+            r#"WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::int8[]) AS u(id, delta)),
+                   counted AS (
+                       UPDATE links SET clicks = links.clicks + u.delta FROM u
+                       WHERE links.id = u.id AND u.delta <> 0
+                       RETURNING links.id, links.owner_key_id),
+                   gated AS (
+                       SELECT l.id, l.owner_key_id FROM links l JOIN u ON l.id = u.id
+                       WHERE u.delta = 0 FOR KEY SHARE OF l)
+                   SELECT id AS "id!", owner_key_id AS "owner_key_id!" FROM counted
+                   UNION ALL SELECT id, owner_key_id FROM gated"#,
+            &ids,
+            &deltas,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        owners.extend(live.into_iter().map(|r| (r.id, r.owner_key_id)));
+    }
+    let hourly: Vec<&RollupDelta> = rollups
+        .iter()
+        .filter(|r| owners.contains_key(&r.link_id))
+        .collect();
+    let owner = |link: &Uuid| owners[link];
+    let h_links: Vec<Uuid> = hourly.iter().map(|r| r.link_id).collect();
+    let h_owners: Vec<Uuid> = h_links.iter().map(owner).collect();
+    let h_buckets: Vec<DateTime<Utc>> = hourly.iter().map(|r| r.bucket).collect();
+    let h_regions: Vec<&str> = hourly.iter().map(|r| r.region.as_str()).collect();
+    let h_devices: Vec<&str> = hourly.iter().map(|r| r.device_class.as_str()).collect();
+    let h_clicks: Vec<i64> = hourly.iter().map(|r| r.clicks).collect();
+    let h_gated: Vec<i64> = hourly.iter().map(|r| r.gated).collect();
+    let h_latency: Vec<i64> = hourly.iter().map(|r| r.latency_us_sum).collect();
+    let totals = aggregator::totals(hourly.iter().copied());
+    let t_links: Vec<Uuid> = totals.iter().map(|r| r.link_id).collect();
+    let t_owners: Vec<Uuid> = t_links.iter().map(owner).collect();
+    let t_regions: Vec<&str> = totals.iter().map(|r| r.region.as_str()).collect();
+    let t_devices: Vec<&str> = totals.iter().map(|r| r.device_class.as_str()).collect();
+    let t_clicks: Vec<i64> = totals.iter().map(|r| r.clicks).collect();
+    let t_gated: Vec<i64> = totals.iter().map(|r| r.gated).collect();
+    let t_latency: Vec<i64> = totals.iter().map(|r| r.latency_us_sum).collect();
+    let daily = aggregator::daily(hourly.iter().copied());
+    let d_links: Vec<Uuid> = daily.iter().map(|r| r.link_id).collect();
+    let d_owners: Vec<Uuid> = d_links.iter().map(owner).collect();
+    let d_days: Vec<chrono::NaiveDate> = daily.iter().map(|r| r.day).collect();
+    let d_regions: Vec<&str> = daily.iter().map(|r| r.region.as_str()).collect();
+    let d_clicks: Vec<i64> = daily.iter().map(|r| r.clicks).collect();
+    // One statement, one round trip: data-modifying CTEs all run, whatever the final
+    // SELECT reads. Empty arrays insert nothing.
+    sqlx::query!(
+            "WITH hourly AS ( \
+                 INSERT INTO click_rollups_hourly AS r (link_id, owner_key_id, bucket, region, device_class, clicks, \
+                     gated, latency_us_sum) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::int8[], \
+                     $7::int8[], $8::int8[]) \
+                 ON CONFLICT (link_id, bucket, region, device_class) DO UPDATE SET \
+                     clicks = r.clicks + EXCLUDED.clicks, gated = r.gated + EXCLUDED.gated, \
+                     latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum), \
+             total AS ( \
+                 INSERT INTO click_rollups_total AS r (link_id, owner_key_id, region, device_class, clicks, gated, \
+                     latency_us_sum) \
+                 SELECT * FROM UNNEST($9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::int8[], $14::int8[], \
+                     $15::int8[]) \
+                 ON CONFLICT (link_id, region, device_class) DO UPDATE SET \
+                     clicks = r.clicks + EXCLUDED.clicks, gated = r.gated + EXCLUDED.gated, \
+                     latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum, updated_at = now()), \
+             daily AS ( \
+                 INSERT INTO click_rollups_daily AS r (link_id, owner_key_id, day, region, clicks) \
+                 SELECT * FROM UNNEST($16::uuid[], $17::uuid[], $18::date[], $19::text[], $20::int8[]) \
+                 ON CONFLICT (link_id, day, region) DO UPDATE SET clicks = r.clicks + EXCLUDED.clicks) \
+             INSERT INTO stream_offsets (consumer, last_ms, last_seq) VALUES ($21, $22, $23) \
+             ON CONFLICT (consumer) DO UPDATE SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, \
+             updated_at = now() \
+             WHERE (stream_offsets.last_ms, stream_offsets.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq)",
+            &h_links,
+            &h_owners,
+            &h_buckets,
+            // sqlx's compile-time check knows only `String` for text[]; the casts name the
+            // borrowed form it encodes just the same, without copying every string.
+            &h_regions[..] as &[&str],
+            &h_devices[..] as &[&str],
+            &h_clicks,
+            &h_gated,
+            &h_latency,
+            &t_links,
+            &t_owners,
+            &t_regions[..] as &[&str],
+            &t_devices[..] as &[&str],
+            &t_clicks,
+            &t_gated,
+            &t_latency,
+            &d_links,
+            &d_owners,
+            &d_days,
+            &d_regions[..] as &[&str],
+            &d_clicks,
+            consumer,
+            upto.ms as i64,
+            upto.seq as i64,
+        )
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

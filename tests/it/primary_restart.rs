@@ -303,7 +303,11 @@ async fn a_restart_of_the_primary_fails_no_cached_redirect_and_every_answered_cl
     let log = std::env::var("PRIMARY_RESTART_LOG").ok();
     let env = pipeline_env(&database_url, &redis_url, &prefix, &[]);
     let worker = Daemon::start(WORKER_BIN, env.clone(), log.clone());
-    let aggregator = Daemon::start(AGGREGATOR_BIN, env, log);
+    let aggregator = Daemon::start(AGGREGATOR_BIN, env.clone(), log.clone());
+    // A standby aggregator, as every host of a fleet runs one (docs/DEPLOYMENT.md): when the
+    // restart ends the first one's session, and with it the lock, the standby takes the lock
+    // and the first one may not count any more.
+    let standby = Daemon::start(AGGREGATOR_BIN, env, log);
 
     // The links the load follows, cached before the primary goes. A create invalidates its
     // code twice, at once and a second later (`AppState::invalidate_links`), so each link is
@@ -601,6 +605,7 @@ async fn a_restart_of_the_primary_fails_no_cached_redirect_and_every_answered_cl
     );
     drop(worker);
     drop(aggregator);
+    drop(standby);
     drop(suite);
     drop(primary);
     drop(redis_server);
