@@ -28,6 +28,11 @@ _BL_APT_UPDATED=${_BL_APT_UPDATED:-0}
 # Upper bound for a server to answer after start. PostgreSQL replaying WAL after a crash or
 # Redis loading a big AOF can be slow, but anything beyond this is a real problem.
 BL_SERVICE_TIMEOUT=${BL_SERVICE_TIMEOUT:-30}
+# The address every server listens on and is reached at. Loopback for the tests and scripts/run;
+# scripts/fleet-e2e sets the address of a bridge in a network namespace of its own, so that
+# containers on the bridge reach the servers (PostgreSQL then also accepts password logins
+# from the bridge's subnet, and the Redis Cluster's nodes announce that address).
+BL_SERVICES_ADDR=${BL_SERVICES_ADDR:-127.0.0.1}
 
 _bl_log() { printf 'services: %s\n' "$*" >&2; }
 _bl_err() { printf 'services: error: %s\n' "$*" >&2; }
@@ -187,11 +192,11 @@ _bl_pg_root() {
     printf '%s\n' "$alt"
 }
 
-# True when something already accepts TCP connections on 127.0.0.1:<port>. Checked before
+# True when something already accepts TCP connections on BL_SERVICES_ADDR:<port>. Checked before
 # starting a server so that a foreign process on that port cannot pass our readiness probe
 # and silently become "our" database.
 _bl_port_busy() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    (exec 3<>"/dev/tcp/$BL_SERVICES_ADDR/$1") 2>/dev/null
 }
 
 # Starts or reuses the cluster; sets _BL_PG_PORT and _BL_PG_DATA, records what it started.
@@ -226,7 +231,7 @@ _bl_pg_start() {
         # Reuse: trust the running server's own record of its port over the requested one.
         _BL_PG_PORT=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)
         [[ $_BL_PG_PORT =~ ^[0-9]+$ ]] || _BL_PG_PORT=$port
-        _bl_log "reusing PostgreSQL on 127.0.0.1:$_BL_PG_PORT ($data)"
+        _bl_log "reusing PostgreSQL on $BL_SERVICES_ADDR:$_BL_PG_PORT ($data)"
         return 0
     fi
 
@@ -247,6 +252,10 @@ _bl_pg_start() {
             return 1
         fi
         printf "\ninclude_if_exists = 'boltlink.conf'\n" | _bl_as_pg tee -a "$data/postgresql.conf" >/dev/null
+        if [[ $BL_SERVICES_ADDR != 127.0.0.1 ]]; then
+            # Clients on the address's own subnet (a bridge's containers), by password.
+            printf 'host all all samenet scram-sha-256\n' | _bl_as_pg tee -a "$data/pg_hba.conf" >/dev/null
+        fi
     fi
 
     # Rewritten on every start so a changed port or state-dir location takes effect.
@@ -258,7 +267,7 @@ _bl_pg_start() {
     _bl_as_pg mkdir -p "$run"
     _bl_as_pg tee "$data/boltlink.conf" >/dev/null <<EOF
 # Written by scripts/lib/services.sh on every start; edits are overwritten.
-listen_addresses = '127.0.0.1'
+listen_addresses = '$BL_SERVICES_ADDR'
 port = $port
 unix_socket_directories = '$run'
 fsync = ${BL_PG_FSYNC:-on}
@@ -269,10 +278,10 @@ wal_keep_size = 256MB
 EOF
 
     if _bl_port_busy "$port"; then
-        _bl_err "127.0.0.1:$port is already in use by another process; free it or set DATABASE_URL"
+        _bl_err "$BL_SERVICES_ADDR:$port is already in use by another process; free it or set DATABASE_URL"
         return 1
     fi
-    _bl_log "starting PostgreSQL on 127.0.0.1:$port ($data)"
+    _bl_log "starting PostgreSQL on $BL_SERVICES_ADDR:$port ($data)"
     # -W: return at once; bl_start_services waits for PostgreSQL and Redis together.
     if ! _bl_as_pg "$pgbin/pg_ctl" -D "$data" -l "$log" -W start >"$state/pg_ctl.log" 2>&1; then
         _bl_err "pg_ctl start failed"
@@ -306,6 +315,13 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'boltlink') \gexec
 SQL
 }
 
+# Redis's protected mode refuses clients from other addresses when there is no password: on
+# loopback it stays on; on a bridge (BL_SERVICES_ADDR, scripts/fleet-e2e) the namespace keeps
+# strangers out instead.
+_bl_protected_mode() {
+    if [[ $BL_SERVICES_ADDR == 127.0.0.1 ]]; then echo yes; else echo no; fi
+}
+
 _bl_pid_alive() {
     local pid=$1
     [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
@@ -323,7 +339,7 @@ _bl_redis_start() {
     if _bl_pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server* ]]; then
         _BL_REDIS_PORT=$(cat "$portfile" 2>/dev/null || true)
         [[ $_BL_REDIS_PORT =~ ^[0-9]+$ ]] || _BL_REDIS_PORT=$port
-        _bl_log "reusing Redis on 127.0.0.1:$_BL_REDIS_PORT (pid $pid)"
+        _bl_log "reusing Redis on $BL_SERVICES_ADDR:$_BL_REDIS_PORT (pid $pid)"
         return 0
     fi
     # A pidfile whose process is gone (crash, reboot) would otherwise confuse the early-death
@@ -331,14 +347,14 @@ _bl_redis_start() {
     rm -f "$pidfile"
 
     if _bl_port_busy "$port"; then
-        _bl_err "127.0.0.1:$port is already in use by another process; free it or set REDIS_URL"
+        _bl_err "$BL_SERVICES_ADDR:$port is already in use by another process; free it or set REDIS_URL"
         return 1
     fi
-    _bl_log "starting Redis on 127.0.0.1:$port ($dir)"
+    _bl_log "starting Redis on $BL_SERVICES_ADDR:$port ($dir)"
     # No config file on purpose: the distribution's /etc/redis/redis.conf must not leak in.
     # AOF with everysec matches production durability for the click stream; RDB is off so a
     # test run never pauses on a background save.
-    if ! "$server" --bind 127.0.0.1 --port "$port" --protected-mode yes \
+    if ! "$server" --bind "$BL_SERVICES_ADDR" --port "$port" --protected-mode "$(_bl_protected_mode)" \
         --dir "$dir" --appendonly yes --appendfsync everysec --save '' \
         --daemonize yes --pidfile "$pidfile" --logfile "$log" </dev/null >"$state/redis-start.log" 2>&1; then
         # Option errors are printed before the logfile is opened.
@@ -364,10 +380,10 @@ _bl_wait_ready() {
     local redis_seen_at=$SECONDS pg_seen_at=$SECONDS
 
     while :; do
-        if ((!pg_ok)) && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -t 2 >/dev/null 2>&1; then
+        if ((!pg_ok)) && "$pgbin/pg_isready" -q -h "$BL_SERVICES_ADDR" -p "$pg_port" -t 2 >/dev/null 2>&1; then
             pg_ok=1
         fi
-        if ((!redis_ok)) && [[ $(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null) == PONG ]]; then
+        if ((!redis_ok)) && [[ $(redis-cli -h "$BL_SERVICES_ADDR" -p "$redis_port" ping 2>/dev/null) == PONG ]]; then
             redis_ok=1
         fi
         ((pg_ok && redis_ok)) && return 0
@@ -399,11 +415,11 @@ _bl_wait_ready() {
 
         if ((SECONDS >= deadline)); then
             if ((!pg_ok)); then
-                _bl_err "PostgreSQL did not answer on 127.0.0.1:$pg_port within ${BL_SERVICE_TIMEOUT}s"
+                _bl_err "PostgreSQL did not answer on $BL_SERVICES_ADDR:$pg_port within ${BL_SERVICE_TIMEOUT}s"
                 _bl_show_log "$(dirname "$data")/postgres.log"
             fi
             if ((!redis_ok)); then
-                _bl_err "Redis did not answer on 127.0.0.1:$redis_port within ${BL_SERVICE_TIMEOUT}s"
+                _bl_err "Redis did not answer on $BL_SERVICES_ADDR:$redis_port within ${BL_SERVICE_TIMEOUT}s"
                 _bl_show_log "$state/redis.log"
             fi
             return 1
@@ -468,10 +484,10 @@ bl_start_services() {
             _bl_err "could not create the boltlink role/database"
             return 1
         fi
-        export DATABASE_URL="postgres://boltlink:boltlink@127.0.0.1:$_BL_PG_PORT/boltlink"
+        export DATABASE_URL="postgres://boltlink:boltlink@$BL_SERVICES_ADDR:$_BL_PG_PORT/boltlink"
     fi
     if ((want_redis)); then
-        export REDIS_URL="redis://127.0.0.1:$_BL_REDIS_PORT/"
+        export REDIS_URL="redis://$BL_SERVICES_ADDR:$_BL_REDIS_PORT/"
     fi
 }
 
@@ -499,7 +515,7 @@ bl_start_replica() {
 
     if [[ -f $data/PG_VERSION ]] && _bl_as_pg "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         port=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)
-        _bl_log "reusing the PostgreSQL replica on 127.0.0.1:$port ($data)"
+        _bl_log "reusing the PostgreSQL replica on $BL_SERVICES_ADDR:$port ($data)"
     else
         # A standby left stopped may be a copy of an older cluster: copying afresh takes
         # seconds and cannot be wrong.
@@ -510,10 +526,10 @@ bl_start_replica() {
         fi
         _bl_as_pg mkdir -p "$run"
         if _bl_port_busy "$port"; then
-            _bl_err "127.0.0.1:$port is already in use by another process"
+            _bl_err "$BL_SERVICES_ADDR:$port is already in use by another process"
             return 1
         fi
-        _bl_log "pg_basebackup of 127.0.0.1:$_BL_PG_PORT into $data"
+        _bl_log "pg_basebackup of $BL_SERVICES_ADDR:$_BL_PG_PORT into $data"
         # -R: standby.signal and primary_conninfo (the primary's socket, peer authentication).
         if ! _bl_as_pg "$pgbin/pg_basebackup" -h "$primary_run" -p "$_BL_PG_PORT" -U "$superuser" \
             -D "$data" -R -X stream -c fast >"$state/basebackup.log" 2>&1; then
@@ -524,7 +540,7 @@ bl_start_replica() {
         # The copy brought the primary's boltlink.conf along; this one is the replica's.
         _bl_as_pg tee "$data/boltlink.conf" >/dev/null <<EOF
 # Written by scripts/lib/services.sh (bl_start_replica); edits are overwritten.
-listen_addresses = '127.0.0.1'
+listen_addresses = '$BL_SERVICES_ADDR'
 port = $port
 unix_socket_directories = '$run'
 fsync = ${BL_PG_FSYNC:-on}
@@ -532,7 +548,7 @@ max_connections = 300
 shared_buffers = 128MB
 hot_standby = on
 EOF
-        _bl_log "starting the PostgreSQL replica on 127.0.0.1:$port ($data)"
+        _bl_log "starting the PostgreSQL replica on $BL_SERVICES_ADDR:$port ($data)"
         if ! _bl_as_pg "$pgbin/pg_ctl" -D "$data" -l "$log" -W start >"$state/pg_ctl-replica.log" 2>&1; then
             _bl_err "pg_ctl start failed for the replica"
             _bl_show_log "$state/pg_ctl-replica.log"
@@ -542,15 +558,15 @@ EOF
         _BL_STARTED["$state:replica"]="$pgbin|$data"
     fi
     local deadline=$((SECONDS + BL_SERVICE_TIMEOUT))
-    until "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 >/dev/null 2>&1; do
+    until "$pgbin/pg_isready" -q -h "$BL_SERVICES_ADDR" -p "$port" -t 2 >/dev/null 2>&1; do
         if ((SECONDS >= deadline)); then
-            _bl_err "the PostgreSQL replica did not answer on 127.0.0.1:$port within ${BL_SERVICE_TIMEOUT}s"
+            _bl_err "the PostgreSQL replica did not answer on $BL_SERVICES_ADDR:$port within ${BL_SERVICE_TIMEOUT}s"
             _bl_show_log "$log"
             return 1
         fi
         sleep 0.2
     done
-    export BOLTLINK_TEST_REPLICA_URL="postgres://boltlink:boltlink@127.0.0.1:$port/boltlink"
+    export BOLTLINK_TEST_REPLICA_URL="postgres://boltlink:boltlink@$BL_SERVICES_ADDR:$port/boltlink"
 }
 
 # bl_stop_services <state-dir>
@@ -568,9 +584,9 @@ bl_stop_services() {
     if [[ -n $rec ]]; then
         local pidfile=${rec%%|*} port=${rec##*|} pid=
         [[ -f $pidfile ]] && pid=$(<"$pidfile")
-        _bl_log "stopping Redis on 127.0.0.1:$port"
+        _bl_log "stopping Redis on $BL_SERVICES_ADDR:$port"
         # AOF is already on disk (everysec); "nosave" just skips writing an RDB we don't use.
-        redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+        redis-cli -h "$BL_SERVICES_ADDR" -p "$port" shutdown nosave >/dev/null 2>&1 || true
         local i
         for ((i = 0; i < 50; i++)); do
             _bl_pid_alive "$pid" || break
@@ -593,7 +609,7 @@ bl_stop_services() {
         _bl_log "stopping the Redis Cluster nodes on ports $rec"
         local port
         for port in $rec; do
-            redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+            redis-cli -h "$BL_SERVICES_ADDR" -p "$port" shutdown nosave >/dev/null 2>&1 || true
         done
         unset '_BL_STARTED[$state:cluster]'
     fi
@@ -639,13 +655,13 @@ _bl_cluster_ok() {
     local first=$1 port
     shift
     for port in "$@"; do
-        redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+        redis-cli -h "$BL_SERVICES_ADDR" -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
     done
-    [[ $(redis-cli -h 127.0.0.1 -p "$first" cluster nodes 2>/dev/null | grep -c master) -eq 3 ]]
+    [[ $(redis-cli -h "$BL_SERVICES_ADDR" -p "$first" cluster nodes 2>/dev/null | grep -c master) -eq 3 ]]
 }
 
 # bl_start_redis_cluster <state-dir> <first-port>
-# A Redis Cluster of 3 masters, each with one replica: six servers on 127.0.0.1, ports
+# A Redis Cluster of 3 masters, each with one replica: six servers on BL_SERVICES_ADDR, ports
 # first-port..first-port+5, formed with `redis-cli --cluster create` (or reused when they
 # already run). A short cluster-node-timeout (2 s) so that a failover in a test takes seconds.
 # Each node's cluster bus listens on its port + 1000 (not Redis's default + 10000), so that a
@@ -669,8 +685,8 @@ bl_start_redis_cluster() {
         port=$((first + i))
         dir=$state/redis-cluster/$port
         mkdir -p "$dir"
-        nodes+=("127.0.0.1:$port")
-        urls+=("redis://127.0.0.1:$port/")
+        nodes+=("$BL_SERVICES_ADDR:$port")
+        urls+=("redis://$BL_SERVICES_ADDR:$port/")
         pid=
         [[ -f $dir/redis.pid ]] && pid=$(<"$dir/redis.pid")
         if _bl_pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server* ]]; then
@@ -678,10 +694,10 @@ bl_start_redis_cluster() {
         fi
         rm -f "$dir/redis.pid"
         if _bl_port_busy "$port"; then
-            _bl_err "127.0.0.1:$port is already in use by another process"
+            _bl_err "$BL_SERVICES_ADDR:$port is already in use by another process"
             return 1
         fi
-        if ! "$server" --bind 127.0.0.1 --port "$port" --protected-mode yes \
+        if ! "$server" --bind "$BL_SERVICES_ADDR" --port "$port" --protected-mode "$(_bl_protected_mode)" \
             --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
             --cluster-port $((port + 1000)) \
             --cluster-node-timeout 2000 \
@@ -703,7 +719,7 @@ bl_start_redis_cluster() {
     fi
     local deadline=$((SECONDS + BL_SERVICE_TIMEOUT))
     for port in "${nodes[@]##*:}"; do
-        until redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; do
+        until redis-cli -h "$BL_SERVICES_ADDR" -p "$port" ping >/dev/null 2>&1; do
             if ((SECONDS > deadline)); then
                 _bl_err "Redis Cluster node $port does not answer"
                 _bl_show_log "$state/redis-cluster/$port/redis.log"
@@ -713,7 +729,7 @@ bl_start_redis_cluster() {
         done
     done
     # Nodes restarted from their nodes.conf find each other again; new ones are introduced.
-    if ! redis-cli -h 127.0.0.1 -p "$first" cluster info 2>/dev/null | grep -q '^cluster_known_nodes:6'; then
+    if ! redis-cli -h "$BL_SERVICES_ADDR" -p "$first" cluster info 2>/dev/null | grep -q '^cluster_known_nodes:6'; then
         _bl_log "forming the Redis Cluster (3 masters, 1 replica each)"
         if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
             >"$state/redis-cluster/create.log" 2>&1; then
@@ -725,7 +741,7 @@ bl_start_redis_cluster() {
     until _bl_cluster_ok "$first" "${nodes[@]##*:}"; do
         if ((SECONDS > deadline)); then
             _bl_err "the Redis Cluster did not reach cluster_state:ok with 3 masters"
-            redis-cli -h 127.0.0.1 -p "$first" cluster nodes >&2 || true
+            redis-cli -h "$BL_SERVICES_ADDR" -p "$first" cluster nodes >&2 || true
             return 1
         fi
         sleep 0.2
