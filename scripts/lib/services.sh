@@ -719,7 +719,9 @@ bl_start_redis_cluster() {
     fi
     local deadline=$((SECONDS + BL_SERVICE_TIMEOUT))
     for port in "${nodes[@]##*:}"; do
-        until redis-cli -h "$BL_SERVICES_ADDR" -p "$port" ping >/dev/null 2>&1; do
+        # PONG, not LOADING: a node restarted from its files answers an error while it loads,
+        # and the cluster checks below would take it for a node of no cluster.
+        until [[ $(redis-cli -h "$BL_SERVICES_ADDR" -p "$port" ping 2>/dev/null) == PONG ]]; do
             if ((SECONDS > deadline)); then
                 _bl_err "Redis Cluster node $port does not answer"
                 _bl_show_log "$state/redis-cluster/$port/redis.log"
