@@ -2,7 +2,6 @@
 //! counters applied together with the consumer's stream offset (exactly-once), retention.
 
 use std::collections::HashMap;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -140,8 +139,8 @@ impl ClickStore for Store {
             AggregatorSession::None => {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
                 loop {
-                    if let Some(lock) = self.try_advisory_lock(AGGREGATOR_LOCK).await? {
-                        *session = AggregatorSession::Held(LockSession(Some(lock._conn)));
+                    if let Some(held) = self.take_aggregator_lock().await? {
+                        *session = held;
                         break;
                     }
                     if tokio::time::Instant::now() >= deadline {
@@ -153,9 +152,9 @@ impl ClickStore for Store {
                 }
             }
             AggregatorSession::Lost => {
-                let why = match self.try_advisory_lock(AGGREGATOR_LOCK).await? {
-                    Some(lock) => {
-                        *session = AggregatorSession::Held(LockSession(Some(lock._conn)));
+                let why = match self.take_aggregator_lock().await? {
+                    Some(held) => {
+                        *session = held;
                         "the aggregator lock's session had ended; the lock is taken again, and the batch goes again from the stored offset"
                     }
                     None => "the aggregator lock's session had ended and another aggregator holds the lock now",
@@ -207,8 +206,8 @@ impl ClickStore for Store {
     async fn try_lock_aggregator(&self) -> StoreResult<Option<AggregatorLock>> {
         let mut session = self.aggregator_session().lock().await;
         if !matches!(*session, AggregatorSession::Held(_)) {
-            match self.try_advisory_lock(AGGREGATOR_LOCK).await? {
-                Some(lock) => *session = AggregatorSession::Held(LockSession(Some(lock._conn))),
+            match self.take_aggregator_lock().await? {
+                Some(held) => *session = held,
                 None => return Ok(None),
             }
         }
@@ -219,6 +218,12 @@ impl ClickStore for Store {
 }
 
 impl Store {
+    /// The aggregator's lock on a session of its own, if no other session holds it.
+    async fn take_aggregator_lock(&self) -> StoreResult<Option<AggregatorSession>> {
+        let lock = self.try_advisory_lock(AGGREGATOR_LOCK).await?;
+        Ok(lock.map(|lock| AggregatorSession::Held(LockSession(Some(lock._conn)))))
+    }
+
     /// A session-level advisory lock on `key`, held by a pooled connection kept out of the
     /// pool for as long as the returned lock lives; `None` if another session holds it.
     pub(super) async fn try_advisory_lock(&self, key: i64) -> StoreResult<Option<SingletonLock>> {
