@@ -227,7 +227,7 @@ impl Replica {
         // The replica first, then the primary: a replica that has replayed what the primary
         // wrote *after* being asked is caught up to that later moment.
         let asked_at = Instant::now();
-        let replayed = tokio::time::timeout(CHECK_TIMEOUT, replay_position(&self.pool)).await;
+        let replayed = replay_position(&self.pool).await;
         let at = Instant::now();
         let wall_ms = chrono::Utc::now().timestamp_millis();
         let primary_answered =
@@ -243,11 +243,10 @@ impl Replica {
             positions.pop_front();
         }
 
-        let replayed = match replayed {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(crate::store::StoreError::from(e).to_string()),
-            Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
-        };
+        let replayed = replayed.map_err(|e| match e {
+            ReplayError::Store(e) => crate::store::StoreError::from(e).to_string(),
+            ReplayError::Silent => format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
+        });
         let (state, lag, caught_up) = judge(
             replayed,
             positions,
@@ -368,14 +367,30 @@ async fn wal_position(pool: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
+enum ReplayError {
+    Store(sqlx::Error),
+    /// Connected, but the query had no answer within [`CHECK_TIMEOUT`].
+    Silent,
+}
+
 /// Whether the server is a standby, and the WAL position it has replayed (none on a primary).
-async fn replay_position(pool: &PgPool) -> Result<(bool, Option<i64>), sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT pg_is_in_recovery() AS "standby!",
+///
+/// The connection comes first, bounded by the pool's own acquire timeout: a refused connection
+/// is retried by the pool until then, and a timer of ours around both raced it (CI saw "no
+/// answer within 1 s" once where the pool names the refusal).
+async fn replay_position(pool: &PgPool) -> Result<(bool, Option<i64>), ReplayError> {
+    let mut conn = pool.acquire().await.map_err(ReplayError::Store)?;
+    let row = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        sqlx::query!(
+            r#"SELECT pg_is_in_recovery() AS "standby!",
                   (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8 AS replayed"#
+        )
+        .fetch_one(&mut *conn),
     )
-    .fetch_one(pool)
-    .await?;
+    .await
+    .map_err(|_| ReplayError::Silent)?
+    .map_err(ReplayError::Store)?;
     Ok((row.standby, row.replayed))
 }
 
@@ -507,6 +522,28 @@ mod tests {
                 (state, lag, caught_up),
                 (ReplicaState::Down(why.into()), None, None)
             );
+        }
+    }
+
+    /// A refused connection is retried by the pool until its acquire timeout: the check must
+    /// report that, not race it with a timer of its own (CI saw "no answer within 1 s" once).
+    #[tokio::test]
+    async fn a_replica_that_refuses_connections_is_down_as_unavailable_not_silent() {
+        let nowhere = "postgres://boltlink:boltlink@127.0.0.1:1/boltlink";
+        let primary = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(100))
+            .connect_lazy(nowhere)
+            .expect("a URL");
+        for _ in 0..5 {
+            let replica = Replica::connect_lazy(nowhere, 1, Duration::from_secs(5)).expect("a URL");
+            replica.check(&primary, &mut VecDeque::new()).await;
+            match replica.health().state {
+                ReplicaState::Down(why) => assert!(
+                    why.starts_with("database unavailable: pool timed out"),
+                    "{why}"
+                ),
+                other => panic!("{other:?}"),
+            }
         }
     }
 }
