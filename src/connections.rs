@@ -8,6 +8,11 @@
 //!   `HTTP_MAX_CONNECTIONS` (per process, kept below the open-file limit), the *oldest idle*
 //!   connection of that client (or of the process) is told to close; when none is idle the new
 //!   connection is refused instead (closed at once). Busy connections are never shed.
+//! - A connection told to close is on its way out (gone within the close grace of
+//!   [`crate::http::server`]): it no longer counts against its client's cap. It still counts
+//!   against the process cap, which guards the open-file limit; while the process is full
+//!   with connections still closing, the accept loop waits for them
+//!   ([`Connections::full_while_closing`]) rather than accept a connection only to refuse it.
 //! - A connection is idle while no request is in flight on it; its age as idle is the time
 //!   since its last request ended (or since the accept). The connection task
 //!   ([`crate::http::server`]) closes a connection idle for `HTTP_IDLE_TIMEOUT_MS`, and one that
@@ -90,8 +95,23 @@ struct Entry {
 #[derive(Default)]
 struct Registry {
     next_id: u64,
+    /// Every open connection, including those told to close.
     conns: HashMap<u64, Entry>,
+    /// Open connections per client, not counting those told to close.
     per_client: HashMap<IpAddr, usize>,
+    /// How many of `conns` were told to close and have not yet.
+    shedding: usize,
+}
+
+impl Registry {
+    fn forget_client_conn(&mut self, client: IpAddr) {
+        if let Some(n) = self.per_client.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&client);
+            }
+        }
+    }
 }
 
 pub struct Connections {
@@ -120,11 +140,11 @@ impl Drop for Ticket {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = r.conns.remove(&self.id) {
-            if let Some(n) = r.per_client.get_mut(&entry.client) {
-                *n -= 1;
-                if *n == 0 {
-                    r.per_client.remove(&entry.client);
-                }
+            // Read under the lock that set it: counted in exactly one of the two.
+            if entry.state.shedding.load(Ordering::Relaxed) {
+                r.shedding -= 1;
+            } else {
+                r.forget_client_conn(entry.client);
             }
         }
     }
@@ -221,11 +241,11 @@ impl Connections {
         let mut r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         let per_client_cap = self.limits.max_connections_per_client;
         if per_client_cap > 0 && r.per_client.get(&client).copied().unwrap_or(0) >= per_client_cap {
-            if !shed_oldest_idle(&r, Some(client)) {
+            if !shed_oldest_idle(&mut r, Some(client)) {
                 self.refused_client.fetch_add(1, Ordering::Relaxed);
                 return Err(Cap::Client);
             }
-        } else if r.conns.len() >= self.limits.max_connections && !shed_oldest_idle(&r, None) {
+        } else if r.conns.len() >= self.limits.max_connections && !shed_oldest_idle(&mut r, None) {
             self.refused_process.fetch_add(1, Ordering::Relaxed);
             return Err(Cap::Process);
         }
@@ -262,6 +282,14 @@ impl Connections {
             .len()
     }
 
+    /// Whether the process cap is reached while connections told to close are still open:
+    /// they are gone within moments, so a new connection is better left waiting in the
+    /// listen queue (or taken by another instance) than accepted and refused.
+    pub fn full_while_closing(&self) -> bool {
+        let r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        r.shedding > 0 && r.conns.len() >= self.limits.max_connections
+    }
+
     /// `(label, value)` pairs for the metrics: refused by cap and closed by reason.
     pub fn refused(&self) -> [(&'static str, u64); 2] {
         [
@@ -282,21 +310,22 @@ impl Connections {
 /// Tells the connection idle longest (of `client`, or of anyone) to close. Returns whether
 /// there was one. Connections already told are skipped (they close within moments). Equal
 /// stamps go to the one admitted first (ids grow), never to the hash order of the registry.
-fn shed_oldest_idle(r: &Registry, client: Option<IpAddr>) -> bool {
+fn shed_oldest_idle(r: &mut Registry, client: Option<IpAddr>) -> bool {
     let victim = r
         .conns
         .iter()
         .filter(|(_, e)| client.is_none_or(|c| e.client == c))
         .filter(|(_, e)| e.state.in_flight() == 0 && !e.state.shedding.load(Ordering::Relaxed))
         .min_by_key(|(id, e)| (e.state.last_active_us.load(Ordering::Relaxed), **id));
-    match victim {
-        Some((_, e)) => {
-            e.state.shedding.store(true, Ordering::Relaxed);
-            e.state.shed.notify_one();
-            true
-        }
-        None => false,
-    }
+    let Some((_, e)) = victim else {
+        return false;
+    };
+    e.state.shedding.store(true, Ordering::Relaxed);
+    e.state.shed.notify_one();
+    let victim_client = e.client;
+    r.shedding += 1;
+    r.forget_client_conn(victim_client);
+    true
 }
 
 #[cfg(test)]
@@ -361,6 +390,60 @@ mod tests {
                 "round {round}: not the one accepted after it"
             );
         }
+    }
+
+    /// Found by the connection-cap integration test (one CI run): a client's idle connection
+    /// was told to close, the client opened busy ones, and one more was refused although the
+    /// client had only two connections that were not closing.
+    #[test]
+    fn a_connection_told_to_close_no_longer_counts_against_its_clients_cap() {
+        let c = Connections::new(limits(100, 3));
+        let closing = c.admit(ip(1)).expect("first");
+        let gone = [
+            c.admit(ip(1)).expect("second"),
+            c.admit(ip(1)).expect("third"),
+        ];
+        let busy_1 = c.admit(ip(1)).expect("admitted by shedding the first");
+        assert!(closing.state.shedding.load(Ordering::Relaxed));
+        drop(gone);
+        let busy_2 = c.admit(ip(1)).expect("two of three not closing");
+        let _a = busy_1.begin_request();
+        let _b = busy_2.begin_request();
+        let busy_3 = c
+            .admit(ip(1))
+            .expect("the closing one does not hold a place: admitted");
+        let _c = busy_3.begin_request();
+        assert_eq!(c.admit(ip(1)).err(), Some(Cap::Client), "now three busy");
+        assert_eq!(c.open(), 4, "the closing one is still open");
+        drop(closing);
+        assert_eq!(c.open(), 3);
+        assert_eq!(c.admit(ip(1)).err(), Some(Cap::Client), "still three busy");
+    }
+
+    #[test]
+    fn at_the_process_cap_a_closing_connection_still_counts_and_says_to_wait() {
+        let c = Connections::new(limits(2, 0));
+        let closing = c.admit(ip(1)).expect("first");
+        let busy_1 = c.admit(ip(2)).expect("second");
+        let request = busy_1.begin_request();
+        assert!(!c.full_while_closing(), "full, but nothing is closing");
+        let busy_2 = c.admit(ip(3)).expect("admitted by shedding the first");
+        let _b = busy_2.begin_request();
+        assert!(closing.state.shedding.load(Ordering::Relaxed));
+        assert!(c.full_while_closing(), "wait: the first is on its way out");
+        assert_eq!(
+            c.admit(ip(4)).err(),
+            Some(Cap::Process),
+            "the open-file guard counts every open connection"
+        );
+        drop(closing);
+        assert!(!c.full_while_closing(), "nothing closing any more");
+        assert_eq!(c.open(), 2);
+        drop(request);
+        assert!(
+            c.admit(ip(4)).is_ok(),
+            "a request ended: its connection is idle and shed"
+        );
     }
 
     #[test]

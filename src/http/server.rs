@@ -120,19 +120,30 @@ pub async fn serve_with_probes(
     let mut beat = tokio::time::interval(balance::STALE / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut held_since: Option<Instant> = None;
+    let mut full_since: Option<Instant> = None;
     loop {
-        let hold = match &shares {
-            Some(table) if table.over_share(app.connections.open(), unix_ms()) => {
-                let since = *held_since.get_or_insert_with(Instant::now);
-                // Never longer than MAX_HOLD: a peer that cannot accept must not leave a
-                // client waiting.
-                since.elapsed() < balance::MAX_HOLD
-            }
-            _ => {
-                held_since = None;
-                false
-            }
+        // At the process cap while connections told to close are still open: leave the next
+        // one in the listen queue (another instance may take it) until they have closed,
+        // never longer than they may take. Accepting it now would only refuse it.
+        let full = if app.connections.full_while_closing() {
+            full_since.get_or_insert_with(Instant::now).elapsed() < CLOSE_GRACE
+        } else {
+            full_since = None;
+            false
         };
+        let hold = full
+            || match &shares {
+                Some(table) if table.over_share(app.connections.open(), unix_ms()) => {
+                    let since = *held_since.get_or_insert_with(Instant::now);
+                    // Never longer than MAX_HOLD: a peer that cannot accept must not leave a
+                    // client waiting.
+                    since.elapsed() < balance::MAX_HOLD
+                }
+                _ => {
+                    held_since = None;
+                    false
+                }
+            };
         tokio::select! {
             _ = &mut stop => break,
             Some(probe) = probes.recv() => {
