@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::consumer::{
-    acknowledge, consume, consumer_name, hold_singleton, parse_batch, prepare, spawn_periodic,
-    Consumer, Pipeline, Process, StepOutcome,
+    acknowledge, consume_until, consumer_name, hold_singleton, parse_batch, prepare,
+    spawn_periodic, Consumer, Pipeline, Process, StepOutcome,
 };
 use super::enrich::{enrich, Enriched};
 use super::offset::StreamId;
-use super::ports::{ClickLog, ClickStore};
+use super::ports::{ClickLog, ClickStore, HeldLock};
 use crate::daemon::systemd::{self, NotifyState};
 use crate::daemon::Shutdown;
 
@@ -266,14 +266,46 @@ pub async fn run<L: ClickLog, S: ClickStore>(
     // Ready before the lock: a standby aggregator waiting for another one's lock is a
     // healthy process, not a start-up that systemd should time out.
     systemd::notify(&[NotifyState::Ready]);
-    let Some(lock) = hold_singleton(&p, &shutdown, Process::Aggregator, || {
+    while let Some(lock) = hold_singleton(&p, &shutdown, Process::Aggregator, || {
         p.store.try_lock_aggregator()
     })
     .await
-    else {
-        return Ok(());
-    };
-    let trimmer = spawn_periodic(&shutdown, Duration::from_secs(5), {
+    {
+        tracing::info!(instance, "boltlink-aggregator ready");
+        // A turn: until the process stops, or the lock turns out to be another's (its
+        // session ended, and a standby took it: see `AggregatorSession`).
+        let turn = Shutdown::new();
+        let watch = async {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tokio::time::sleep(LOCK_CHECK) => if lock.lost_to_another() {
+                        tracing::warn!(
+                            "the aggregator lock's session had ended and another aggregator holds the lock now; back to standby"
+                        );
+                        break;
+                    }
+                }
+            }
+            turn.trigger();
+        };
+        tokio::join!(watch, hold_turn(&p, &turn));
+        drop(lock);
+        if shutdown.is_triggered() {
+            break;
+        }
+    }
+    systemd::notify(&[NotifyState::Stopping]);
+    tracing::info!("boltlink-aggregator stopped");
+    Ok(())
+}
+
+/// How often a holder looks whether its lock turned out to be another's.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// The aggregator's work while it holds the lock: steps and stream trimming until `turn` ends.
+async fn hold_turn<L: ClickLog, S: ClickStore>(p: &Pipeline<L, S>, turn: &Shutdown) {
+    let trimmer = spawn_periodic(turn, Duration::from_secs(5), {
         let p = p.clone();
         move || {
             let p = p.clone();
@@ -295,15 +327,8 @@ pub async fn run<L: ClickLog, S: ClickStore>(
             }
         }
     });
-    tracing::info!(instance, "boltlink-aggregator ready");
-    consume(&p, Process::Aggregator, &shutdown, |p, c| {
-        Box::pin(step(p, c))
-    })
-    .await;
+    consume_until(p, Process::Aggregator, turn, |p, c| Box::pin(step(p, c))).await;
     trimmer.abort();
-    drop(lock);
-    tracing::info!("boltlink-aggregator stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -591,14 +591,27 @@ pub async fn prepare<L: ClickLog, S: ClickStore>(p: &Pipeline<L, S>, migrate: bo
     }
 }
 
-/// What both processes do once started: publish the heartbeat, run `step` with one consumer
-/// until `shutdown`, then say `STOPPING=1` and let the heartbeat finish.
+/// What the pipeline's processes do once started: [`consume_until`] `shutdown`, then say
+/// `STOPPING=1`.
 pub async fn consume<L: ClickLog, S: ClickStore>(
     p: &Pipeline<L, S>,
     process: Process,
     shutdown: &Shutdown,
     step: StepFn<L, S>,
 ) {
+    consume_until(p, process, shutdown, step).await;
+    systemd::notify(&[systemd::NotifyState::Stopping]);
+}
+
+/// Publishes the heartbeat and runs `step` with one consumer per shard until `until` (the
+/// process's shutdown, or the end of a singleton's turn), then lets the heartbeat finish.
+pub async fn consume_until<L: ClickLog, S: ClickStore>(
+    p: &Pipeline<L, S>,
+    process: Process,
+    until: &Shutdown,
+    step: StepFn<L, S>,
+) {
+    let shutdown = until;
     let group = process.group();
     let heartbeat = tokio::spawn(run_heartbeat(p.clone(), group, group, shutdown.clone()));
     // Every shard in use, each by its own consumer and loop. Which shards those are is known
@@ -625,7 +638,6 @@ pub async fn consume<L: ClickLog, S: ClickStore>(
         });
         futures_util::future::join_all(loops).await;
     }
-    systemd::notify(&[systemd::NotifyState::Stopping]);
     let _ = heartbeat.await;
 }
 

@@ -104,11 +104,18 @@ pub trait ClickLog: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), LogError>> + Send;
 }
 
+/// A singleton lock as its holder sees it.
+pub trait HeldLock: Send + Sync {
+    /// Whether the lock turned out to be gone (its session ended) and another process holds
+    /// it now: the holder stands by again.
+    fn lost_to_another(&self) -> bool;
+}
+
 /// The click tables as the worker and aggregator use them.
 pub trait ClickStore: Clone + Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
     /// Held while this process is the one aggregator; released on drop.
-    type AggregatorLock: Send;
+    type AggregatorLock: HeldLock;
 
     /// Applies pending schema migrations (locked against other processes).
     fn migrate(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;

@@ -11,7 +11,7 @@ use super::{Store, StoreError, StoreResult};
 use crate::clicks::aggregator::{self, RollupDelta};
 use crate::clicks::enrich::Enriched;
 use crate::clicks::offset::StreamId;
-use crate::clicks::ports::ClickStore;
+use crate::clicks::ports::{ClickStore, HeldLock};
 
 /// Holds a session-level advisory lock for as long as it lives (one webhook sender at a time).
 pub struct SingletonLock {
@@ -32,6 +32,9 @@ pub(super) enum AggregatorSession {
     /// It had the lock, and the session ended: whatever it read since may have been counted
     /// by another aggregator.
     Lost,
+    /// Lost, and another aggregator holds the lock now: this one stands by
+    /// ([`HeldLock::lost_to_another`]).
+    Elsewhere,
 }
 
 pub(super) type SharedAggregatorSession = std::sync::Arc<tokio::sync::Mutex<AggregatorSession>>;
@@ -51,6 +54,15 @@ impl Drop for LockSession {
 /// The aggregator's singleton lock, for as long as it lives.
 pub struct AggregatorLock {
     session: SharedAggregatorSession,
+}
+
+impl HeldLock for AggregatorLock {
+    fn lost_to_another(&self) -> bool {
+        // Busy: a commit is running on the session, so it is not known to be elsewhere.
+        self.session
+            .try_lock()
+            .is_ok_and(|session| matches!(*session, AggregatorSession::Elsewhere))
+    }
 }
 
 impl Drop for AggregatorLock {
@@ -151,13 +163,16 @@ impl ClickStore for Store {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            AggregatorSession::Lost => {
+            AggregatorSession::Lost | AggregatorSession::Elsewhere => {
                 let why = match self.take_aggregator_lock().await? {
                     Some(held) => {
                         *session = held;
                         "the aggregator lock's session had ended; the lock is taken again, and the batch goes again from the stored offset"
                     }
-                    None => "the aggregator lock's session had ended and another aggregator holds the lock now",
+                    None => {
+                        *session = AggregatorSession::Elsewhere;
+                        "the aggregator lock's session had ended and another aggregator holds the lock now"
+                    }
                 };
                 return Err(StoreError::Conflict(why.to_string()));
             }

@@ -1,6 +1,7 @@
 //! Entries a consumer read but never finished — its host died, and every host's worker shares
 //! the group's consumer name — are taken over by a running consumer after
-//! `PIPELINE_TAKEOVER_MS`, without waiting for a restart, and counted once.
+//! `PIPELINE_TAKEOVER_MS`, without waiting for a restart, and counted once. And the aggregator
+//! lock: one that lost it to another stands by again, ready to take over.
 
 use std::time::Duration;
 
@@ -112,4 +113,125 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
 
     // Without a takeover these would wait for the worker's next restart.
     wait_for(&pool, (22, 22), Duration::from_secs(15), "taken over").await;
+}
+
+/// Whether the file at `path` has a line containing `needle`.
+fn logged(path: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
+}
+
+/// Every host of a fleet runs an aggregator; one holds the lock and counts, the others stand
+/// by. Found in the fleet work: one whose lock session ended (a PostgreSQL restart, a broken
+/// connection) while another took the lock kept failing its steps with backoff — reading
+/// batches it could not commit and publishing the aggregator's heartbeat beside the new
+/// holder's — instead of standing by again, ready for the next takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_when_that_one_dies() {
+    let database = TestDatabase::create().await;
+    let prefix = new_prefix();
+    let suite = Suite::start_with(1, &database, &prefix, &[]);
+    suite.wait_until_all_serve().await;
+    let env = pipeline_env(
+        database.url(),
+        &redis_url(),
+        &prefix,
+        &[("LOG_LEVEL", "info")],
+    );
+    let logs = std::env::temp_dir().join(format!("bl-agg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let (first_log, second_log) = (logs.join("first.log"), logs.join("second.log"));
+    let _worker = Daemon::start(WORKER_BIN, env.clone(), None);
+    let first = Daemon::start(
+        AGGREGATOR_BIN,
+        env.clone(),
+        Some(first_log.display().to_string()),
+    );
+    let client = browser_client();
+    let key = create_key(database.url()).await;
+    let link = shorten_on(
+        &client,
+        &suite,
+        &key,
+        json!({"url": "https://example.com/standby"}),
+    )
+    .await;
+    let code = code_of(&link);
+    let visit = |n: usize| {
+        let (client, url) = (client.clone(), suite.url(&format!("/{code}")));
+        async move {
+            for r in join_all((0..n).map(|_| client.get(&url).send())).await {
+                assert_eq!(r.expect("redirect").status(), 302);
+            }
+        }
+    };
+    let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
+    visit(10).await;
+    let mut sent = 10;
+    wait_for(
+        &pool,
+        (sent, sent),
+        Duration::from_secs(30),
+        "the first clicks",
+    )
+    .await;
+
+    let second = Daemon::start(AGGREGATOR_BIN, env, Some(second_log.display().to_string()));
+    crate::support::eventually(Duration::from_secs(30), || async {
+        logged(&second_log, "boltlink-aggregator on standby")
+    })
+    .await;
+    // The first one's lock session ends, as on a PostgreSQL restart, while it is paused: the
+    // standby, retrying every second, takes the lock before the first could take it back.
+    first.signal("STOP");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("terminate the lock's session");
+    assert_eq!(ended, vec![true], "one session held the lock");
+    crate::support::eventually(Duration::from_secs(30), || async {
+        logged(&second_log, "lock taken; leaving standby")
+    })
+    .await;
+    first.signal("CONT");
+    // The first one learns of it when it next commits: clicks until it has, and stood by.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !logged(&first_log, "back to standby") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first aggregator never stood by again: {}",
+            std::fs::read_to_string(&first_log).unwrap_or_default()
+        );
+        visit(5).await;
+        sent += 5;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_for(
+        &pool,
+        (sent, sent),
+        Duration::from_secs(30),
+        "counted by the second",
+    )
+    .await;
+
+    // The holder dies: the first takes the lock again and counts what follows, once.
+    second.signal("KILL");
+    visit(10).await;
+    sent += 10;
+    wait_for(
+        &pool,
+        (sent, sent),
+        Duration::from_secs(30),
+        "counted after the holder died",
+    )
+    .await;
+    assert!(
+        logged(&first_log, "lock taken; leaving standby"),
+        "{}",
+        std::fs::read_to_string(&first_log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&logs);
 }
