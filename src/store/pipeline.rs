@@ -13,9 +13,31 @@ use crate::clicks::enrich::Enriched;
 use crate::clicks::offset::StreamId;
 use crate::clicks::ports::{ClickStore, HeldLock};
 
-/// Holds a session-level advisory lock for as long as it lives (one webhook sender at a time).
-pub struct SingletonLock {
-    _conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+/// A session-level advisory lock (one aggregator, one webhook sender at a time), held by a
+/// connection kept out of the pool for as long as it lives and closed when dropped: handed
+/// back to the pool, it would keep the lock.
+pub struct SingletonLock(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for SingletonLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+impl SingletonLock {
+    /// Whether the lock's session still answers (within 2 s). A session ends without a word
+    /// when PostgreSQL restarts or the connection breaks, and the lock with it: another
+    /// process may hold it by now.
+    pub async fn alive(&mut self) -> bool {
+        let Some(conn) = self.0.as_mut() else {
+            return false;
+        };
+        tokio::time::timeout(Duration::from_secs(2), sqlx::Connection::ping(&mut **conn))
+            .await
+            .is_ok_and(|ping| ping.is_ok())
+    }
 }
 
 /// The session holding the aggregator's advisory lock, kept in the [`Store`] because the
@@ -28,7 +50,7 @@ pub(super) enum AggregatorSession {
     /// This store never took the lock.
     #[default]
     None,
-    Held(LockSession),
+    Held(SingletonLock),
     /// It had the lock, and the session ended: whatever it read since may have been counted
     /// by another aggregator.
     Lost,
@@ -38,18 +60,6 @@ pub(super) enum AggregatorSession {
 }
 
 pub(super) type SharedAggregatorSession = std::sync::Arc<tokio::sync::Mutex<AggregatorSession>>;
-
-/// A connection holding a session-level lock, closed when dropped: handed back to the pool,
-/// it would keep the lock.
-pub(super) struct LockSession(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
-
-impl Drop for LockSession {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(conn.detach());
-        }
-    }
-}
 
 /// The aggregator's singleton lock, for as long as it lives.
 pub struct AggregatorLock {
@@ -177,17 +187,17 @@ impl ClickStore for Store {
                 return Err(StoreError::Conflict(why.to_string()));
             }
         }
-        let AggregatorSession::Held(LockSession(Some(conn))) = &mut *session else {
+        let AggregatorSession::Held(SingletonLock(Some(conn))) = &mut *session else {
             return Err(StoreError::Conflict(
                 "the aggregator lock's session is gone".to_string(),
             ));
         };
         let applied = apply_aggregates_on(conn, consumer, upto, rollups, link_clicks).await;
         if applied.is_err() {
-            let alive =
-                tokio::time::timeout(Duration::from_secs(2), sqlx::Connection::ping(&mut **conn))
-                    .await
-                    .is_ok_and(|ping| ping.is_ok());
+            let alive = match &mut *session {
+                AggregatorSession::Held(lock) => lock.alive().await,
+                _ => false,
+            };
             if !alive {
                 tracing::warn!(
                     "the aggregator lock's PostgreSQL session has ended; the lock is lost"
@@ -236,7 +246,7 @@ impl Store {
     /// The aggregator's lock on a session of its own, if no other session holds it.
     async fn take_aggregator_lock(&self) -> StoreResult<Option<AggregatorSession>> {
         let lock = self.try_advisory_lock(AGGREGATOR_LOCK).await?;
-        Ok(lock.map(|lock| AggregatorSession::Held(LockSession(Some(lock._conn)))))
+        Ok(lock.map(AggregatorSession::Held))
     }
 
     /// A session-level advisory lock on `key`, held by a pooled connection kept out of the
@@ -246,7 +256,7 @@ impl Store {
         let got = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, key)
             .fetch_one(&mut *conn)
             .await?;
-        Ok(got.then_some(SingletonLock { _conn: conn }))
+        Ok(got.then_some(SingletonLock(Some(conn))))
     }
 }
 

@@ -41,7 +41,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::clicks::consumer::Process;
-use crate::clicks::consumer::{consume, hold_singleton, prepare, spawn_periodic};
+use crate::clicks::consumer::{consume_until, hold_singleton, prepare, spawn_periodic};
 use crate::clicks::ClickLog;
 use crate::config::Config;
 use crate::daemon::systemd::{self, NotifyState};
@@ -61,13 +61,61 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
     p.spawn_watchdog(&shutdown);
     prepare(&p, config.process.migrate_on_start).await;
     systemd::notify(&[NotifyState::Ready]);
-    let Some(lock) = hold_singleton(&p, &shutdown, Process::Webhooks, || {
+    while let Some(mut lock) = hold_singleton(&p, &shutdown, Process::Webhooks, || {
         p.store.try_lock_webhooks()
     })
     .await
-    else {
-        return Ok(());
-    };
+    {
+        // A turn: until the process stops, or the lock's session ends and another sender
+        // takes the lock (then this one stands by again). Two senders at once would deliver
+        // the same events twice; the lock is looked at every second.
+        let turn = Shutdown::new();
+        let watch = async {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tokio::time::sleep(LOCK_CHECK) => {}
+                }
+                if lock.alive().await {
+                    continue;
+                }
+                match p.store.try_lock_webhooks().await {
+                    Ok(Some(again)) => {
+                        tracing::warn!(
+                            "the webhook lock's session had ended; the lock is taken again"
+                        );
+                        lock = again;
+                    }
+                    Ok(None) => {
+                        tracing::warn!(
+                            "the webhook lock's session had ended and another sender holds the lock now; back to standby"
+                        );
+                        break;
+                    }
+                    // PostgreSQL unreachable: nothing is delivered meanwhile (events are
+                    // claimed there); look again.
+                    Err(_) => {}
+                }
+            }
+            turn.trigger();
+        };
+        let (_, result) = tokio::join!(watch, hold_turn(&p, config, &turn));
+        drop(lock);
+        result?;
+        if shutdown.is_triggered() {
+            break;
+        }
+    }
+    systemd::notify(&[NotifyState::Stopping]);
+    tracing::info!("boltlink-webhooks stopped");
+    Ok(())
+}
+
+/// How often the sender looks whether its lock's session is still there.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// The sender's work while it holds the lock, until `shutdown` (the end of its turn).
+async fn hold_turn(p: &Pipeline, config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let fetcher = MetadataFetcher::new(FetchPolicy {
         allowed_addrs: config.metadata.allowlist.clone(),
         ..FetchPolicy::default()
@@ -81,7 +129,7 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
         public_base_url: config.http.public_base_url.clone(),
         counters: counters.clone(),
     });
-    let batcher = spawn_periodic(&shutdown, Duration::from_secs(1), {
+    let batcher = spawn_periodic(shutdown, Duration::from_secs(1), {
         let store = p.store.clone();
         let failing = Arc::new(AtomicBool::new(false));
         move || {
@@ -101,7 +149,7 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
             }
         }
     });
-    let retention = spawn_periodic(&shutdown, Duration::from_secs(3600), {
+    let retention = spawn_periodic(shutdown, Duration::from_secs(3600), {
         let store = p.store.clone();
         move || {
             let store = store.clone();
@@ -120,7 +168,7 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
             }
         }
     });
-    let backlog = spawn_periodic(&shutdown, Duration::from_secs(2), {
+    let backlog = spawn_periodic(shutdown, Duration::from_secs(2), {
         let p = p.clone();
         move || {
             let (p, counters) = (p.clone(), counters.clone());
@@ -159,7 +207,7 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
         instance = config.process.instance.as_str(),
         "boltlink-webhooks ready"
     );
-    consume(&p, Process::Webhooks, &shutdown, |p, c| {
+    consume_until(p, Process::Webhooks, shutdown, |p, c| {
         Box::pin(clicks::step(p, c))
     })
     .await;
@@ -167,8 +215,6 @@ pub async fn run(p: Pipeline, config: &Config, shutdown: Shutdown) -> anyhow::Re
     for task in [batcher, retention, backlog] {
         task.abort();
     }
-    drop(lock);
-    tracing::info!("boltlink-webhooks stopped");
     Ok(())
 }
 

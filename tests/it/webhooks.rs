@@ -173,6 +173,11 @@ fn assert_signed(r: &Received, secret: &str) {
 /// A `boltlink-webhooks` process for `app`'s database, Redis and key prefix; `extra`
 /// settings win over the defaults here (loopback allowed, quick retries).
 fn start_sender(app: &TestApp, extra: &[(&str, &str)]) -> Daemon {
+    Daemon::start(WEBHOOKS_BIN, sender_env(app, extra), None)
+}
+
+/// The environment of [`start_sender`].
+fn sender_env(app: &TestApp, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("DATABASE_URL", app.database_url.as_str()),
         ("REDIS_URL", app.redis_url.as_str()),
@@ -191,7 +196,7 @@ fn start_sender(app: &TestApp, extra: &[(&str, &str)]) -> Daemon {
         env.retain(|(name, _)| name != k);
         env.push((k.to_string(), v.to_string()));
     }
-    Daemon::start(WEBHOOKS_BIN, env, None)
+    env
 }
 
 /// An app that accepts loopback webhook URLs (the receiver lives on 127.0.0.1).
@@ -456,6 +461,17 @@ async fn clicks_arrive_in_batches_of_the_keys_own_links_at_most_one_per_second()
         .await;
     let unwatched = app.create_link(&other, json!({})).await;
     let _sender = start_sender(&app, &[]);
+    // The sender is at work once the two links' `link.created` events are delivered: clicks
+    // sent before would all wait for its start and go in one batch (once in a loaded run).
+    eventually(Duration::from_secs(30), || async {
+        deliveries(&app, &key)
+            .await
+            .iter()
+            .filter(|d| d["status"] == "delivered")
+            .count()
+            == 2
+    })
+    .await;
 
     let code = link["shortCode"].as_str().expect("code");
     let rule_code = rule_link["shortCode"].as_str().expect("code");
@@ -471,7 +487,7 @@ async fn clicks_arrive_in_batches_of_the_keys_own_links_at_most_one_per_second()
             .expect("visit");
         assert_eq!(resp.status(), 302);
         assert_eq!(app.visit(&format!("/{other_code}")).await.status(), 302);
-        if i % 10 == 0 {
+        if i % 5 == 0 {
             // Spread over a few seconds, so that several batches form.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -836,4 +852,92 @@ async fn retention_removes_finished_events_older_than_a_week_and_keeps_pending_o
         .expect("count");
     assert_eq!(attempts, 0, "attempts go with their events");
     assert_eq!(deliveries(&app, &key).await.len(), 1);
+}
+
+/// Whether the file at `path` has a line containing `needle`.
+fn logged(path: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
+}
+
+/// Found in the fleet work, after the same finding for the aggregator: the sender's lock lives
+/// in a PostgreSQL session, which ends without a word on a restart of the primary or a broken
+/// connection. A standby sender then took the lock while the first went on delivering — two
+/// senders, every event sent twice — and the first never stood by again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_whose_lock_was_taken_by_another_stands_by_and_takes_over_when_that_one_dies() {
+    let app = app().await;
+    let receiver = Receiver::start(&[], Answer::Status(200)).await;
+    let (key, _) = key_with_webhook(&app, &receiver).await;
+    let logs = std::env::temp_dir().join(format!("bl-wh-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let (first_log, second_log) = (logs.join("first.log"), logs.join("second.log"));
+    let env = sender_env(&app, &[("LOG_LEVEL", "info")]);
+    let first = Daemon::start(
+        WEBHOOKS_BIN,
+        env.clone(),
+        Some(first_log.display().to_string()),
+    );
+    let delivered = |n: usize| {
+        let (app, key) = (&app, &key);
+        async move {
+            eventually(Duration::from_secs(30), || async {
+                deliveries(app, key)
+                    .await
+                    .iter()
+                    .filter(|d| d["status"] == "delivered")
+                    .count()
+                    == n
+            })
+            .await
+        }
+    };
+    app.create_link(&key, json!({})).await;
+    delivered(1).await;
+    let second = Daemon::start(WEBHOOKS_BIN, env, Some(second_log.display().to_string()));
+    eventually(Duration::from_secs(30), || async {
+        logged(&second_log, "boltlink-webhooks on standby")
+    })
+    .await;
+    // The first one's lock session ends while it is paused: the standby takes the lock.
+    first.signal("STOP");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("terminate the lock's session");
+    assert_eq!(ended, vec![true], "one session held the lock");
+    eventually(Duration::from_secs(30), || async {
+        logged(&second_log, "lock taken; leaving standby")
+    })
+    .await;
+    first.signal("CONT");
+    eventually(Duration::from_secs(30), || async {
+        logged(&first_log, "back to standby")
+    })
+    .await;
+    for _ in 0..5 {
+        app.create_link(&key, json!({})).await;
+    }
+    delivered(6).await;
+
+    // The holder dies: the first takes the lock again and delivers what follows.
+    second.signal("KILL");
+    for _ in 0..5 {
+        app.create_link(&key, json!({})).await;
+    }
+    delivered(11).await;
+    assert!(
+        logged(&first_log, "lock taken; leaving standby"),
+        "{}",
+        std::fs::read_to_string(&first_log).unwrap_or_default()
+    );
+    assert_eq!(
+        receiver.by_event().len(),
+        11,
+        "every event reached the receiver"
+    );
+    let _ = std::fs::remove_dir_all(&logs);
 }
