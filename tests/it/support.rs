@@ -1419,3 +1419,23 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Whether the file at `path` (a [`Daemon`]'s log) has a line containing `needle`.
+pub fn logged(path: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
+}
+
+/// Ends the PostgreSQL session holding an advisory lock in `pool`'s database (the aggregator's
+/// or the webhook sender's singleton lock), as a restart of the primary would, asserting it
+/// was the only one.
+pub async fn end_the_lock_holders_session(pool: &PgPool) {
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("terminate the lock's session");
+    assert_eq!(ended, vec![true], "one session held the lock");
+}

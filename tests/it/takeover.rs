@@ -9,8 +9,9 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::support::{
-    browser_client, code_of, create_key, new_prefix, pipeline_env, redis_connection, redis_keys,
-    redis_url, shorten_on, Daemon, Suite, TestDatabase, AGGREGATOR_BIN, WORKER_BIN,
+    browser_client, code_of, create_key, end_the_lock_holders_session, logged, new_prefix,
+    pipeline_env, redis_connection, redis_keys, redis_url, shorten_on, Daemon, Suite, TestDatabase,
+    AGGREGATOR_BIN, WORKER_BIN,
 };
 
 async fn totals(pool: &sqlx::PgPool) -> (i64, i64) {
@@ -21,6 +22,13 @@ async fn totals(pool: &sqlx::PgPool) -> (i64, i64) {
     .fetch_one(pool)
     .await
     .expect("totals")
+}
+
+/// `n` concurrent visits of `url`, each answered 302.
+async fn visit_times(client: &reqwest::Client, url: &str, n: usize) {
+    for r in join_all((0..n).map(|_| client.get(url).send())).await {
+        assert_eq!(r.expect("redirect").status(), 302);
+    }
 }
 
 async fn wait_for(pool: &sqlx::PgPool, want: (i64, i64), within: Duration, what: &str) {
@@ -66,14 +74,8 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
     )
     .await;
     let code = code_of(&link);
-    let visit = |n: usize| {
-        let (client, url) = (client.clone(), suite.url(&format!("/{code}")));
-        async move {
-            for r in join_all((0..n).map(|_| client.get(&url).send())).await {
-                assert_eq!(r.expect("redirect").status(), 302);
-            }
-        }
-    };
+    let url = suite.url(&format!("/{code}"));
+    let visit = |n: usize| visit_times(&client, &url, n);
     let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
     visit(10).await;
     wait_for(&pool, (10, 10), Duration::from_secs(30), "the first clicks").await;
@@ -115,11 +117,6 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
     wait_for(&pool, (22, 22), Duration::from_secs(15), "taken over").await;
 }
 
-/// Whether the file at `path` has a line containing `needle`.
-fn logged(path: &std::path::Path, needle: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
-}
-
 /// Every host of a fleet runs an aggregator; one holds the lock and counts, the others stand
 /// by. Found in the fleet work: one whose lock session ended (a PostgreSQL restart, a broken
 /// connection) while another took the lock kept failing its steps with backoff — reading
@@ -156,14 +153,8 @@ async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_wh
     )
     .await;
     let code = code_of(&link);
-    let visit = |n: usize| {
-        let (client, url) = (client.clone(), suite.url(&format!("/{code}")));
-        async move {
-            for r in join_all((0..n).map(|_| client.get(&url).send())).await {
-                assert_eq!(r.expect("redirect").status(), 302);
-            }
-        }
-    };
+    let url = suite.url(&format!("/{code}"));
+    let visit = |n: usize| visit_times(&client, &url, n);
     let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
     visit(10).await;
     let mut sent = 10;
@@ -183,15 +174,7 @@ async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_wh
     // The first one's lock session ends, as on a PostgreSQL restart, while it is paused: the
     // standby, retrying every second, takes the lock before the first could take it back.
     first.signal("STOP");
-    let ended: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted \
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("terminate the lock's session");
-    assert_eq!(ended, vec![true], "one session held the lock");
+    end_the_lock_holders_session(&pool).await;
     crate::support::eventually(Duration::from_secs(30), || async {
         logged(&second_log, "lock taken; leaving standby")
     })

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::support::{eventually, id_of, Daemon, TestApp};
+use crate::support::{end_the_lock_holders_session, eventually, id_of, logged, Daemon, TestApp};
 
 const WEBHOOKS_BIN: &str = env!("CARGO_BIN_EXE_boltlink-webhooks");
 
@@ -854,11 +854,6 @@ async fn retention_removes_finished_events_older_than_a_week_and_keeps_pending_o
     assert_eq!(deliveries(&app, &key).await.len(), 1);
 }
 
-/// Whether the file at `path` has a line containing `needle`.
-fn logged(path: &std::path::Path, needle: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
-}
-
 /// Found in the fleet work, after the same finding for the aggregator: the sender's lock lives
 /// in a PostgreSQL session, which ends without a word on a restart of the primary or a broken
 /// connection. A standby sender then took the lock while the first went on delivering — two
@@ -900,15 +895,7 @@ async fn a_sender_whose_lock_was_taken_by_another_stands_by_and_takes_over_when_
     .await;
     // The first one's lock session ends while it is paused: the standby takes the lock.
     first.signal("STOP");
-    let ended: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted \
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_all(&app.db)
-    .await
-    .expect("terminate the lock's session");
-    assert_eq!(ended, vec![true], "one session held the lock");
+    end_the_lock_holders_session(&app.db).await;
     eventually(Duration::from_secs(30), || async {
         logged(&second_log, "lock taken; leaving standby")
     })
