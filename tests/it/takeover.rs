@@ -24,6 +24,34 @@ async fn totals(pool: &sqlx::PgPool) -> (i64, i64) {
     .expect("totals")
 }
 
+/// A one-instance suite serving one link (of a new key), seen as a browser sees it.
+struct Linked {
+    _suite: Suite,
+    client: reqwest::Client,
+    /// The link's short URL on the suite.
+    url: String,
+    /// On the suite's database.
+    pool: sqlx::PgPool,
+}
+
+impl Linked {
+    async fn start(database: &TestDatabase, prefix: &str, target: &str) -> Self {
+        let suite = Suite::start_with(1, database, prefix, &[]);
+        suite.wait_until_all_serve().await;
+        let client = browser_client();
+        let key = create_key(database.url()).await;
+        let link = shorten_on(&client, &suite, &key, json!({ "url": target })).await;
+        let url = suite.url(&format!("/{}", code_of(&link)));
+        let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
+        Linked {
+            _suite: suite,
+            client,
+            url,
+            pool,
+        }
+    }
+}
+
 /// `n` concurrent visits of `url`, each answered 302.
 async fn visit_times(client: &reqwest::Client, url: &str, n: usize) {
     for r in join_all((0..n).map(|_| client.get(url).send())).await {
@@ -52,10 +80,8 @@ async fn wait_for(pool: &sqlx::PgPool, want: (i64, i64), within: Duration, what:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker() {
-    let database = TestDatabase::create().await;
-    let prefix = new_prefix();
-    let suite = Suite::start_with(1, &database, &prefix, &[]);
-    suite.wait_until_all_serve().await;
+    let (database, prefix) = (TestDatabase::create().await, new_prefix());
+    let linked = Linked::start(&database, &prefix, "https://example.com/takeover").await;
     let env = pipeline_env(
         database.url(),
         &redis_url(),
@@ -64,21 +90,10 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
     );
     let worker = Daemon::start(WORKER_BIN, env.clone(), None);
     let _aggregator = Daemon::start(AGGREGATOR_BIN, env, None);
-    let client = browser_client();
-    let key = create_key(database.url()).await;
-    let link = shorten_on(
-        &client,
-        &suite,
-        &key,
-        json!({"url": "https://example.com/takeover"}),
-    )
-    .await;
-    let code = code_of(&link);
-    let url = suite.url(&format!("/{code}"));
-    let visit = |n: usize| visit_times(&client, &url, n);
-    let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
+    let visit = |n: usize| visit_times(&linked.client, &linked.url, n);
+    let pool = &linked.pool;
     visit(10).await;
-    wait_for(&pool, (10, 10), Duration::from_secs(30), "the first clicks").await;
+    wait_for(pool, (10, 10), Duration::from_secs(30), "the first clicks").await;
 
     // The running worker pauses (its blocked read expires meanwhile); another reader of the
     // group — a host that dies next — takes the new entries and never finishes them.
@@ -87,7 +102,7 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
     visit(12).await;
     // The aggregator counts them from the stream on its own; the worker's rows wait.
     wait_for(
-        &pool,
+        pool,
         (22, 10),
         Duration::from_secs(30),
         "counted, not stored",
@@ -114,7 +129,7 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
     worker.signal("CONT");
 
     // Without a takeover these would wait for the worker's next restart.
-    wait_for(&pool, (22, 22), Duration::from_secs(15), "taken over").await;
+    wait_for(pool, (22, 22), Duration::from_secs(15), "taken over").await;
 }
 
 /// Every host of a fleet runs an aggregator; one holds the lock and counts, the others stand
@@ -124,10 +139,8 @@ async fn entries_a_dead_reader_left_pending_are_taken_over_by_a_running_worker()
 /// holder's — instead of standing by again, ready for the next takeover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_when_that_one_dies() {
-    let database = TestDatabase::create().await;
-    let prefix = new_prefix();
-    let suite = Suite::start_with(1, &database, &prefix, &[]);
-    suite.wait_until_all_serve().await;
+    let (database, prefix) = (TestDatabase::create().await, new_prefix());
+    let linked = Linked::start(&database, &prefix, "https://example.com/standby").await;
     let env = pipeline_env(
         database.url(),
         &redis_url(),
@@ -143,23 +156,12 @@ async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_wh
         env.clone(),
         Some(first_log.display().to_string()),
     );
-    let client = browser_client();
-    let key = create_key(database.url()).await;
-    let link = shorten_on(
-        &client,
-        &suite,
-        &key,
-        json!({"url": "https://example.com/standby"}),
-    )
-    .await;
-    let code = code_of(&link);
-    let url = suite.url(&format!("/{code}"));
-    let visit = |n: usize| visit_times(&client, &url, n);
-    let pool = sqlx::PgPool::connect(database.url()).await.expect("db");
+    let visit = |n: usize| visit_times(&linked.client, &linked.url, n);
+    let pool = &linked.pool;
     visit(10).await;
     let mut sent = 10;
     wait_for(
-        &pool,
+        pool,
         (sent, sent),
         Duration::from_secs(30),
         "the first clicks",
@@ -174,7 +176,7 @@ async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_wh
     // The first one's lock session ends, as on a PostgreSQL restart, while it is paused: the
     // standby, retrying every second, takes the lock before the first could take it back.
     first.signal("STOP");
-    end_the_lock_holders_session(&pool).await;
+    end_the_lock_holders_session(pool).await;
     crate::support::eventually(Duration::from_secs(30), || async {
         logged(&second_log, "lock taken; leaving standby")
     })
@@ -193,7 +195,7 @@ async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_wh
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     wait_for(
-        &pool,
+        pool,
         (sent, sent),
         Duration::from_secs(30),
         "counted by the second",
@@ -205,7 +207,7 @@ async fn an_aggregator_that_lost_its_lock_to_another_stands_by_and_takes_over_wh
     visit(10).await;
     sent += 10;
     wait_for(
-        &pool,
+        pool,
         (sent, sent),
         Duration::from_secs(30),
         "counted after the holder died",
