@@ -535,7 +535,7 @@ async fn the_list_filters_by_tag_and_text_and_counts_the_filtered_set() {
 /// Decodes a QR code image with Debian's zbar (`zbarimg`), an SVG first rasterised by
 /// librsvg (`rsvg-convert`): the decoders a phone's camera app stands for. scripts/test
 /// installs both (zbar-tools, librsvg2-bin).
-fn decode_qr(image: &[u8], svg: bool) -> String {
+fn decode_qr(image: &[u8], svg: bool, what: &str) -> String {
     let dir = std::env::temp_dir().join(format!("boltlink-qr-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let png = dir.join("code.png");
@@ -558,11 +558,47 @@ fn decode_qr(image: &[u8], svg: bool) -> String {
         .output()
         .expect("zbarimg (Debian package zbar-tools; scripts/test installs it)");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "zbarimg found no code: {out:?}");
+    assert!(
+        out.status.success(),
+        "{what}: zbarimg found no code: {out:?}"
+    );
     String::from_utf8(out.stdout)
         .expect("utf-8")
         .trim_end()
         .to_string()
+}
+
+/// Found by CI (the test below failed once at 64 px): a 64 px PNG in black and white has
+/// modules of 1 and 2 pixels, and zbar could not read 38 of 600 random short URLs drawn so,
+/// these six among them; an SVG with crisp edges, rasterised at 64 px, none of them. Drawn
+/// in gray (PNG) or without pixel snapping (SVG) below 3 pixels a module, all were read.
+#[tokio::test]
+async fn the_smallest_qr_code_decodes_also_where_uneven_modules_did_not() {
+    let app = TestApp::start().await;
+    let key = app.key(false).await;
+    for code in [
+        "J-7Uq7o5", "Olh4PdOO", "3GxqGj8G", "wiCS-kdq", "HqHuRc_S", "kGF2ZdFW",
+    ] {
+        let link = app.create_link(&key, json!({ "customCode": code })).await;
+        for format in ["png", "svg"] {
+            let what = format!("{code} as {format}");
+            let resp = app
+                .get_with_key(
+                    &format!("/api/links/{}/qr?format={format}&size=64", id_of(&link)),
+                    &key,
+                )
+                .send()
+                .await
+                .expect("qr");
+            assert_eq!(resp.status(), 200, "{what}");
+            let image = resp.bytes().await.expect("body");
+            assert_eq!(
+                decode_qr(&image, format == "svg", &what),
+                link["shortUrl"].as_str().expect("shortUrl"),
+                "{what}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -600,7 +636,7 @@ async fn the_qr_code_decodes_to_the_short_url_in_both_formats() {
             let height = u32::from_be_bytes(image[20..24].try_into().expect("height"));
             assert_eq!((width, height), (size, size), "{query}");
         }
-        assert_eq!(decode_qr(&image, svg), short_url, "{query}");
+        assert_eq!(decode_qr(&image, svg, query), short_url, "{query}");
     }
     for (case, query) in [
         ("format jpeg", "?format=jpeg"),
