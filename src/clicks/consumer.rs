@@ -603,15 +603,14 @@ pub async fn consume<L: ClickLog, S: ClickStore>(
     systemd::notify(&[systemd::NotifyState::Stopping]);
 }
 
-/// Publishes the heartbeat and runs `step` with one consumer per shard until `until` (the
-/// process's shutdown, or the end of a singleton's turn), then lets the heartbeat finish.
+/// Publishes the heartbeat and runs `step` with one consumer per shard until `shutdown` (the
+/// process's, or the end of a singleton's turn), then lets the heartbeat finish.
 pub async fn consume_until<L: ClickLog, S: ClickStore>(
     p: &Pipeline<L, S>,
     process: Process,
-    until: &Shutdown,
+    shutdown: &Shutdown,
     step: StepFn<L, S>,
 ) {
-    let shutdown = until;
     let group = process.group();
     let heartbeat = tokio::spawn(run_heartbeat(p.clone(), group, group, shutdown.clone()));
     // Every shard in use, each by its own consumer and loop. Which shards those are is known

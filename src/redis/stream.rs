@@ -219,8 +219,21 @@ impl ClickLog for RedisHandle {
         Ok(self.try_pipe::<()>(&pipe).await?)
     }
 
+    /// Extended `XPENDING` form, typed parse: a mistake here would let the trimmer delete
+    /// entries a consumer still has to finish.
     async fn oldest_pending(&self, group: &str) -> Result<Option<StreamId>, LogError> {
-        Ok(self.first_pending(group).await?)
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("XPENDING")
+            .arg(self.keys().click_stream())
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(1);
+        let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
+        Ok(reply
+            .first()
+            .map(|(id, _, _, _)| id.parse().map_err(Error::BadReply))
+            .transpose()?)
     }
 
     /// How far `group` is behind.
@@ -244,7 +257,7 @@ impl ClickLog for RedisHandle {
                 r.ids.len() as u64
             }
         };
-        let oldest = match self.first_pending(group).await? {
+        let oldest = match self.oldest_pending(group).await? {
             Some(id) => Some(id),
             None => {
                 self.first_after(info.last_delivered_id.parse().unwrap_or_default())
@@ -272,7 +285,7 @@ impl ClickLog for RedisHandle {
         let mut bound: Option<StreamId> = None;
         for info in &groups.groups {
             let last: StreamId = info.last_delivered_id.parse().unwrap_or_default();
-            let needed = match self.first_pending(&info.name).await? {
+            let needed = match self.oldest_pending(&info.name).await? {
                 Some(id) => id,
                 None => StreamId {
                     ms: last.ms,
@@ -322,23 +335,6 @@ impl RedisHandle {
             .arg(self.keys().click_stream());
         let (reply,): (StreamInfoGroupsReply,) = self.try_pipe(&pipe).await?;
         Ok(reply)
-    }
-
-    /// The oldest pending entry of a group, if any (extended `XPENDING` form, typed parse:
-    /// a mistake here would let the trimmer delete entries a consumer still has to finish).
-    async fn first_pending(&self, group: &str) -> Result<Option<StreamId>, Error> {
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("XPENDING")
-            .arg(self.keys().click_stream())
-            .arg(group)
-            .arg("-")
-            .arg("+")
-            .arg(1);
-        let (reply,): (Vec<(String, String, u64, u64)>,) = self.try_pipe(&pipe).await?;
-        reply
-            .first()
-            .map(|(id, _, _, _)| id.parse().map_err(Error::BadReply))
-            .transpose()
     }
 
     /// The first entry after `after`, if any.

@@ -136,10 +136,6 @@ impl Store {
         self.replica.as_ref()
     }
 
-    fn aggregator_session(&self) -> &pipeline::SharedAggregatorSession {
-        &self.aggregator
-    }
-
     /// The same queries, run on the replica (when there is one).
     pub fn on_replica(&self) -> Option<Store> {
         self.replica

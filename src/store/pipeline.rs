@@ -153,7 +153,7 @@ impl ClickStore for Store {
         rollups: &[RollupDelta],
         link_clicks: &[(Uuid, i64)],
     ) -> StoreResult<()> {
-        let mut session = self.aggregator_session().lock().await;
+        let mut session = self.aggregator.lock().await;
         match *session {
             AggregatorSession::Held(_) => {}
             // Not through the aggregator's start (tests, fixtures): take it now, waiting a
@@ -187,23 +187,17 @@ impl ClickStore for Store {
                 return Err(StoreError::Conflict(why.to_string()));
             }
         }
-        let AggregatorSession::Held(SingletonLock(Some(conn))) = &mut *session else {
-            return Err(StoreError::Conflict(
-                "the aggregator lock's session is gone".to_string(),
-            ));
+        let gone = || StoreError::Conflict("the aggregator lock's session is gone".to_string());
+        let AggregatorSession::Held(lock) = &mut *session else {
+            return Err(gone());
+        };
+        let Some(conn) = lock.0.as_mut() else {
+            return Err(gone());
         };
         let applied = apply_aggregates_on(conn, consumer, upto, rollups, link_clicks).await;
-        if applied.is_err() {
-            let alive = match &mut *session {
-                AggregatorSession::Held(lock) => lock.alive().await,
-                _ => false,
-            };
-            if !alive {
-                tracing::warn!(
-                    "the aggregator lock's PostgreSQL session has ended; the lock is lost"
-                );
-                *session = AggregatorSession::Lost;
-            }
+        if applied.is_err() && !lock.alive().await {
+            tracing::warn!("the aggregator lock's PostgreSQL session has ended; the lock is lost");
+            *session = AggregatorSession::Lost;
         }
         applied
     }
@@ -229,7 +223,7 @@ impl ClickStore for Store {
     /// Its session stays in this store, where [`ClickStore::apply_aggregates`] commits on it,
     /// until the returned guard is dropped.
     async fn try_lock_aggregator(&self) -> StoreResult<Option<AggregatorLock>> {
-        let mut session = self.aggregator_session().lock().await;
+        let mut session = self.aggregator.lock().await;
         if !matches!(*session, AggregatorSession::Held(_)) {
             match self.take_aggregator_lock().await? {
                 Some(held) => *session = held,
@@ -237,7 +231,7 @@ impl ClickStore for Store {
             }
         }
         Ok(Some(AggregatorLock {
-            session: self.aggregator_session().clone(),
+            session: self.aggregator.clone(),
         }))
     }
 }

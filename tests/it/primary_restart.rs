@@ -107,8 +107,9 @@ impl PrivatePrimary {
         self.dir.join("postgres.log").display().to_string()
     }
 
-    /// Runs `program` of `BOLTLINK_PG_BIN` (as `postgres` when root), asserting success.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` of `BOLTLINK_PG_BIN`, as `postgres` when root, in `/` (the postgres user may
+    /// not be able to resolve the test's working directory).
+    fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
         let mut cmd = if self.as_root {
             let mut c = Command::new("runuser");
@@ -117,12 +118,17 @@ impl PrivatePrimary {
         } else {
             Command::new(&path)
         };
-        // `/`: the postgres user may not be able to resolve the test's working directory.
-        let out = cmd
+        cmd.current_dir("/");
+        cmd
+    }
+
+    /// Runs `program` of `BOLTLINK_PG_BIN` (see [`Self::command`]), asserting success.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
             .args(args)
-            .current_dir("/")
             .output()
-            .unwrap_or_else(|e| panic!("run {path:?}: {e}"));
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
         assert!(
             out.status.success(),
             "{program} {args:?}: {}\nserver log: {}",
@@ -163,17 +169,9 @@ impl PrivatePrimary {
 
 impl Drop for PrivatePrimary {
     fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
-        let mut cmd = if self.as_root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let _ = cmd
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
-            .current_dir("/")
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
